@@ -1,0 +1,37 @@
+# Every target builds its own virtual environment, so a fresh clone needs only Python >= 3.11.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test check lint typecheck bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## Run the sample workflow on the embedded default (SQLite, no keys, no network).
+demo: $(STAMP)
+	$(BIN)/batonflow run examples/enquiry.py:triage --input @examples/enquiry.json --db .batonflow/demo.db
+
+## The whole test suite, with lint and type checks first.
+test: check
+	$(BIN)/pytest --cov --cov-report=term:skip-covered
+
+check: lint typecheck
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests examples bench
+	$(BIN)/ruff format --check src tests examples bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+## Side-by-side benchmark against DBOS and LangGraph (own venv: bench/.venv).
+bench: $(STAMP)
+	$(MAKE) -C bench run
+
+clean:
+	rm -rf $(VENV) .batonflow .pytest_cache .mypy_cache .ruff_cache .coverage

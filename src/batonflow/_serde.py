@@ -1,0 +1,120 @@
+"""JSON encoding of inputs, outputs and errors.
+
+Everything a run records is JSON text, so both stores and any later reader (the CLI, an auditor)
+can read it. Values are round-tripped on first execution too: a workflow sees exactly what a
+replay would see, never a richer object the first time and a plain dict after a crash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import importlib
+import json
+import traceback
+import uuid
+from typing import Any
+
+from batonflow.errors import RecordedError, SerializationError
+
+
+def _default(value: Any) -> Any:
+    if hasattr(value, "model_dump") and callable(value.model_dump):  # pydantic v2 models
+        return value.model_dump(mode="json")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=repr)
+    if isinstance(value, bytes):
+        raise TypeError("bytes are not JSON; encode them (base64) before returning them")
+    raise TypeError(f"{type(value).__qualname__} is not JSON-serializable")
+
+
+def dumps(value: Any, *, what: str = "value") -> str:
+    """Encode ``value`` as compact JSON, or raise SerializationError naming ``what``."""
+    try:
+        return json.dumps(value, default=_default, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(f"cannot record {what} as JSON: {exc}") from exc
+
+
+def dumps_lenient(value: Any) -> str:
+    """Encode for the record only (step arguments): unencodable parts become their repr."""
+    try:
+        return dumps(value)
+    except SerializationError:
+        return json.dumps(value, default=lambda v: {"$repr": repr(v)[:200]}, separators=(",", ":"))
+
+
+def loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def roundtrip(value: Any, *, what: str) -> tuple[Any, str]:
+    """Return (the value as a replay will see it, its JSON text)."""
+    text = dumps(value, what=what)
+    return json.loads(text), text
+
+
+def type_name(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def error_to_dict(exc: BaseException) -> dict[str, Any]:
+    """A JSON-ready description of ``exc`` that :func:`error_from_dict` can raise again."""
+    if isinstance(exc, RecordedError):
+        name = exc.type_name
+        message = str(exc).removeprefix(f"{name}: ")
+    else:
+        name, message = type_name(type(exc)), str(exc)
+    data: dict[str, Any] = {"type": name, "message": message}
+    retryable = getattr(exc, "retryable", None)
+    if isinstance(retryable, bool):
+        data["retryable"] = retryable
+    extra = getattr(exc, "error", None)
+    if isinstance(extra, dict) and extra:
+        data["cause"] = extra
+    step = getattr(exc, "__batonflow_step__", None)
+    if isinstance(step, str):
+        data["step"] = step
+    tb = "".join(traceback.format_exception(exc)[-6:])
+    data["traceback"] = tb[-4000:]
+    return data
+
+
+def error_from_dict(data: dict[str, Any]) -> BaseException:
+    """Rebuild a recorded error as its original class when possible.
+
+    The instance is made without calling ``__init__`` (custom signatures vary), with ``args``
+    set to the message, so ``except TheClass`` and ``str(exc)`` behave as before the crash.
+    """
+    name = str(data.get("type", "builtins:Exception"))
+    message = str(data.get("message", ""))
+    cls = _resolve_exception_class(name)
+    if cls is None:
+        return RecordedError(name, message)
+    exc = cls.__new__(cls)
+    exc.args = (message,)
+    if "cause" in data and hasattr(cls, "error"):
+        exc.error = data["cause"]  # type: ignore[attr-defined]
+    return exc
+
+
+def _resolve_exception_class(name: str) -> type[BaseException] | None:
+    module_name, _, qualname = name.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError, ValueError):
+        return None
+    if isinstance(obj, type) and issubclass(obj, Exception):
+        return obj
+    return None

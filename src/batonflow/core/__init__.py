@@ -1,0 +1,25 @@
+"""The durable kernel: engine, workflow context, retries, timers, events, children."""
+
+from batonflow.core._clock import Clock, SystemClock
+from batonflow.core._context import Context, StepInfo, current_step
+from batonflow.core._engine import Engine, RunHandle
+from batonflow.core._loader import load_workflow
+from batonflow.core._retry import Retry
+from batonflow.core._workflow import Step, StepOptions, Workflow, step, workflow
+
+__all__ = [
+    "Clock",
+    "Context",
+    "Engine",
+    "Retry",
+    "RunHandle",
+    "Step",
+    "StepInfo",
+    "StepOptions",
+    "SystemClock",
+    "Workflow",
+    "current_step",
+    "load_workflow",
+    "step",
+    "workflow",
+]

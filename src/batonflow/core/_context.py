@@ -1,0 +1,459 @@
+"""What a workflow sees: ``ctx.step``, ``ctx.sleep``, ``ctx.wait_for_event``, ``ctx.child``, ...
+
+Every call gets the next *position* in the run ("1", "2", ... and "3.0.1" inside branch 0 of a
+parallel group at position 3). On replay, a position with a journal entry answers from it; the
+first position without one executes. When a run must wait (a timer, an event, a child run, a
+retry's backoff) the call raises ``_Suspend``, the workflow unwinds, the engine parks the run in the
+store, and nothing of it stays in memory: it is replayed from the top when it is woken.
+
+Step results are buffered and written before the next thing with an effect outside the run
+starts (the next step, a child run, a wait) or together with the run's end, so the commit that
+makes a step durable is shared with whatever comes next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import datetime as dt
+import functools
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
+
+from batonflow._serde import (
+    dumps_lenient,
+    error_from_dict,
+    error_to_dict,
+    loads,
+    roundtrip,
+)
+from batonflow.core._workflow import Workflow, step_options
+from batonflow.errors import (
+    ConfigError,
+    EventTimeout,
+    NonDeterminismError,
+    StepTimeout,
+)
+from batonflow.store import AttemptRecord, RunRecord, StepKind, StepRecord, StepStatus
+
+if TYPE_CHECKING:
+    from batonflow.core._engine import Engine
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+O = TypeVar("O")  # noqa: E741
+
+
+class _Suspend(BaseException):
+    """Unwinds a workflow that must wait. A BaseException so ``except Exception`` in user code
+    cannot swallow it."""
+
+
+class _Scope:
+    """Hands out positions; each parallel branch has its own."""
+
+    __slots__ = ("counter", "prefix")
+
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
+        self.counter = 0
+
+    def next_id(self) -> str:
+        self.counter += 1
+        return f"{self.prefix}{self.counter}"
+
+
+_scope: contextvars.ContextVar[_Scope] = contextvars.ContextVar("batonflow_scope")
+
+
+@dataclass(frozen=True, slots=True)
+class StepInfo:
+    """The step being executed, for code inside it (``batonflow.current_step()``)."""
+
+    run_id: str
+    step_id: str
+    name: str
+    attempt: int
+
+    @property
+    def idempotency_key(self) -> str:
+        """Stable across retries and replays: give it to external systems to de-duplicate."""
+        return f"{self.run_id}:{self.step_id}"
+
+
+_step_info: contextvars.ContextVar[StepInfo] = contextvars.ContextVar("batonflow_step")
+
+
+def current_step() -> StepInfo:
+    """The step running in this task or thread; ConfigError outside a step."""
+    try:
+        return _step_info.get()
+    except LookupError:
+        raise ConfigError("current_step() is only available inside a step function") from None
+
+
+def _seconds(duration: float | dt.timedelta) -> float:
+    return duration.total_seconds() if isinstance(duration, dt.timedelta) else float(duration)
+
+
+class Context:
+    """A run's handle on the durable world. One per activation; never shared between runs."""
+
+    def __init__(self, engine: Engine, run: RunRecord, journal: list[StepRecord]) -> None:
+        self._engine = engine
+        self._clock = engine.clock
+        self.run = run
+        self._journal = {s.step_id: s for s in journal}
+        self._visited: set[str] = set()
+        self._buffer: dict[str, StepRecord] = {}
+        self._attempts: list[AttemptRecord] = []
+        self._flush_lock = asyncio.Lock()
+        self.wakes: list[float | None] = []
+        self.nondeterminism: NonDeterminismError | None = None
+        self.started_children = False
+
+    @property
+    def run_id(self) -> str:
+        return self.run.id
+
+    @property
+    def workflow(self) -> str:
+        return self.run.workflow
+
+    # -- positions and the journal -------------------------------------------------------------
+    def _next_id(self) -> str:
+        try:
+            scope = _scope.get()
+        except LookupError:
+            scope = _Scope()
+            _scope.set(scope)
+        return scope.next_id()
+
+    def _replay(self, step_id: str, kind: StepKind, name: str) -> StepRecord | None:
+        self._visited.add(step_id)
+        record = self._journal.get(step_id)
+        if record is not None and (record.kind is not kind or record.name != name):
+            error = NonDeterminismError(
+                f"run {self.run_id} position {step_id}: the journal recorded {record.kind.value} "
+                f"{record.name!r} but the workflow now asks for {kind.value} {name!r}; the "
+                "workflow code changed while this run was in flight"
+            )
+            self.nondeterminism = self.nondeterminism or error
+            raise error
+        return record
+
+    def _record(self, record: StepRecord) -> None:
+        self._journal[record.step_id] = record
+        self._buffer[record.step_id] = record
+
+    def _suspend(self, wake_at: float | None) -> _Suspend:
+        self.wakes.append(wake_at)
+        return _Suspend()
+
+    def take_buffer(self) -> tuple[list[StepRecord], list[AttemptRecord]]:
+        steps, attempts = list(self._buffer.values()), self._attempts
+        self._buffer, self._attempts = {}, []
+        return steps, attempts
+
+    async def flush(self) -> None:
+        """Make every buffered record durable (waits for writes other branches started)."""
+        async with self._flush_lock:
+            if self._buffer or self._attempts:
+                steps, attempts = self.take_buffer()
+                await self._engine.store.save_steps(
+                    self.run_id, self._engine.owner, steps, attempts, self._clock.now()
+                )
+
+    def unvisited(self) -> list[str]:
+        return [sid for sid in self._journal if sid not in self._visited]
+
+    @staticmethod
+    def _answer(record: StepRecord) -> Any:
+        if record.status is StepStatus.FAILED:
+            error = error_from_dict(loads(record.error_json) or {})
+            _tag(error, record.step_id)
+            raise error
+        return loads(record.output_json)
+
+    # -- steps --------------------------------------------------------------------------------
+    @overload
+    async def step(
+        self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R: ...
+    @overload
+    async def step(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R: ...
+    async def step(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` as a durable step and return its (JSON) result.
+
+        Once recorded, the result is returned from the journal and ``fn`` never runs again for
+        this run. Failures are retried per the step's ``Retry``; the last error is raised.
+        """
+        call, name, options, is_async = step_options(fn)
+        step_id = self._next_id()
+        record = self._replay(step_id, StepKind.STEP, name)
+        attempts = 0
+        if record is not None:
+            if record.status is not StepStatus.PENDING:
+                return self._answer(record)
+            attempts = record.attempts
+            if record.wake_at is not None and record.wake_at > self._clock.now():
+                raise self._suspend(record.wake_at)  # still backing off before a retry
+        await self.flush()
+        attempt = attempts + 1
+        started = self._clock.now()
+        info = StepInfo(self.run_id, step_id, name, attempt)
+        try:
+            value = await self._invoke(call, args, kwargs, is_async, options.timeout, info)
+            result, output_json = roundtrip(value, what=f"the result of step {name!r}")
+        except Exception as exc:
+            self._failed_attempt(step_id, name, args, kwargs, attempt, started, exc, options)
+            raise
+        self._record(
+            StepRecord(
+                self.run_id, step_id, StepKind.STEP, name, StepStatus.COMPLETED,
+                input_json=_args_json(args, kwargs), output_json=output_json, attempts=attempt,
+                started_at=started, finished_at=self._clock.now(),
+            )
+        )  # fmt: skip
+        return result
+
+    def _failed_attempt(
+        self,
+        step_id: str,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        attempt: int,
+        started: float,
+        exc: Exception,
+        options: Any,
+    ) -> None:
+        now = self._clock.now()
+        error_json = dumps_lenient(error_to_dict(exc))
+        self._attempts.append(AttemptRecord(self.run_id, step_id, attempt, started, now, error_json))
+        base = StepRecord(
+            self.run_id, step_id, StepKind.STEP, name, StepStatus.FAILED,
+            input_json=_args_json(args, kwargs), error_json=error_json, attempts=attempt,
+            started_at=started, finished_at=now,
+        )  # fmt: skip
+        if options.retry.should_retry(exc, attempt):
+            wake = now + options.retry.delay(attempt, self._engine.rng)
+            self._record(replace(base, status=StepStatus.PENDING, wake_at=wake, finished_at=None))
+            raise self._suspend(wake) from exc
+        self._record(base)
+        _tag(exc, step_id)
+
+    async def _invoke(
+        self,
+        call: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        is_async: bool,
+        timeout: float | None,
+        info: StepInfo,
+    ) -> Any:
+        token = _step_info.set(info)
+        try:
+            if is_async and timeout is None:
+                return await call(*args, **kwargs)
+            if is_async:
+                work: asyncio.Future[Any] = asyncio.ensure_future(call(*args, **kwargs))
+            else:
+                # Sync functions run in the engine's thread pool; on timeout the thread cannot be
+                # stopped and finishes in the background, its result discarded.
+                bound = functools.partial(contextvars.copy_context().run, call, *args, **kwargs)
+                work = asyncio.get_running_loop().run_in_executor(self._engine.threads, bound)
+            if timeout is None:
+                return await work
+            return await self._within(work, timeout, info)
+        finally:
+            _step_info.reset(token)
+
+    async def _within(self, work: asyncio.Future[Any], timeout: float, info: StepInfo) -> Any:
+        timer = asyncio.ensure_future(self._clock.sleep(timeout))
+        try:
+            done, _ = await asyncio.wait({work, timer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            timer.cancel()
+            if not work.done():
+                work.cancel()
+        if work in done:
+            return work.result()
+        raise StepTimeout(
+            f"step {info.name!r} (attempt {info.attempt}) ran past its {timeout:g}s timeout"
+        )
+
+    # -- time ---------------------------------------------------------------------------------
+    async def sleep(self, duration: float | dt.timedelta) -> None:
+        """Sleep durably: the run is parked in the store, holds no thread or memory, and wakes
+        on time even if the engine restarted in between."""
+        await self._sleep_until(lambda now: now + _seconds(duration))
+
+    async def sleep_until(self, when: float | dt.datetime) -> None:
+        """Sleep durably until an epoch time or an aware datetime."""
+        if isinstance(when, dt.datetime):
+            if when.tzinfo is None:
+                raise ConfigError("sleep_until needs a timezone-aware datetime")
+            target = when.timestamp()
+        else:
+            target = float(when)
+        await self._sleep_until(lambda _now: target)
+
+    async def _sleep_until(self, target: Callable[[float], float]) -> None:
+        step_id = self._next_id()
+        record = self._replay(step_id, StepKind.SLEEP, "sleep")
+        now = self._clock.now()
+        if record is None:
+            record = StepRecord(
+                self.run_id, step_id, StepKind.SLEEP, "sleep", StepStatus.PENDING,
+                started_at=now, wake_at=target(now),
+            )  # fmt: skip
+            self._record(record)
+        if record.status is StepStatus.COMPLETED:
+            return
+        if record.wake_at is None or record.wake_at <= now:
+            self._record(replace(record, status=StepStatus.COMPLETED, finished_at=now))
+            return
+        raise self._suspend(record.wake_at)
+
+    async def now(self) -> float:
+        """The current time, recorded: a replay sees the same value."""
+        return float(await self._value("now", self._clock.now))
+
+    async def uuid4(self) -> str:
+        """A random UUID, recorded: a replay sees the same value."""
+        return str(await self._value("uuid4", lambda: str(uuid.uuid4())))
+
+    async def _value(self, name: str, make: Callable[[], Any]) -> Any:
+        step_id = self._next_id()
+        record = self._replay(step_id, StepKind.VALUE, name)
+        if record is not None:
+            return self._answer(record)
+        value, text = roundtrip(make(), what=name)
+        now = self._clock.now()
+        self._record(
+            StepRecord(
+                self.run_id, step_id, StepKind.VALUE, name, StepStatus.COMPLETED,
+                output_json=text, started_at=now, finished_at=now,
+            )
+        )  # fmt: skip
+        return value
+
+    # -- events -------------------------------------------------------------------------------
+    async def wait_for_event(
+        self,
+        topic: str,
+        *,
+        key: str | None = None,
+        timeout: float | dt.timedelta | None = None,
+    ) -> Any:
+        """Wait durably for an event and return its payload.
+
+        An event matches when its topic is ``topic`` and it was sent to this run (with the same
+        ``key``, if one is given) or, when ``key`` is given, to that correlation key. Events that
+        arrived before the wait are kept and consumed in order. Raises ``EventTimeout`` after
+        ``timeout`` seconds without one.
+        """
+        if not topic:
+            raise ConfigError("wait_for_event needs a topic")
+        step_id = self._next_id()
+        record = self._replay(step_id, StepKind.EVENT, topic)
+        if record is not None and record.status is not StepStatus.PENDING:
+            return self._answer(record)
+        now = self._clock.now()
+        if record is None:
+            deadline = now + _seconds(timeout) if timeout is not None else None
+            record = StepRecord(
+                self.run_id, step_id, StepKind.EVENT, topic, StepStatus.PENDING,
+                started_at=now, wake_at=deadline, topic=topic, key=key,
+            )  # fmt: skip
+        await self.flush()
+        record = await self._engine.store.begin_wait(record, self._engine.owner, now)
+        self._journal[step_id] = record
+        if record.status is StepStatus.COMPLETED:
+            return loads(record.output_json)
+        if record.wake_at is not None and record.wake_at <= now:
+            detail = f" with key {key!r}" if key is not None else ""
+            error = EventTimeout(f"no event {topic!r}{detail} arrived before the wait timed out")
+            self._record(
+                replace(
+                    record,
+                    status=StepStatus.FAILED,
+                    error_json=dumps_lenient(error_to_dict(error)),
+                    finished_at=now,
+                )
+            )
+            _tag(error, step_id)
+            raise error
+        raise self._suspend(record.wake_at)
+
+    # -- children and fan-out -----------------------------------------------------------------
+    async def child(self, workflow: Workflow[Any, O], input: Any = None) -> O:
+        """Run ``workflow`` as a child run and return its output (``ChildWorkflowFailed`` if it
+        faults or is cancelled). The child is durable on its own; this run waits parked."""
+        step_id = self._next_id()
+        record = self._replay(step_id, StepKind.CHILD, workflow.name)
+        if record is not None:
+            if record.status is StepStatus.PENDING:
+                raise self._suspend(None)
+            answer: O = self._answer(record)
+            return answer
+        await self.flush()
+        self.started_children = True
+        await self._engine._start_child(self, workflow, input, step_id)
+        raise self._suspend(None)
+
+    async def parallel(self, *branches: Coroutine[Any, Any, T]) -> list[T]:
+        """Run branches concurrently (fan-out) and return their results in order (fan-in).
+
+        Each branch is a coroutine such as ``ctx.step(f, x)`` or a call of your own ``async def``
+        that uses ``ctx``; its positions are its own, so branches may interleave freely. All
+        branches finish before an error is raised (the first, in branch order).
+        """
+        for branch in branches:
+            if not asyncio.iscoroutine(branch):
+                raise ConfigError(
+                    f"ctx.parallel takes coroutines such as ctx.step(fn, x), got "
+                    f"{type(branch).__name__}"
+                )
+        group = self._next_id()
+        record = self._replay(group, StepKind.PARALLEL, "parallel")
+        if record is None:
+            now = self._clock.now()
+            self._record(
+                StepRecord(
+                    self.run_id, group, StepKind.PARALLEL, "parallel", StepStatus.COMPLETED,
+                    output_json=str(len(branches)), started_at=now, finished_at=now,
+                )
+            )  # fmt: skip
+        loop = asyncio.get_running_loop()
+        tasks = []
+        for index, branch in enumerate(branches):
+            branch_context = contextvars.copy_context()
+            branch_context.run(_scope.set, _Scope(f"{group}.{index}."))
+            tasks.append(loop.create_task(branch, context=branch_context))
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        suspended = [o for o in outcomes if isinstance(o, _Suspend)]
+        if suspended:
+            raise suspended[0]
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return list(outcomes)  # type: ignore[arg-type]
+
+
+def _tag(error: BaseException, step_id: str) -> None:
+    """Remember which step raised, so ``resume`` of a faulted run knows what to try again."""
+    try:
+        error.__batonflow_step__ = step_id  # type: ignore[attr-defined]
+    except AttributeError:  # exceptions with __slots__
+        pass
+
+
+def _args_json(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    if not args and not kwargs:
+        return None
+    return dumps_lenient({"args": list(args), "kwargs": kwargs} if kwargs else list(args))

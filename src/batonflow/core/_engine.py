@@ -1,0 +1,594 @@
+"""The engine: starts runs, executes them, parks and wakes them, and recovers them after crashes.
+
+An *activation* executes a run's workflow function from the top against its journal until the
+run completes, faults, or must wait. One dispatcher loop claims runnable runs from the store
+(new, woken, or orphaned by a dead engine); a heartbeat renews this engine's leases and notices
+runs that were cancelled or taken from it elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import uuid
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+from batonflow._serde import dumps, error_from_dict, error_to_dict, loads, roundtrip
+from batonflow.core._clock import Clock, SystemClock
+from batonflow.core._context import Context, _Suspend
+from batonflow.core._loader import load_workflow
+from batonflow.core._workflow import Workflow
+from batonflow.errors import (
+    ConfigError,
+    IdempotencyConflict,
+    LeaseLost,
+    NonDeterminismError,
+    RunCancelled,
+    RunFailed,
+    RunNotFound,
+    RunTimeout,
+    StoreError,
+    WorkflowNotFound,
+)
+from batonflow.store import (
+    EventRecord,
+    NewRun,
+    RunRecord,
+    RunStatus,
+    StepKind,
+    StepRecord,
+    StepStatus,
+    Store,
+    open_store,
+)
+
+log = logging.getLogger("batonflow.engine")
+O = TypeVar("O")  # noqa: E741
+
+_ENDED = (RunStatus.COMPLETED, RunStatus.FAULTED, RunStatus.CANCELLED)
+
+
+class _Activation:
+    __slots__ = ("finishing", "reason", "run", "task")
+
+    def __init__(self, run: RunRecord) -> None:
+        self.run = run
+        self.task: asyncio.Task[None] | None = None
+        self.reason: str | None = None  # why it was cancelled: cancelled|suspended|lost|timeout|shutdown
+        self.finishing = False
+
+    def stop(self, reason: str) -> None:
+        if self.task is not None and self.reason is None and not self.finishing:
+            self.reason = reason
+            self.task.cancel()
+
+
+class Engine:
+    """Executes workflows durably against a store.
+
+    ``async with Engine("runs.db", workflows=[triage]) as engine:`` then ``engine.start(...)``.
+    ``store`` is a Store, a ``sqlite:///`` URL or a file path. Workflows started through the
+    engine are registered automatically; list the others (or rely on their module reference)
+    so that runs found in the store after a restart can be resumed.
+    """
+
+    def __init__(
+        self,
+        store: Store | str | Path = "batonflow.db",
+        *,
+        workflows: Iterable[Workflow[Any, Any]] = (),
+        clock: Clock | None = None,
+        max_concurrent_runs: int = 500,
+        lease_seconds: float = 30.0,
+        poll_interval: float = 1.0,
+        step_threads: int = 32,
+        rng: random.Random | None = None,
+        autoload: bool = True,
+    ) -> None:
+        if max_concurrent_runs < 1:
+            raise ConfigError("max_concurrent_runs must be at least 1")
+        if lease_seconds <= 0 or poll_interval <= 0:
+            raise ConfigError("lease_seconds and poll_interval must be positive")
+        self.store: Store = open_store(store) if isinstance(store, str | Path) else store
+        self.clock: Clock = clock or SystemClock()
+        self.rng = rng or random.Random()
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.max_concurrent_runs = max_concurrent_runs
+        self.lease_seconds = lease_seconds
+        self.poll_interval = poll_interval
+        self.autoload = autoload
+        self._step_threads = step_threads
+        self._workflows: dict[str, Workflow[Any, Any]] = {}
+        for wf in workflows:
+            self.register(wf)
+        self._active: dict[str, _Activation] = {}
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._wake = asyncio.Event()
+        self._loops: list[asyncio.Task[None]] = []
+        self._threads: ThreadPoolExecutor | None = None
+        self._open = False
+        self._saturated = False
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def open(self) -> Engine:
+        """Open the store, take over orphaned runs, and start executing."""
+        if self._open:
+            return self
+        await self.store.open()
+        try:
+            await self.store.acquire_worker(self.owner, self.clock.now())
+        except BaseException:
+            await self.store.close()
+            raise
+        self._threads = ThreadPoolExecutor(self._step_threads, thread_name_prefix="batonflow-step")
+        self._wake = asyncio.Event()
+        self._open = True
+        self._loops = [
+            asyncio.create_task(self._dispatch(), name="batonflow-dispatch"),
+            asyncio.create_task(self._heartbeat(), name="batonflow-heartbeat"),
+        ]
+        return self
+
+    async def close(self) -> None:
+        """Stop executing: in-flight runs record what they finished and are handed back."""
+        if not self._open:
+            return
+        self._open = False
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        activations = list(self._active.values())
+        for act in activations:
+            act.stop("shutdown")
+        await asyncio.gather(*(a.task for a in activations if a.task), return_exceptions=True)
+        try:
+            await self.store.release_worker(self.owner, self.clock.now())
+        finally:
+            if self._threads is not None:
+                self._threads.shutdown(wait=False, cancel_futures=True)
+            await self.store.close()
+            self._notify_all()
+
+    async def __aenter__(self) -> Engine:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def threads(self) -> ThreadPoolExecutor:
+        if self._threads is None:
+            raise ConfigError("the engine is not open")
+        return self._threads
+
+    def register(self, wf: Workflow[Any, Any]) -> None:
+        if not isinstance(wf, Workflow):
+            raise ConfigError(f"expected a @workflow, got {type(wf).__name__}")
+        known = self._workflows.get(wf.name)
+        if known is not None and known is not wf and known.fn is not wf.fn and known.ref != wf.ref:
+            raise ConfigError(f"two different workflows are named {wf.name!r}")
+        self._workflows[wf.name] = wf
+
+    # -- starting runs ------------------------------------------------------------------------
+    async def start(
+        self,
+        wf: Workflow[Any, O],
+        input: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        run_id: str | None = None,
+    ) -> RunHandle[O]:
+        """Start a run and return its handle once the run is durably recorded.
+
+        With an ``idempotency_key`` already used, the handle of that earlier run is returned and
+        nothing new starts; reusing a key for another workflow or input is an IdempotencyConflict.
+        """
+        self._require_open()
+        self.register(wf)
+        _, input_json = roundtrip(input, what=f"the input of workflow {wf.name!r}")
+        now = self.clock.now()
+        run_now = len(self._active) < self.max_concurrent_runs
+        new = NewRun(
+            id=run_id or uuid.uuid4().hex,
+            workflow=wf.name,
+            workflow_ref=wf.ref,
+            input_json=input_json,
+            status=RunStatus.RUNNING if run_now else RunStatus.PENDING,
+            owner=self.owner if run_now else None,
+            lease_until=now + self.lease_seconds if run_now else None,
+            created_at=now,
+            deadline=now + wf.timeout if wf.timeout else None,
+            idempotency_key=idempotency_key,
+        )
+        record, created = await self.store.create_run(new)
+        if not created:
+            _check_same_start(record, wf, input_json, idempotency_key or new.id)
+        elif run_now:
+            self._launch(record, fresh=True)
+        else:
+            self._poke()
+        return RunHandle(self, record.id)
+
+    async def run(self, wf: Workflow[Any, O], input: Any = None, **start: Any) -> O:
+        """Start a run and wait for its result."""
+        return await (await self.start(wf, input, **start)).result()
+
+    def handle(self, run_id: str) -> RunHandle[Any]:
+        return RunHandle(self, run_id)
+
+    async def _start_child(
+        self, ctx: Context, wf: Workflow[Any, Any], input: Any, step_id: str
+    ) -> None:
+        self.register(wf)
+        _, input_json = roundtrip(input, what=f"the input of child workflow {wf.name!r}")
+        now = self.clock.now()
+        child_id = f"{ctx.run_id}.{step_id}"
+        run_now = len(self._active) < self.max_concurrent_runs
+        new = NewRun(
+            id=child_id,
+            workflow=wf.name,
+            workflow_ref=wf.ref,
+            input_json=input_json,
+            status=RunStatus.RUNNING if run_now else RunStatus.PENDING,
+            owner=self.owner if run_now else None,
+            lease_until=now + self.lease_seconds if run_now else None,
+            created_at=now,
+            deadline=now + wf.timeout if wf.timeout else None,
+            parent_id=ctx.run_id,
+            parent_step=step_id,
+        )
+        pending = StepRecord(
+            ctx.run_id, step_id, StepKind.CHILD, wf.name, StepStatus.PENDING,
+            input_json=input_json, started_at=now, child_id=child_id,
+        )  # fmt: skip
+        record, created = await self.store.create_run(new, parent_step=pending)
+        if created and run_now:
+            self._launch(record, fresh=True)
+        else:
+            self._poke()
+
+    # -- operator actions and events ----------------------------------------------------------
+    async def cancel(self, run_id: str) -> RunRecord:
+        """Cancel a run and its unfinished child runs; a parent waiting on it sees the failure."""
+        error = dumps(error_to_dict(RunCancelled(f"run {run_id} was cancelled")))
+        record = await self.store.transition(run_id, RunStatus.CANCELLED, self.clock.now(), error)
+        await self._after_operator_action(run_id, "cancelled")
+        return record
+
+    async def suspend(self, run_id: str) -> RunRecord:
+        """Pause a run at its next step boundary until ``resume``."""
+        record = await self.store.transition(run_id, RunStatus.SUSPENDED, self.clock.now())
+        await self._after_operator_action(run_id, "suspended")
+        return record
+
+    async def resume(self, run_id: str) -> RunRecord:
+        """Continue a suspended run, or retry a faulted run from the step that failed."""
+        record = await self.store.transition(run_id, RunStatus.PENDING, self.clock.now())
+        self._poke()
+        return record
+
+    async def _after_operator_action(self, run_id: str, reason: str) -> None:
+        act = self._active.get(run_id)
+        if act is not None:
+            act.stop(reason)
+        if self._open:
+            await self._renew()  # stops local children that the store just cancelled
+        self._notify_all()
+
+    async def send_event(
+        self, topic: str, payload: Any = None, *, run_id: str | None = None, key: str | None = None
+    ) -> EventRecord:
+        """Deliver an event to one run (``run_id``) or to whoever waits on ``key``.
+
+        The event is stored first; a run that starts waiting for it later still receives it.
+        """
+        if not topic:
+            raise ConfigError("an event needs a topic")
+        payload_json = dumps(payload, what=f"the payload of event {topic!r}")
+        event = await self.store.deliver_event(
+            topic, payload_json, self.clock.now(), key=key, run_id=run_id
+        )
+        self._poke()
+        return event
+
+    # -- reading ------------------------------------------------------------------------------
+    async def get_run(self, run_id: str) -> RunRecord:
+        record = await self.store.get_run(run_id)
+        if record is None:
+            raise RunNotFound(f"no run with id {run_id!r}")
+        return record
+
+    # -- execution ----------------------------------------------------------------------------
+    def _require_open(self) -> None:
+        if not self._open:
+            raise ConfigError("the engine is not open: use `async with Engine(...) as engine:`")
+
+    def _poke(self) -> None:
+        self._wake.set()
+
+    def _launch(self, run: RunRecord, *, fresh: bool) -> None:
+        act = _Activation(run)
+        self._active[run.id] = act
+        act.task = asyncio.get_running_loop().create_task(
+            self._activate(act, fresh), name=f"batonflow-run-{run.id}"
+        )
+
+    async def _activate(self, act: _Activation, fresh: bool) -> None:
+        run = act.run
+        ctx: Context | None = None
+        timer: asyncio.Task[None] | None = None
+        try:
+            wf = self._workflow_for(run)
+            ctx = Context(self, run, [] if fresh else await self.store.load_steps(run.id))
+            if run.deadline is not None:
+                if self.clock.now() >= run.deadline:
+                    raise RunTimeout(f"run {run.id} passed its deadline")
+                timer = asyncio.create_task(self._deadline(act, run.deadline))
+            try:
+                output = await wf.invoke(ctx, loads(run.input_json))
+            except _Suspend:
+                await self._park(act, ctx)
+                return
+            _check_replayed_everything(ctx)
+            _, output_json = roundtrip(output, what=f"the result of workflow {wf.name!r}")
+            await self._finish(act, ctx, RunStatus.COMPLETED, output_json, None)
+        except asyncio.CancelledError:
+            await self._stopped(act, ctx)
+        except LeaseLost:
+            log.info("run %s: lease lost, leaving it to its new owner", run.id)
+        except StoreError as exc:
+            log.error("run %s: store failure, handing the run back: %s", run.id, exc)
+            await self._release_quietly(run.id)
+        except Exception as exc:
+            if ctx is not None and ctx.nondeterminism is not None:
+                exc = ctx.nondeterminism
+            await self._finish(act, ctx, RunStatus.FAULTED, None, dumps(error_to_dict(exc)))
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self._active.pop(run.id, None)
+            self._notify(run.id)
+            if self._saturated:
+                self._poke()
+
+    async def _deadline(self, act: _Activation, deadline: float) -> None:
+        await self.clock.sleep(deadline - self.clock.now())
+        act.stop("timeout")
+
+    async def _park(self, act: _Activation, ctx: Context) -> None:
+        wakes = [w for w in ctx.wakes if w is not None]
+        if act.run.deadline is not None:
+            wakes.append(act.run.deadline)
+        wake_at = min(wakes) if wakes else None
+        steps, attempts = ctx.take_buffer()
+        act.finishing = True
+        status = await self.store.suspend_run(
+            act.run.id, self.owner, wake_at, act.run.signal, steps, attempts, self.clock.now()
+        )
+        if status is RunStatus.PENDING or wake_at is not None:
+            self._poke()
+
+    async def _finish(
+        self,
+        act: _Activation,
+        ctx: Context | None,
+        status: RunStatus,
+        output_json: str | None,
+        error_json: str | None,
+    ) -> None:
+        steps, attempts = ctx.take_buffer() if ctx is not None else ([], [])
+        act.finishing = True
+        try:
+            await self.store.finish_run(
+                act.run.id, self.owner, status, output_json, error_json, steps, attempts,
+                self.clock.now(),
+            )  # fmt: skip
+        except LeaseLost:
+            log.info("run %s: lease lost before it could finish", act.run.id)
+            return
+        if status is RunStatus.FAULTED:
+            log.warning("run %s (%s) faulted: %s", act.run.id, act.run.workflow, error_json)
+        if act.run.parent_id is not None:
+            self._poke()  # the parent may be runnable now
+        if ctx is not None and ctx.started_children:
+            await self._renew()  # stop local children the store just cancelled
+
+    async def _stopped(self, act: _Activation, ctx: Context | None) -> None:
+        run_id = act.run.id
+        if act.reason == "timeout":
+            error = RunTimeout(f"run {run_id} ran past its deadline")
+            await self._finish(act, ctx, RunStatus.FAULTED, None, dumps(error_to_dict(error)))
+        elif act.reason == "shutdown" and ctx is not None:
+            steps, attempts = ctx.take_buffer()
+            try:
+                if steps or attempts:
+                    await self.store.save_steps(
+                        run_id, self.owner, steps, attempts, self.clock.now()
+                    )
+                await self.store.release_run(run_id, self.owner, self.clock.now())
+            except StoreError as exc:  # the lease will expire and another engine resumes it
+                log.warning("run %s: could not hand back cleanly: %s", run_id, exc)
+        elif act.reason is None:
+            raise asyncio.CancelledError  # not ours: let it propagate
+
+    async def _release_quietly(self, run_id: str) -> None:
+        try:
+            await self.store.release_run(run_id, self.owner, self.clock.now())
+        except StoreError as exc:
+            log.warning("run %s: could not release: %s", run_id, exc)
+
+    def _workflow_for(self, run: RunRecord) -> Workflow[Any, Any]:
+        wf = self._workflows.get(run.workflow)
+        if wf is None and self.autoload and run.workflow_ref:
+            wf = load_workflow(run.workflow_ref)
+            if wf.name != run.workflow:
+                raise WorkflowNotFound(
+                    f"{run.workflow_ref} now defines workflow {wf.name!r}, not {run.workflow!r}"
+                )
+            self.register(wf)
+        if wf is None:
+            raise WorkflowNotFound(
+                f"run {run.id} needs workflow {run.workflow!r}, which this engine does not know;"
+                " pass it in Engine(workflows=[...])"
+            )
+        return wf
+
+    async def _dispatch(self) -> None:
+        while True:
+            self._wake.clear()
+            now = self.clock.now()
+            room = self.max_concurrent_runs - len(self._active)
+            if room > 0:
+                try:
+                    claimed = await self.store.claim_runs(
+                        self.owner, now, now + self.lease_seconds, room
+                    )
+                except StoreError as exc:
+                    log.error("cannot claim runs, retrying: %s", exc)
+                    claimed = []
+                self._saturated = len(claimed) >= room
+                for run in claimed:
+                    if run.id not in self._active:
+                        self._launch(run, fresh=False)
+            delay = self.poll_interval
+            next_wake = await self.store.next_wake_at()
+            if next_wake is not None and room > 0:
+                delay = min(max(next_wake - now, 0.0), delay)
+            if delay > 0 or not self._saturated:
+                await self._idle(delay)
+
+    async def _idle(self, delay: float) -> None:
+        sleeper = asyncio.ensure_future(self.clock.sleep(delay))
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waker.cancel()
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await self.clock.sleep(self.lease_seconds / 3)
+            try:
+                await self._renew()
+            except StoreError as exc:
+                log.error("cannot renew leases: %s", exc)
+
+    async def _renew(self) -> None:
+        if not self._active:
+            return
+        lost = await self.store.renew_leases(
+            self.owner, list(self._active), self.clock.now() + self.lease_seconds
+        )
+        for run_id in lost:
+            act = self._active.get(run_id)
+            if act is not None:
+                act.stop("lost")
+
+    # -- waiting for results ------------------------------------------------------------------
+    def _watch(self, run_id: str) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(run_id, []).append(fut)
+        return fut
+
+    def _notify(self, run_id: str) -> None:
+        for fut in self._waiters.pop(run_id, ()):
+            if not fut.done():
+                fut.set_result(None)
+
+    def _notify_all(self) -> None:
+        for run_id in list(self._waiters):
+            self._notify(run_id)
+
+
+class RunHandle(Generic[O]):
+    """A started run: await its result, or read its status."""
+
+    def __init__(self, engine: Engine, run_id: str) -> None:
+        self.engine = engine
+        self.run_id = run_id
+
+    def __repr__(self) -> str:
+        return f"<RunHandle {self.run_id}>"
+
+    async def record(self) -> RunRecord:
+        return await self.engine.get_run(self.run_id)
+
+    async def status(self) -> RunStatus:
+        return (await self.record()).status
+
+    async def result(self, timeout: float | None = None) -> O:
+        """The run's output once it completes.
+
+        Raises ``RunFailed`` (with the recorded error as ``.error`` and the rebuilt original
+        exception as ``__cause__``) if it faulted, ``RunCancelled`` if it was cancelled, and
+        ``TimeoutError`` if ``timeout`` seconds (of the engine's clock) pass first.
+        """
+        engine = self.engine
+        deadline = None if timeout is None else engine.clock.now() + timeout
+        while True:
+            watch = engine._watch(self.run_id)
+            record = await self.record()
+            if record.status in _ENDED:
+                watch.cancel()
+                return _outcome(record)  # type: ignore[no-any-return]
+            delay = engine.poll_interval
+            if deadline is not None:
+                remaining = deadline - engine.clock.now()
+                if remaining <= 0:
+                    watch.cancel()
+                    raise TimeoutError(f"run {self.run_id} is still {record.status.value}")
+                delay = min(delay, remaining)
+            poll = asyncio.ensure_future(engine.clock.sleep(delay))
+            try:
+                await asyncio.wait({watch, poll}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                poll.cancel()
+                watch.cancel()
+
+
+def _outcome(record: RunRecord) -> Any:
+    if record.status is RunStatus.COMPLETED:
+        return loads(record.output_json)
+    error = loads(record.error_json) or {}
+    if record.status is RunStatus.CANCELLED:
+        raise RunCancelled(error.get("message") or f"run {record.id} was cancelled")
+    cause = error_from_dict(error)
+    raise RunFailed(
+        f"run {record.id} ({record.workflow}) faulted: {error.get('message', '')}", error
+    ) from cause
+
+
+def _check_same_start(record: RunRecord, wf: Workflow[Any, Any], input_json: str, key: str) -> None:
+    if record.workflow != wf.name:
+        raise IdempotencyConflict(
+            f"key {key!r} already started a run of workflow {record.workflow!r} ({record.id}),"
+            f" not {wf.name!r}"
+        )
+    if loads(record.input_json) != loads(input_json):
+        raise IdempotencyConflict(
+            f"key {key!r} already started run {record.id} with a different input"
+        )
+
+
+def _check_replayed_everything(ctx: Context) -> None:
+    if ctx.nondeterminism is not None:
+        raise ctx.nondeterminism
+    unvisited = ctx.unvisited()
+    if unvisited:
+        raise NonDeterminismError(
+            f"run {ctx.run_id} finished without reaching recorded position(s) "
+            f"{', '.join(unvisited[:5])}; the workflow code changed while this run was in flight"
+        )

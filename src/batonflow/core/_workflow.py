@@ -1,0 +1,187 @@
+"""Declaring workflows and steps."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+
+from batonflow.core._retry import Retry
+from batonflow.errors import ConfigError
+
+if TYPE_CHECKING:
+    from batonflow.core._context import Context
+
+P = ParamSpec("P")
+R = TypeVar("R")
+I = TypeVar("I")  # noqa: E741 - a workflow's input type
+O = TypeVar("O")  # noqa: E741 - a workflow's output type
+
+DEFAULT_RETRY = Retry()
+
+
+@dataclass(frozen=True, slots=True)
+class StepOptions:
+    name: str | None = None
+    retry: Retry = DEFAULT_RETRY
+    timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.timeout is not None and self.timeout <= 0:
+            raise ConfigError(f"a step timeout must be positive seconds, got {self.timeout}")
+
+
+class Step(Generic[P, R]):
+    """A function with step options attached. Calling it calls the function, unjournaled;
+    inside a workflow, ``await ctx.step(the_step, ...)`` runs it as a durable step."""
+
+    __slots__ = ("__dict__", "fn", "is_async", "options")
+
+    def __init__(self, fn: Callable[P, R], options: StepOptions) -> None:
+        inner = fn.fn if isinstance(fn, Step) else fn
+        self.fn: Callable[P, R] = inner
+        self.options = options
+        self.is_async = inspect.iscoroutinefunction(inner)
+        functools.update_wrapper(self, inner)
+
+    @property
+    def name(self) -> str:
+        return self.options.name or self.fn.__qualname__
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.fn(*args, **kwargs)
+
+
+@overload
+def step(fn: Callable[P, R], /) -> Step[P, R]: ...
+@overload
+def step(
+    fn: Callable[P, R], /, *, name: str | None = ..., retry: Retry | None = ...,
+    timeout: float | None = ...,
+) -> Step[P, R]: ...  # fmt: skip
+@overload
+def step(
+    *, name: str | None = ..., retry: Retry | None = ..., timeout: float | None = ...
+) -> Callable[[Callable[P, R]], Step[P, R]]: ...
+def step(
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    retry: Retry | None = None,
+    timeout: float | None = None,
+) -> Step[P, R] | Callable[[Callable[P, R]], Step[P, R]]:
+    """Attach step options to a function: as ``@step``, ``@step(retry=...)`` or inline,
+    ``ctx.step(step(fn, timeout=5), arg)``.
+
+    ``retry`` defaults to ``Retry()`` (3 attempts, exponential backoff); ``Retry.never()`` for one.
+    ``timeout`` bounds each attempt, in seconds.
+    """
+    options = StepOptions(name=name, retry=retry or DEFAULT_RETRY, timeout=timeout)
+
+    def wrap(f: Callable[P, R]) -> Step[P, R]:
+        if not callable(f):
+            raise ConfigError(f"@step decorates a function, not {type(f).__name__}")
+        return Step(f, options)
+
+    return wrap(fn) if fn is not None else wrap
+
+
+def step_options(fn: Callable[..., Any]) -> tuple[Callable[..., Any], str, StepOptions, bool]:
+    """(function to call, step name, options, is it async) for anything ``ctx.step`` accepts."""
+    if isinstance(fn, Step):
+        return fn.fn, fn.name, fn.options, fn.is_async
+    if not callable(fn):
+        raise ConfigError(f"ctx.step needs a function, got {type(fn).__name__}")
+    name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+    return fn, name, StepOptions(), inspect.iscoroutinefunction(fn)
+
+
+class Workflow(Generic[I, O]):
+    """A durable workflow: ``async def fn(ctx, input) -> output`` (or ``fn(ctx)``).
+
+    ``ref`` (``module:function``) lets an engine in another process, after a crash, load the code
+    of a run it finds in the store; it is None for functions defined inside other functions.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[..., Awaitable[O]],
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+        ref: str | None = None,
+    ) -> None:
+        if not inspect.iscoroutinefunction(fn):
+            raise ConfigError(
+                f"workflow {fn.__qualname__!r} must be an async function: "
+                "async def my_flow(ctx, input): ..."
+            )
+        params = [
+            p
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+        ]
+        if len(params) not in (1, 2):
+            raise ConfigError(
+                f"workflow {fn.__qualname__!r} must take (ctx) or (ctx, input), "
+                f"it takes {len(params)} required positional parameters"
+            )
+        if timeout is not None and timeout <= 0:
+            raise ConfigError(f"a workflow timeout must be positive seconds, got {timeout}")
+        self.fn = fn
+        self.name = name or fn.__name__
+        self.timeout = timeout
+        self.takes_input = len(params) == 2
+        self.ref = ref or _default_ref(fn)
+        functools.update_wrapper(self, fn)
+
+    def __repr__(self) -> str:
+        return f"<Workflow {self.name!r}>"
+
+    def invoke(self, ctx: Context, input: I) -> Awaitable[O]:
+        return self.fn(ctx, input) if self.takes_input else self.fn(ctx)
+
+
+@overload
+def workflow(fn: Callable[[Context, I], Awaitable[O]], /) -> Workflow[I, O]: ...
+@overload
+def workflow(fn: Callable[[Context], Awaitable[O]], /) -> Workflow[None, O]: ...
+@overload
+def workflow(
+    *, name: str | None = ..., timeout: float | None = ...
+) -> Callable[[Callable[..., Awaitable[O]]], Workflow[Any, O]]: ...
+def workflow(
+    fn: Callable[..., Awaitable[Any]] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    timeout: float | None = None,
+) -> Workflow[Any, Any] | Callable[[Callable[..., Awaitable[Any]]], Workflow[Any, Any]]:
+    """Declare a workflow: ``@workflow`` or ``@workflow(name="triage", timeout=3600)``.
+
+    ``timeout`` (seconds) is the run's deadline, counted from its creation, including time spent
+    sleeping or waiting; past it the run faults with ``RunTimeout``.
+    """
+
+    def wrap(f: Callable[..., Awaitable[Any]]) -> Workflow[Any, Any]:
+        return Workflow(f, name=name, timeout=timeout)
+
+    return wrap(fn) if fn is not None else wrap
+
+
+def _default_ref(fn: Callable[..., Any]) -> str | None:
+    """How another process finds ``fn``: by module name, or by file path for scripts and files
+    the CLI loaded by path (their module names mean nothing elsewhere)."""
+    if "<locals>" in fn.__qualname__:
+        return None
+    module = sys.modules.get(fn.__module__)
+    by_path = fn.__module__ == "__main__" or fn.__module__.startswith("batonflow_user_")
+    if by_path:
+        file = getattr(module, "__file__", None)
+        return f"{Path(file).resolve()}:{fn.__qualname__}" if file else None
+    return f"{fn.__module__}:{fn.__qualname__}"

@@ -1,0 +1,144 @@
+"""The contract every store implements; ``batonflow.testing.StoreConformance`` checks it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from batonflow.store._model import (
+    AttemptRecord,
+    EventRecord,
+    NewRun,
+    RunRecord,
+    RunStatus,
+    StepRecord,
+)
+
+
+class Store(Protocol):
+    """Durable state of runs. Every write is committed before its coroutine returns.
+
+    Writes that carry ``owner`` succeed only while that engine holds the run's lease and the run
+    is RUNNING; otherwise they raise :class:`~batonflow.errors.LeaseLost` and change nothing.
+    """
+
+    url: str
+
+    async def open(self) -> None:
+        """Connect and apply pending migrations."""
+
+    async def close(self) -> None: ...
+
+    async def acquire_worker(self, owner: str, now: float) -> None:
+        """Register an engine that will execute runs (may take over runs orphaned by a crash)."""
+
+    async def release_worker(self, owner: str, now: float) -> None:
+        """Hand this engine's RUNNING runs back as PENDING and release worker resources."""
+
+    # -- runs -------------------------------------------------------------------------------
+    async def create_run(
+        self, run: NewRun, parent_step: StepRecord | None = None
+    ) -> tuple[RunRecord, bool]:
+        """Insert ``run`` (and the parent's pending child step, atomically).
+
+        With an idempotency key that already exists, return that run and ``False``.
+        """
+
+    async def get_run(self, run_id: str) -> RunRecord | None: ...
+
+    async def list_runs(
+        self,
+        *,
+        status: RunStatus | None = None,
+        workflow: str | None = None,
+        parent_id: str | None = None,
+        limit: int = 50,
+    ) -> list[RunRecord]:
+        """Newest first."""
+
+    async def transition(
+        self, run_id: str, target: RunStatus, now: float, error_json: str | None = None
+    ) -> RunRecord:
+        """An operator's status change (cancel, suspend, resume), checked against the table.
+
+        Cancelling also cancels the run's unfinished descendants and fails the parent's waiting
+        child step; resuming a FAULTED run re-opens its failed step so it is tried again.
+        """
+
+    # -- execution ----------------------------------------------------------------------------
+    async def claim_runs(
+        self, owner: str, now: float, lease_until: float, limit: int
+    ) -> list[RunRecord]:
+        """Take up to ``limit`` runnable runs: PENDING ones, WAITING ones whose wake time has
+        come, and RUNNING ones whose lease expired under another owner."""
+
+    async def renew_leases(self, owner: str, run_ids: Sequence[str], lease_until: float) -> set[str]:
+        """Extend the leases; return the ids this owner no longer holds as RUNNING."""
+
+    async def load_steps(self, run_id: str) -> list[StepRecord]: ...
+
+    async def load_attempts(self, run_id: str) -> list[AttemptRecord]: ...
+
+    async def save_steps(
+        self,
+        run_id: str,
+        owner: str,
+        steps: Sequence[StepRecord],
+        attempts: Sequence[AttemptRecord],
+        now: float,
+    ) -> None:
+        """Upsert journal entries and append attempts, in one transaction."""
+
+    async def begin_wait(self, step: StepRecord, owner: str, now: float) -> StepRecord:
+        """Record a pending event wait if new, then consume the oldest matching event if any.
+
+        Returns the entry as stored: COMPLETED with the event's payload when one was consumed.
+        """
+
+    async def suspend_run(
+        self,
+        run_id: str,
+        owner: str,
+        wake_at: float | None,
+        signal: int,
+        steps: Sequence[StepRecord],
+        attempts: Sequence[AttemptRecord],
+        now: float,
+    ) -> RunStatus:
+        """Park the run (WAITING) after saving ``steps``; if anything happened to it since its
+        activation loaded ``signal`` (an event, a child's end), make it PENDING instead."""
+
+    async def release_run(self, run_id: str, owner: str, now: float) -> None:
+        """Give a RUNNING run back as PENDING (engine shutting down, store trouble)."""
+
+    async def finish_run(
+        self,
+        run_id: str,
+        owner: str,
+        status: RunStatus,
+        output_json: str | None,
+        error_json: str | None,
+        steps: Sequence[StepRecord],
+        attempts: Sequence[AttemptRecord],
+        now: float,
+    ) -> None:
+        """End the run (COMPLETED or FAULTED) with its last journal entries, cancel its
+        unfinished descendants, and settle the parent's child step if it has a parent."""
+
+    async def next_wake_at(self) -> float | None:
+        """The earliest wake time of a WAITING run, if any."""
+
+    # -- events -------------------------------------------------------------------------------
+    async def deliver_event(
+        self,
+        topic: str,
+        payload_json: str,
+        now: float,
+        *,
+        key: str | None = None,
+        run_id: str | None = None,
+    ) -> EventRecord:
+        """Store an event and wake the runs waiting for it. It stays until a wait consumes it."""
+
+    async def list_events(self, *, run_id: str | None = None, limit: int = 100) -> list[EventRecord]:
+        """Events addressed to or consumed by ``run_id`` (all events when None), oldest first."""

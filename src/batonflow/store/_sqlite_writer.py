@@ -1,0 +1,133 @@
+"""One writer thread per database: every write goes through it, and queued writes share commits.
+
+Writes from concurrent runs arrive while the previous batch is being committed; the next batch
+takes them all, each inside its own SAVEPOINT (so one failing write does not undo its
+neighbours), and commits once. With ``synchronous=FULL`` a commit is one fsync of the WAL, so
+under load many step records pay for one fsync: group commit, with no artificial delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from batonflow.errors import BatonflowError, StoreError
+
+T = TypeVar("T")
+Op = Callable[[sqlite3.Connection], Any]
+
+_Item = tuple[Op, "asyncio.Future[Any]"]
+
+
+def connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    conn.execute("PRAGMA journal_mode=WAL")
+    # FULL: a commit is on disk (WAL fsynced) before it is acknowledged, so a recorded step
+    # survives power loss, not only a process crash.
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+class Writer:
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._cond = threading.Condition()
+        self._items: list[_Item] = []
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="batonflow-sqlite-writer", daemon=True)
+        self.batches = 0  # commits made; read by tests and benchmarks to show group commit
+        self.ops = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join()
+
+    async def submit(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        with self._cond:
+            if self._closed:
+                raise StoreError("the store is closed")
+            self._items.append((op, fut))
+            self._cond.notify()
+        return await fut
+
+    def _run(self) -> None:
+        conn = connect(self._path)
+        try:
+            while True:
+                with self._cond:
+                    while not self._items and not self._closed:
+                        self._cond.wait()
+                    if not self._items:
+                        return
+                    batch, self._items = self._items, []
+                self._resolve(self._execute(conn, batch))
+        finally:
+            conn.close()
+
+    def _execute(self, conn: sqlite3.Connection, batch: list[_Item]) -> list[tuple[Any, Any, Any]]:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            err = StoreError(f"cannot begin a write transaction: {exc}")
+            return [(fut, None, err) for _, fut in batch]
+        results: list[tuple[Any, Any, Any]] = []
+        for op, fut in batch:
+            conn.execute("SAVEPOINT op")
+            try:
+                value = op(conn)
+            except Exception as exc:
+                conn.execute("ROLLBACK TO op")
+                conn.execute("RELEASE op")
+                results.append((fut, None, _translate(exc)))
+            else:
+                conn.execute("RELEASE op")
+                results.append((fut, value, None))
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            err = StoreError(f"commit failed, nothing in this batch was recorded: {exc}")
+            return [(fut, None, err) for fut, _, _ in results]
+        self.batches += 1
+        self.ops += len(batch)
+        return results
+
+    @staticmethod
+    def _resolve(results: list[tuple[Any, Any, Any]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any, Any]]] = {}
+        for item in results:
+            by_loop.setdefault(item[0].get_loop(), []).append(item)
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, items)
+            except RuntimeError:  # that loop is closed: nobody is waiting any more
+                pass
+
+
+def _settle(items: list[tuple[Any, Any, Any]]) -> None:
+    for fut, value, err in items:
+        if fut.done():  # the awaiting coroutine was cancelled; the write still committed
+            continue
+        if err is None:
+            fut.set_result(value)
+        else:
+            fut.set_exception(err)
+
+
+def _translate(exc: Exception) -> Exception:
+    if isinstance(exc, BatonflowError):
+        return exc
+    if isinstance(exc, sqlite3.Error):
+        return StoreError(f"SQLite error: {exc}")
+    return exc
