@@ -14,6 +14,7 @@ makes a step durable is shared with whatever comes next.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import datetime as dt
 import functools
@@ -233,7 +234,9 @@ class Context:
     ) -> None:
         now = self._clock.now()
         error_json = dumps_lenient(error_to_dict(exc))
-        self._attempts.append(AttemptRecord(self.run_id, step_id, attempt, started, now, error_json))
+        self._attempts.append(
+            AttemptRecord(self.run_id, step_id, attempt, started, now, error_json)
+        )
         base = StepRecord(
             self.run_id, step_id, StepKind.STEP, name, StepStatus.FAILED,
             input_json=_args_json(args, kwargs), error_json=error_json, attempts=attempt,
@@ -447,10 +450,8 @@ class Context:
 
 def _tag(error: BaseException, step_id: str) -> None:
     """Remember which step raised, so ``resume`` of a faulted run knows what to try again."""
-    try:
+    with contextlib.suppress(AttributeError):  # exceptions with __slots__
         error.__batonflow_step__ = step_id  # type: ignore[attr-defined]
-    except AttributeError:  # exceptions with __slots__
-        pass
 
 
 def _args_json(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:

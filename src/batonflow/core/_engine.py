@@ -61,7 +61,9 @@ class _Activation:
     def __init__(self, run: RunRecord) -> None:
         self.run = run
         self.task: asyncio.Task[None] | None = None
-        self.reason: str | None = None  # why it was cancelled: cancelled|suspended|lost|timeout|shutdown
+        self.reason: str | None = (
+            None  # why it was cancelled: cancelled|suspended|lost|timeout|shutdown
+        )
         self.finishing = False
 
     def stop(self, reason: str) -> None:
@@ -351,7 +353,7 @@ class Engine:
         except StoreError as exc:
             log.error("run %s: store failure, handing the run back: %s", run.id, exc)
             await self._release_quietly(run.id)
-        except Exception as exc:
+        except Exception:
             if ctx is not None and ctx.nondeterminism is not None:
                 exc = ctx.nondeterminism
             await self._finish(act, ctx, RunStatus.FAULTED, None, dumps(error_to_dict(exc)))

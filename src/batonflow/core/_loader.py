@@ -26,10 +26,13 @@ def load_workflow(ref: str) -> Workflow[Any, Any]:
         try:
             obj = getattr(obj, part)
         except AttributeError:
-            raise WorkflowNotFound(f"{module_part} has no attribute {attr!r} (from {ref!r})") from None
+            raise WorkflowNotFound(
+                f"{module_part} has no attribute {attr!r} (from {ref!r})"
+            ) from None
     if not isinstance(obj, Workflow):
         raise WorkflowNotFound(
-            f"{ref!r} is a {type(obj).__name__}, not a workflow; decorate it with @batonflow.workflow"
+            f"{ref!r} is a {type(obj).__name__}, not a workflow;"
+            " decorate it with @batonflow.workflow"
         )
     if module_part.endswith(".py"):  # recover it in other processes by the same path
         obj.ref = f"{Path(module_part).resolve()}:{attr}"
@@ -58,4 +61,6 @@ def _import(module_part: str, ref: str) -> Any:
     try:
         return importlib.import_module(module_part)
     except ModuleNotFoundError as exc:
-        raise WorkflowNotFound(f"cannot import module {module_part!r} (from {ref!r}): {exc}") from exc
+        raise WorkflowNotFound(
+            f"cannot import module {module_part!r} (from {ref!r}): {exc}"
+        ) from exc

@@ -138,7 +138,7 @@ class Workflow(Generic[I, O]):
         self.timeout = timeout
         self.takes_input = len(params) == 2
         self.ref = ref or _default_ref(fn)
-        functools.update_wrapper(self, fn)
+        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
         return f"<Workflow {self.name!r}>"

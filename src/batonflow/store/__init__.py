@@ -43,7 +43,9 @@ def open_store(url: str | Path) -> Store:
     if text.startswith("sqlite:///"):
         return SQLiteStore(text.removeprefix("sqlite:///"))
     if text.startswith("sqlite://"):
-        raise ConfigError(f"{text!r}: write SQLite URLs as sqlite:///relative.db or sqlite:////abs.db")
+        raise ConfigError(
+            f"{text!r}: write SQLite URLs as sqlite:///relative.db or sqlite:////abs.db"
+        )
     if "://" in text:
         scheme = text.split("://", 1)[0]
         raise ConfigError(

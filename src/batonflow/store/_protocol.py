@@ -72,7 +72,9 @@ class Store(Protocol):
         """Take up to ``limit`` runnable runs: PENDING ones, WAITING ones whose wake time has
         come, and RUNNING ones whose lease expired under another owner."""
 
-    async def renew_leases(self, owner: str, run_ids: Sequence[str], lease_until: float) -> set[str]:
+    async def renew_leases(
+        self, owner: str, run_ids: Sequence[str], lease_until: float
+    ) -> set[str]:
         """Extend the leases; return the ids this owner no longer holds as RUNNING."""
 
     async def load_steps(self, run_id: str) -> list[StepRecord]: ...
@@ -140,5 +142,7 @@ class Store(Protocol):
     ) -> EventRecord:
         """Store an event and wake the runs waiting for it. It stays until a wait consumes it."""
 
-    async def list_events(self, *, run_id: str | None = None, limit: int = 100) -> list[EventRecord]:
+    async def list_events(
+        self, *, run_id: str | None = None, limit: int = 100
+    ) -> list[EventRecord]:
         """Events addressed to or consumed by ``run_id`` (all events when None), oldest first."""

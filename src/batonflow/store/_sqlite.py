@@ -13,7 +13,6 @@ dead process and is handed back at once, without waiting for a lease to expire. 
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import sqlite3
 import threading
@@ -25,8 +24,6 @@ from batonflow.errors import (
     ConfigError,
     EngineLocked,
     InvalidTransition,
-    LeaseLost,
-    RunNotFound,
     StoreError,
 )
 from batonflow.store._model import (
@@ -35,49 +32,28 @@ from batonflow.store._model import (
     NewRun,
     RunRecord,
     RunStatus,
-    StepKind,
     StepRecord,
     StepStatus,
     allowed_sources,
 )
 from batonflow.store._sqlite_schema import MIGRATIONS
+from batonflow.store._sqlite_sql import (
+    EVENT_COLS,
+    RUN_COLS,
+    STEP_COLS,
+    check_owner,
+    end_run,
+    existing_run,
+    get_run,
+    insert_attempts,
+    insert_steps,
+    natural,
+    reopen_failed_step,
+    run_record,
+    signal,
+    step_record,
+)
 from batonflow.store._sqlite_writer import Writer, connect
-
-_RUN_COLS = (
-    "id, workflow, workflow_ref, status, input_json, output_json, error_json, idempotency_key,"
-    " parent_id, parent_step, created_at, updated_at, started_at, finished_at, deadline, wake_at,"
-    " owner, lease_until, signal, activations"
-)
-_STEP_COLS = (
-    "run_id, step_id, kind, name, status, input_json, output_json, error_json, attempts,"
-    " started_at, finished_at, wake_at, topic, key, child_id"
-)
-_EVENT_COLS = "id, topic, key, run_id, payload_json, created_at, consumed_run, consumed_step"
-_UNFINISHED = "('pending','running','waiting','suspended')"
-
-
-def _run(row: Sequence[Any]) -> RunRecord:
-    values = list(row)
-    values[3] = RunStatus(values[3])
-    return RunRecord(*values)
-
-
-def _step(row: Sequence[Any]) -> StepRecord:
-    values = list(row)
-    values[2], values[4] = StepKind(values[2]), StepStatus(values[4])
-    return StepRecord(*values)
-
-
-def _step_params(s: StepRecord) -> tuple[Any, ...]:
-    return (
-        s.run_id, s.step_id, s.kind.value, s.name, s.status.value, s.input_json, s.output_json,
-        s.error_json, s.attempts, s.started_at, s.finished_at, s.wake_at, s.topic, s.key,
-        s.child_id,
-    )  # fmt: skip
-
-
-def _natural(step_id: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in step_id.split("."))
 
 
 class SQLiteStore:
@@ -96,7 +72,9 @@ class SQLiteStore:
         if self._writer is not None:
             return
         if str(self.path) == ":memory:":
-            raise ConfigError("SQLiteStore needs a file path (an in-memory database is not durable)")
+            raise ConfigError(
+                "SQLiteStore needs a file path (an in-memory database is not durable)"
+            )
         if self.path.is_dir():
             raise ConfigError(f"store path {self.path} is a directory, expected a database file")
         if not self.path.parent.exists():
@@ -207,7 +185,7 @@ class SQLiteStore:
         self, run: NewRun, parent_step: StepRecord | None = None
     ) -> tuple[RunRecord, bool]:
         def create(conn: sqlite3.Connection) -> tuple[RunRecord, bool]:
-            existing = _existing_run(conn, run)
+            existing = existing_run(conn, run)
             if existing is not None:
                 return existing, False
             conn.execute(
@@ -224,15 +202,15 @@ class SQLiteStore:
                 ),
             )  # fmt: skip
             if parent_step is not None:
-                _insert_steps(conn, [parent_step], replace=False)
-            return _get_run(conn, run.id), True
+                insert_steps(conn, [parent_step], replace=False)
+            return get_run(conn, run.id), True
 
         result: tuple[RunRecord, bool] = await self._write(create)
         return result
 
     async def get_run(self, run_id: str) -> RunRecord | None:
-        rows = self._read(f"SELECT {_RUN_COLS} FROM runs WHERE id=?", (run_id,))
-        return _run(rows[0]) if rows else None
+        rows = self._read(f"SELECT {RUN_COLS} FROM runs WHERE id=?", (run_id,))
+        return run_record(rows[0]) if rows else None
 
     async def list_runs(
         self,
@@ -249,16 +227,16 @@ class SQLiteStore:
                 params.append(str(value))
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self._read(
-            f"SELECT {_RUN_COLS} FROM runs {where} ORDER BY created_at DESC, id DESC LIMIT ?",
+            f"SELECT {RUN_COLS} FROM runs {where} ORDER BY created_at DESC, id DESC LIMIT ?",
             [*params, limit],
         )
-        return [_run(r) for r in rows]
+        return [run_record(r) for r in rows]
 
     async def transition(
         self, run_id: str, target: RunStatus, now: float, error_json: str | None = None
     ) -> RunRecord:
         def change(conn: sqlite3.Connection) -> RunRecord:
-            run = _get_run(conn, run_id)
+            run = get_run(conn, run_id)
             sources = allowed_sources(target)
             if run.status not in sources:
                 raise InvalidTransition(
@@ -266,7 +244,7 @@ class SQLiteStore:
                     + " or ".join(s.value for s in sources)
                 )
             if target is RunStatus.CANCELLED:
-                _end_run(conn, run_id, target, None, error_json, now)
+                end_run(conn, run_id, target, None, error_json, now)
             elif target is RunStatus.SUSPENDED:
                 conn.execute(
                     "UPDATE runs SET status='suspended', owner=NULL, lease_until=NULL,"
@@ -275,7 +253,7 @@ class SQLiteStore:
                 )
             elif target is RunStatus.PENDING:
                 if run.status is RunStatus.FAULTED:
-                    _reopen_failed_step(conn, run, now)
+                    reopen_failed_step(conn, run, now)
                 conn.execute(
                     "UPDATE runs SET status='pending', wake_at=NULL, error_json=NULL,"
                     " finished_at=NULL, signal=signal+1, updated_at=? WHERE id=?",
@@ -283,7 +261,7 @@ class SQLiteStore:
                 )
             else:
                 raise InvalidTransition(f"{target.value} is not an operator action")
-            return _get_run(conn, run_id)
+            return get_run(conn, run_id)
 
         result: RunRecord = await self._write(change)
         return result
@@ -300,10 +278,10 @@ class SQLiteStore:
                 f"   OR (status='waiting' AND wake_at<=?)"
                 f"   OR (status='running' AND lease_until<? AND owner IS NOT ?)"
                 f"   ORDER BY COALESCE(wake_at, created_at) LIMIT ?)"
-                f" RETURNING {_RUN_COLS}",
+                f" RETURNING {RUN_COLS}",
                 (owner, lease_until, now, now, now, now, owner, limit),
             ).fetchall()
-            return [_run(r) for r in rows]
+            return [run_record(r) for r in rows]
 
         if not self._read(
             "SELECT 1 FROM runs WHERE status='pending' OR (status='waiting' AND wake_at<=?)"
@@ -314,7 +292,9 @@ class SQLiteStore:
         result: list[RunRecord] = await self._write(claim)
         return result
 
-    async def renew_leases(self, owner: str, run_ids: Sequence[str], lease_until: float) -> set[str]:
+    async def renew_leases(
+        self, owner: str, run_ids: Sequence[str], lease_until: float
+    ) -> set[str]:
         ids = list(run_ids)
 
         def renew(conn: sqlite3.Connection) -> set[str]:
@@ -338,8 +318,8 @@ class SQLiteStore:
         return result
 
     async def load_steps(self, run_id: str) -> list[StepRecord]:
-        rows = self._read(f"SELECT {_STEP_COLS} FROM steps WHERE run_id=?", (run_id,))
-        return sorted((_step(r) for r in rows), key=lambda s: _natural(s.step_id))
+        rows = self._read(f"SELECT {STEP_COLS} FROM steps WHERE run_id=?", (run_id,))
+        return sorted((step_record(r) for r in rows), key=lambda s: natural(s.step_id))
 
     async def load_attempts(self, run_id: str) -> list[AttemptRecord]:
         rows = self._read(
@@ -358,19 +338,19 @@ class SQLiteStore:
         now: float,
     ) -> None:
         def save(conn: sqlite3.Connection) -> None:
-            _check_owner(conn, run_id, owner, now)
-            _insert_steps(conn, steps, replace=True)
-            _insert_attempts(conn, attempts)
+            check_owner(conn, run_id, owner, now)
+            insert_steps(conn, steps, replace=True)
+            insert_attempts(conn, attempts)
 
         await self._write(save)
 
     async def begin_wait(self, step: StepRecord, owner: str, now: float) -> StepRecord:
         def wait(conn: sqlite3.Connection) -> StepRecord:
-            _check_owner(conn, step.run_id, owner, now)
-            _insert_steps(conn, [step], replace=False)
-            current = _step(
+            check_owner(conn, step.run_id, owner, now)
+            insert_steps(conn, [step], replace=False)
+            current = step_record(
                 conn.execute(
-                    f"SELECT {_STEP_COLS} FROM steps WHERE run_id=? AND step_id=?",
+                    f"SELECT {STEP_COLS} FROM steps WHERE run_id=? AND step_id=?",
                     (step.run_id, step.step_id),
                 ).fetchone()
             )
@@ -393,9 +373,9 @@ class SQLiteStore:
                 " WHERE run_id=? AND step_id=?",
                 (event[1], now, step.run_id, step.step_id),
             )
-            return _step(
+            return step_record(
                 conn.execute(
-                    f"SELECT {_STEP_COLS} FROM steps WHERE run_id=? AND step_id=?",
+                    f"SELECT {STEP_COLS} FROM steps WHERE run_id=? AND step_id=?",
                     (step.run_id, step.step_id),
                 ).fetchone()
             )
@@ -414,9 +394,9 @@ class SQLiteStore:
         now: float,
     ) -> RunStatus:
         def suspend(conn: sqlite3.Connection) -> RunStatus:
-            _check_owner(conn, run_id, owner, now)
-            _insert_steps(conn, steps, replace=True)
-            _insert_attempts(conn, attempts)
+            check_owner(conn, run_id, owner, now)
+            insert_steps(conn, steps, replace=True)
+            insert_attempts(conn, attempts)
             (current,) = conn.execute("SELECT signal FROM runs WHERE id=?", (run_id,)).fetchone()
             status = RunStatus.PENDING if current != signal else RunStatus.WAITING
             conn.execute(
@@ -454,10 +434,10 @@ class SQLiteStore:
             raise ValueError(f"finish_run ends a run as completed or faulted, not {status}")
 
         def finish(conn: sqlite3.Connection) -> None:
-            _check_owner(conn, run_id, owner, now)
-            _insert_steps(conn, steps, replace=True)
-            _insert_attempts(conn, attempts)
-            _end_run(conn, run_id, status, output_json, error_json, now)
+            check_owner(conn, run_id, owner, now)
+            insert_steps(conn, steps, replace=True)
+            insert_attempts(conn, attempts)
+            end_run(conn, run_id, status, output_json, error_json, now)
 
         await self._write(finish)
 
@@ -481,7 +461,7 @@ class SQLiteStore:
 
         def deliver(conn: sqlite3.Connection) -> EventRecord:
             if run_id is not None:
-                _get_run(conn, run_id)  # raises RunNotFound
+                get_run(conn, run_id)  # raises RunNotFound
             cur = conn.execute(
                 "INSERT INTO events (topic, key, run_id, payload_json, created_at)"
                 " VALUES (?,?,?,?,?)",
@@ -501,182 +481,21 @@ class SQLiteStore:
                     (topic, key),
                 ).fetchall()
             for (rid,) in waiting:
-                _signal(conn, rid, now)
+                signal(conn, rid, now)
             return EventRecord(event_id or 0, topic, key, run_id, payload_json, now, None, None)
 
         result: EventRecord = await self._write(deliver)
         return result
 
-    async def list_events(self, *, run_id: str | None = None, limit: int = 100) -> list[EventRecord]:
+    async def list_events(
+        self, *, run_id: str | None = None, limit: int = 100
+    ) -> list[EventRecord]:
         if run_id is None:
-            rows = self._read(f"SELECT {_EVENT_COLS} FROM events ORDER BY id LIMIT ?", (limit,))
+            rows = self._read(f"SELECT {EVENT_COLS} FROM events ORDER BY id LIMIT ?", (limit,))
         else:
             rows = self._read(
-                f"SELECT {_EVENT_COLS} FROM events WHERE run_id=? OR consumed_run=?"
+                f"SELECT {EVENT_COLS} FROM events WHERE run_id=? OR consumed_run=?"
                 f" ORDER BY id LIMIT ?",
                 (run_id, run_id, limit),
             )
         return [EventRecord(*r) for r in rows]
-
-
-# -- SQL helpers, run inside the writer's transaction ------------------------------------------
-
-
-def _get_run(conn: sqlite3.Connection, run_id: str) -> RunRecord:
-    row = conn.execute(f"SELECT {_RUN_COLS} FROM runs WHERE id=?", (run_id,)).fetchone()
-    if row is None:
-        raise RunNotFound(f"no run with id {run_id!r}")
-    return _run(row)
-
-
-def _existing_run(conn: sqlite3.Connection, run: NewRun) -> RunRecord | None:
-    row = conn.execute(f"SELECT {_RUN_COLS} FROM runs WHERE id=?", (run.id,)).fetchone()
-    if row is None and run.idempotency_key is not None:
-        row = conn.execute(
-            f"SELECT {_RUN_COLS} FROM runs WHERE idempotency_key=?", (run.idempotency_key,)
-        ).fetchone()
-    return _run(row) if row is not None else None
-
-
-def _check_owner(conn: sqlite3.Connection, run_id: str, owner: str, now: float) -> None:
-    cur = conn.execute(
-        "UPDATE runs SET updated_at=? WHERE id=? AND owner=? AND status='running'",
-        (now, run_id, owner),
-    )
-    if cur.rowcount == 0:
-        raise LeaseLost(f"run {run_id} is no longer held by this engine")
-
-
-def _insert_steps(conn: sqlite3.Connection, steps: Sequence[StepRecord], *, replace: bool) -> None:
-    if steps:
-        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
-        conn.executemany(
-            f"INSERT INTO steps ({_STEP_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)".replace(
-                "INSERT", verb, 1
-            ),
-            [_step_params(s) for s in steps],
-        )
-
-
-def _insert_attempts(conn: sqlite3.Connection, attempts: Sequence[AttemptRecord]) -> None:
-    if attempts:
-        conn.executemany(
-            "INSERT INTO attempts (run_id, step_id, attempt, started_at, finished_at, error_json)"
-            " VALUES (?,?,?,?,?,?)",
-            [
-                (a.run_id, a.step_id, a.attempt, a.started_at, a.finished_at, a.error_json)
-                for a in attempts
-            ],
-        )
-
-
-def _signal(conn: sqlite3.Connection, run_id: str, now: float) -> None:
-    """Tell a run something happened to it: wake it if parked, else bump its signal so that a
-    concurrent activation does not park it and miss the news."""
-    conn.execute(
-        "UPDATE runs SET signal=signal+1, updated_at=?,"
-        " wake_at=CASE WHEN status='waiting' THEN NULL ELSE wake_at END,"
-        " status=CASE WHEN status='waiting' THEN 'pending' ELSE status END"
-        " WHERE id=?",
-        (now, run_id),
-    )
-
-
-def _end_run(
-    conn: sqlite3.Connection,
-    run_id: str,
-    status: RunStatus,
-    output_json: str | None,
-    error_json: str | None,
-    now: float,
-) -> None:
-    conn.execute(
-        "UPDATE runs SET status=?, output_json=?, error_json=?, finished_at=?, updated_at=?,"
-        " owner=NULL, lease_until=NULL, wake_at=NULL, signal=signal+1 WHERE id=?",
-        (status.value, output_json, error_json, now, now, run_id),
-    )
-    # A finished run's unfinished descendants have nobody left to report to.
-    conn.execute(
-        "WITH RECURSIVE d(id) AS (SELECT id FROM runs WHERE parent_id=?"
-        " UNION SELECT r.id FROM runs r JOIN d ON r.parent_id=d.id)"
-        f" UPDATE runs SET status='cancelled', finished_at=?, updated_at=?, owner=NULL,"
-        f" lease_until=NULL, wake_at=NULL, signal=signal+1"
-        f" WHERE id IN (SELECT id FROM d) AND status IN {_UNFINISHED}",
-        (run_id, now, now),
-    )
-    _settle_parent(conn, run_id, status, output_json, error_json, now)
-
-
-def _settle_parent(
-    conn: sqlite3.Connection,
-    run_id: str,
-    status: RunStatus,
-    output_json: str | None,
-    error_json: str | None,
-    now: float,
-) -> None:
-    row = conn.execute("SELECT parent_id, parent_step FROM runs WHERE id=?", (run_id,)).fetchone()
-    if row is None or row[0] is None:
-        return
-    parent_id, parent_step = row
-    if status is RunStatus.COMPLETED:
-        step_status, out, err = StepStatus.COMPLETED, output_json, None
-    else:
-        cause = json.loads(error_json) if error_json else None
-        message = f"child run {run_id} {status.value}"
-        if cause:
-            message += f": {cause.get('message', '')}"
-        failure: dict[str, Any] = {
-            "type": "batonflow.errors:ChildWorkflowFailed",
-            "message": message,
-            "child_id": run_id,
-        }
-        if cause:
-            failure["cause"] = cause
-        step_status, out, err = StepStatus.FAILED, None, json.dumps(failure)
-    cur = conn.execute(
-        "UPDATE steps SET status=?, output_json=?, error_json=?, finished_at=?"
-        " WHERE run_id=? AND step_id=? AND status='pending'",
-        (step_status.value, out, err, now, parent_id, parent_step),
-    )
-    if cur.rowcount:
-        _signal(conn, parent_id, now)
-
-
-def _reopen_failed_step(conn: sqlite3.Connection, run: RunRecord, now: float) -> None:
-    """Resuming a faulted run tries the step that failed it again, with a fresh retry budget.
-
-    When that step was a child run, the child is resumed too and the parent waits for it again.
-    """
-    try:
-        step_id = json.loads(run.error_json or "{}").get("step")
-    except (ValueError, AttributeError):
-        step_id = None
-    if step_id is None:
-        return
-    row = conn.execute(
-        "SELECT kind, child_id FROM steps WHERE run_id=? AND step_id=? AND status='failed'",
-        (run.id, step_id),
-    ).fetchone()
-    if row is None:
-        return
-    kind, child_id = row
-    if kind == StepKind.CHILD.value and child_id is not None:
-        child = _get_run(conn, child_id)
-        if child.status is RunStatus.FAULTED:
-            _reopen_failed_step(conn, child, now)
-            conn.execute(
-                "UPDATE runs SET status='pending', wake_at=NULL, error_json=NULL,"
-                " finished_at=NULL, signal=signal+1, updated_at=? WHERE id=?",
-                (now, child_id),
-            )
-        elif child.status is not RunStatus.COMPLETED:
-            raise InvalidTransition(
-                f"run {run.id} failed because its child run {child_id} is {child.status.value};"
-                " a cancelled child cannot be resumed"
-            )
-    conn.execute(
-        "UPDATE steps SET status='pending', attempts=0, error_json=NULL, wake_at=NULL,"
-        " finished_at=NULL WHERE run_id=? AND step_id=?",
-        (run.id, step_id),
-    )

@@ -9,6 +9,7 @@ under load many step records pay for one fsync: group commit, with no artificial
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -38,7 +39,9 @@ class Writer:
         self._cond = threading.Condition()
         self._items: list[_Item] = []
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name="batonflow-sqlite-writer", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="batonflow-sqlite-writer", daemon=True
+        )
         self.batches = 0  # commits made; read by tests and benchmarks to show group commit
         self.ops = 0
 
@@ -109,10 +112,8 @@ class Writer:
         for item in results:
             by_loop.setdefault(item[0].get_loop(), []).append(item)
         for loop, items in by_loop.items():
-            try:
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
                 loop.call_soon_threadsafe(_settle, items)
-            except RuntimeError:  # that loop is closed: nobody is waiting any more
-                pass
 
 
 def _settle(items: list[tuple[Any, Any, Any]]) -> None:

@@ -1,2 +1,4 @@
 """placeholder replaced below"""
+
+
 class StoreConformance: ...

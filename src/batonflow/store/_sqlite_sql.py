@@ -1,0 +1,215 @@
+"""SQL run inside the writer's transaction: the statements shared by the store's operations."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from batonflow.errors import InvalidTransition, LeaseLost, RunNotFound
+from batonflow.store._model import (
+    AttemptRecord,
+    NewRun,
+    RunRecord,
+    RunStatus,
+    StepKind,
+    StepRecord,
+    StepStatus,
+)
+
+RUN_COLS = (
+    "id, workflow, workflow_ref, status, input_json, output_json, error_json, idempotency_key,"
+    " parent_id, parent_step, created_at, updated_at, started_at, finished_at, deadline, wake_at,"
+    " owner, lease_until, signal, activations"
+)
+STEP_COLS = (
+    "run_id, step_id, kind, name, status, input_json, output_json, error_json, attempts,"
+    " started_at, finished_at, wake_at, topic, key, child_id"
+)
+EVENT_COLS = "id, topic, key, run_id, payload_json, created_at, consumed_run, consumed_step"
+UNFINISHED = "('pending','running','waiting','suspended')"
+
+
+def run_record(row: Sequence[Any]) -> RunRecord:
+    values = list(row)
+    values[3] = RunStatus(values[3])
+    return RunRecord(*values)
+
+
+def step_record(row: Sequence[Any]) -> StepRecord:
+    values = list(row)
+    values[2], values[4] = StepKind(values[2]), StepStatus(values[4])
+    return StepRecord(*values)
+
+
+def step_params(s: StepRecord) -> tuple[Any, ...]:
+    return (
+        s.run_id, s.step_id, s.kind.value, s.name, s.status.value, s.input_json, s.output_json,
+        s.error_json, s.attempts, s.started_at, s.finished_at, s.wake_at, s.topic, s.key,
+        s.child_id,
+    )  # fmt: skip
+
+
+def natural(step_id: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in step_id.split("."))
+
+
+def get_run(conn: sqlite3.Connection, run_id: str) -> RunRecord:
+    row = conn.execute(f"SELECT {RUN_COLS} FROM runs WHERE id=?", (run_id,)).fetchone()
+    if row is None:
+        raise RunNotFound(f"no run with id {run_id!r}")
+    return run_record(row)
+
+
+def existing_run(conn: sqlite3.Connection, run: NewRun) -> RunRecord | None:
+    row = conn.execute(f"SELECT {RUN_COLS} FROM runs WHERE id=?", (run.id,)).fetchone()
+    if row is None and run.idempotency_key is not None:
+        row = conn.execute(
+            f"SELECT {RUN_COLS} FROM runs WHERE idempotency_key=?", (run.idempotency_key,)
+        ).fetchone()
+    return run_record(row) if row is not None else None
+
+
+def check_owner(conn: sqlite3.Connection, run_id: str, owner: str, now: float) -> None:
+    cur = conn.execute(
+        "UPDATE runs SET updated_at=? WHERE id=? AND owner=? AND status='running'",
+        (now, run_id, owner),
+    )
+    if cur.rowcount == 0:
+        raise LeaseLost(f"run {run_id} is no longer held by this engine")
+
+
+def insert_steps(conn: sqlite3.Connection, steps: Sequence[StepRecord], *, replace: bool) -> None:
+    if steps:
+        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+        conn.executemany(
+            f"INSERT INTO steps ({STEP_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)".replace(
+                "INSERT", verb, 1
+            ),
+            [step_params(s) for s in steps],
+        )
+
+
+def insert_attempts(conn: sqlite3.Connection, attempts: Sequence[AttemptRecord]) -> None:
+    if attempts:
+        conn.executemany(
+            "INSERT INTO attempts (run_id, step_id, attempt, started_at, finished_at, error_json)"
+            " VALUES (?,?,?,?,?,?)",
+            [
+                (a.run_id, a.step_id, a.attempt, a.started_at, a.finished_at, a.error_json)
+                for a in attempts
+            ],
+        )
+
+
+def signal(conn: sqlite3.Connection, run_id: str, now: float) -> None:
+    """Tell a run something happened to it: wake it if parked, else bump its signal so that a
+    concurrent activation does not park it and miss the news."""
+    conn.execute(
+        "UPDATE runs SET signal=signal+1, updated_at=?,"
+        " wake_at=CASE WHEN status='waiting' THEN NULL ELSE wake_at END,"
+        " status=CASE WHEN status='waiting' THEN 'pending' ELSE status END"
+        " WHERE id=?",
+        (now, run_id),
+    )
+
+
+def end_run(
+    conn: sqlite3.Connection,
+    run_id: str,
+    status: RunStatus,
+    output_json: str | None,
+    error_json: str | None,
+    now: float,
+) -> None:
+    conn.execute(
+        "UPDATE runs SET status=?, output_json=?, error_json=?, finished_at=?, updated_at=?,"
+        " owner=NULL, lease_until=NULL, wake_at=NULL, signal=signal+1 WHERE id=?",
+        (status.value, output_json, error_json, now, now, run_id),
+    )
+    # A finished run's unfinished descendants have nobody left to report to.
+    conn.execute(
+        "WITH RECURSIVE d(id) AS (SELECT id FROM runs WHERE parent_id=?"
+        " UNION SELECT r.id FROM runs r JOIN d ON r.parent_id=d.id)"
+        f" UPDATE runs SET status='cancelled', finished_at=?, updated_at=?, owner=NULL,"
+        f" lease_until=NULL, wake_at=NULL, signal=signal+1"
+        f" WHERE id IN (SELECT id FROM d) AND status IN {UNFINISHED}",
+        (run_id, now, now),
+    )
+    settle_parent(conn, run_id, status, output_json, error_json, now)
+
+
+def settle_parent(
+    conn: sqlite3.Connection,
+    run_id: str,
+    status: RunStatus,
+    output_json: str | None,
+    error_json: str | None,
+    now: float,
+) -> None:
+    row = conn.execute("SELECT parent_id, parent_step FROM runs WHERE id=?", (run_id,)).fetchone()
+    if row is None or row[0] is None:
+        return
+    parent_id, parent_step = row
+    if status is RunStatus.COMPLETED:
+        step_status, out, err = StepStatus.COMPLETED, output_json, None
+    else:
+        cause = json.loads(error_json) if error_json else None
+        message = f"child run {run_id} {status.value}"
+        if cause:
+            message += f": {cause.get('message', '')}"
+        failure: dict[str, Any] = {
+            "type": "batonflow.errors:ChildWorkflowFailed",
+            "message": message,
+            "child_id": run_id,
+        }
+        if cause:
+            failure["cause"] = cause
+        step_status, out, err = StepStatus.FAILED, None, json.dumps(failure)
+    cur = conn.execute(
+        "UPDATE steps SET status=?, output_json=?, error_json=?, finished_at=?"
+        " WHERE run_id=? AND step_id=? AND status='pending'",
+        (step_status.value, out, err, now, parent_id, parent_step),
+    )
+    if cur.rowcount:
+        signal(conn, parent_id, now)
+
+
+def reopen_failed_step(conn: sqlite3.Connection, run: RunRecord, now: float) -> None:
+    """Resuming a faulted run tries the step that failed it again, with a fresh retry budget.
+
+    When that step was a child run, the child is resumed too and the parent waits for it again.
+    """
+    try:
+        step_id = json.loads(run.error_json or "{}").get("step")
+    except (ValueError, AttributeError):
+        step_id = None
+    if step_id is None:
+        return
+    row = conn.execute(
+        "SELECT kind, child_id FROM steps WHERE run_id=? AND step_id=? AND status='failed'",
+        (run.id, step_id),
+    ).fetchone()
+    if row is None:
+        return
+    kind, child_id = row
+    if kind == StepKind.CHILD.value and child_id is not None:
+        child = get_run(conn, child_id)
+        if child.status is RunStatus.FAULTED:
+            reopen_failed_step(conn, child, now)
+            conn.execute(
+                "UPDATE runs SET status='pending', wake_at=NULL, error_json=NULL,"
+                " finished_at=NULL, signal=signal+1, updated_at=? WHERE id=?",
+                (now, child_id),
+            )
+        elif child.status is not RunStatus.COMPLETED:
+            raise InvalidTransition(
+                f"run {run.id} failed because its child run {child_id} is {child.status.value};"
+                " a cancelled child cannot be resumed"
+            )
+    conn.execute(
+        "UPDATE steps SET status='pending', attempts=0, error_json=NULL, wake_at=NULL,"
+        " finished_at=NULL WHERE run_id=? AND step_id=?",
+        (run.id, step_id),
+    )
