@@ -353,10 +353,9 @@ class Engine:
         except StoreError as exc:
             log.error("run %s: store failure, handing the run back: %s", run.id, exc)
             await self._release_quietly(run.id)
-        except Exception:
-            if ctx is not None and ctx.nondeterminism is not None:
-                exc = ctx.nondeterminism
-            await self._finish(act, ctx, RunStatus.FAULTED, None, dumps(error_to_dict(exc)))
+        except Exception as exc:
+            cause = ctx.nondeterminism if ctx is not None and ctx.nondeterminism else exc
+            await self._finish(act, ctx, RunStatus.FAULTED, None, dumps(error_to_dict(cause)))
         finally:
             if timer is not None:
                 timer.cancel()
