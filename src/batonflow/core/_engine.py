@@ -113,6 +113,8 @@ class Engine:
         self._active: dict[str, _Activation] = {}
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._wake = asyncio.Event()
+        self._claim_lock = asyncio.Lock()
+        self._busy = asyncio.Event()  # set while runs are active: the heartbeat idles otherwise
         self._loops: list[asyncio.Task[None]] = []
         self._threads: ThreadPoolExecutor | None = None
         self._open = False
@@ -131,6 +133,8 @@ class Engine:
             raise
         self._threads = ThreadPoolExecutor(self._step_threads, thread_name_prefix="batonflow-step")
         self._wake = asyncio.Event()
+        self._claim_lock = asyncio.Lock()
+        self._busy = asyncio.Event()
         self._open = True
         self._loops = [
             asyncio.create_task(self._dispatch(), name="batonflow-dispatch"),
@@ -323,6 +327,7 @@ class Engine:
     def _launch(self, run: RunRecord, *, fresh: bool) -> None:
         act = _Activation(run)
         self._active[run.id] = act
+        self._busy.set()
         act.task = asyncio.get_running_loop().create_task(
             self._activate(act, fresh), name=f"batonflow-run-{run.id}"
         )
@@ -450,37 +455,72 @@ class Engine:
         while True:
             self._wake.clear()
             now = self.clock.now()
-            room = self.max_concurrent_runs - len(self._active)
-            if room > 0:
-                try:
-                    claimed = await self.store.claim_runs(
-                        self.owner, now, now + self.lease_seconds, room
-                    )
-                except StoreError as exc:
-                    log.error("cannot claim runs, retrying: %s", exc)
-                    claimed = []
-                self._saturated = len(claimed) >= room
-                for run in claimed:
-                    if run.id not in self._active:
-                        self._launch(run, fresh=False)
-            delay = self.poll_interval
+            room = await self._claim_once(now)
+            timer = None
             next_wake = await self.store.next_wake_at()
             if next_wake is not None and room > 0:
-                delay = min(max(next_wake - now, 0.0), delay)
-            if delay > 0 or not self._saturated:
-                await self._idle(delay)
+                timer = max(next_wake - now, 0.0)
+            if timer != 0.0 or not self._saturated:
+                await self._idle(timer)
 
-    async def _idle(self, delay: float) -> None:
-        sleeper = asyncio.ensure_future(self.clock.sleep(delay))
-        waker = asyncio.ensure_future(self._wake.wait())
+    async def _claim_once(self, now: float) -> int:
+        """Launch what is runnable at ``now``; return how much room there was."""
+        async with self._claim_lock:
+            room = self.max_concurrent_runs - len(self._active)
+            if room <= 0:
+                return room
+            try:
+                claimed = await self.store.claim_runs(
+                    self.owner, now, now + self.lease_seconds, room
+                )
+            except StoreError as exc:
+                log.error("cannot claim runs, retrying: %s", exc)
+                return room
+            self._saturated = len(claimed) >= room
+            for run in claimed:
+                if run.id not in self._active:
+                    self._launch(run, fresh=False)
+            return room
+
+    async def settle(self) -> None:
+        """Wait until nothing is running and nothing is runnable at the clock's current time.
+
+        For tests with a FakeClock: after ``await engine.settle()`` every run has completed,
+        faulted, or parked until a later time or an event. Waits for real work, never sleeps.
+        """
+        self._require_open()
+        while True:
+            tasks = [a.task for a in self._active.values() if a.task is not None]
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+                continue
+            await self._claim_once(self.clock.now())
+            if not self._active:
+                return
+
+    async def _idle(self, timer: float | None) -> None:
+        """Wait for a poke, the next durable timer (clock time), or the poll interval.
+
+        The poll notices what other processes wrote (an event sent from the CLI); they act in
+        real time, so it is measured on the real clock even when tests inject a fake one.
+        """
+        waits = {
+            asyncio.ensure_future(self._wake.wait()),
+            asyncio.ensure_future(asyncio.sleep(self.poll_interval)),
+        }
+        if timer is not None:
+            waits.add(asyncio.ensure_future(self.clock.sleep(timer)))
         try:
-            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            sleeper.cancel()
-            waker.cancel()
+            for waiting in waits:
+                waiting.cancel()
 
     async def _heartbeat(self) -> None:
         while True:
+            if not self._active:
+                self._busy.clear()
+                await self._busy.wait()
             await self.clock.sleep(self.lease_seconds / 3)
             try:
                 await self._renew()

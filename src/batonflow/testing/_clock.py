@@ -14,14 +14,12 @@ class FakeClock:
     """Deterministic time for tests.
 
     ``await clock.advance(seconds)`` moves time and wakes every sleeper whose time has come, in
-    order, letting each run before moving on. With ``autojump=True`` a sleep instead moves time
-    forward by itself at once: right for code whose only waits are timers (retry backoff, durable
-    sleep), wrong where a timeout races real work (use ``advance`` there).
+    order, letting each run before moving on. Pair it with ``await engine.settle()`` to let the
+    engine finish what became runnable.
     """
 
-    def __init__(self, start: float = DEFAULT_START, *, autojump: bool = False) -> None:
+    def __init__(self, start: float = DEFAULT_START) -> None:
         self._now = start
-        self.autojump = autojump
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
 
@@ -30,11 +28,6 @@ class FakeClock:
 
     async def sleep(self, seconds: float) -> None:
         if seconds <= 0:
-            await asyncio.sleep(0)
-            return
-        if self.autojump:
-            self._now += seconds
-            self._wake_due()
             await asyncio.sleep(0)
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()

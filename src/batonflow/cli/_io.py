@@ -1,0 +1,204 @@
+"""Reading what the user typed (JSON options, ``--db``, workflow references) and writing
+results and errors: machine output on stdout, every error on stderr as ``error: ...``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+import batonflow as bf
+from batonflow.cli._exit_codes import ExitCode, exit_code_for
+
+DEFAULT_DB = "batonflow.db"
+DB_ENV = "BATONFLOW_DB"
+DEBUG_ENV = "BATONFLOW_DEBUG"
+
+# -- output ---------------------------------------------------------------------------------
+
+
+def console() -> Console:
+    """A console on the current stdout (wide enough not to cut run ids when piped)."""
+    out = Console(highlight=False)
+    if not out.is_terminal and "COLUMNS" not in os.environ:
+        out = Console(highlight=False, width=120)
+    return out
+
+
+def print_json(document: Any) -> None:
+    """The one JSON document a ``--json`` command writes to stdout."""
+    sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+
+
+def print_error(message: str, *hints: str) -> None:
+    sys.stderr.write(f"error: {message}\n")
+    for hint in hints:
+        sys.stderr.write(f"hint: {hint}\n")
+
+
+def note(message: str) -> None:
+    """A progress note for people (stderr, so stdout stays clean for pipes)."""
+    sys.stderr.write(f"{message}\n")
+
+
+def fail(exc: BaseException) -> NoReturn:
+    """Report ``exc`` on stderr and exit with its code from the table."""
+    code = exit_code_for(exc)
+    if code is ExitCode.INTERRUPTED:
+        print_error("interrupted")
+    elif code is ExitCode.INTERNAL:
+        print_error(
+            f"unexpected {type(exc).__name__}: {exc}",
+            f"this is a bug in batonflow; set {DEBUG_ENV}=1 to see the traceback and report it",
+        )
+        if os.environ.get(DEBUG_ENV):
+            traceback.print_exception(exc, file=sys.stderr)
+    elif code is ExitCode.ENGINE_LOCKED:
+        print_error(
+            str(exc),
+            "is `batonflow worker` running? `batonflow run --detach` hands it new runs",
+        )
+    else:
+        print_error(str(exc) or type(exc).__name__)
+    raise typer.Exit(int(code))
+
+
+@contextmanager
+def cli_errors() -> Iterator[None]:
+    """Turn every error into its exit code and a one-line message; never a traceback."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except (Exception, KeyboardInterrupt) as exc:
+        fail(exc)
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is at the time (test runners swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:  # pragma: no cover - logging must never raise
+            self.handleError(record)
+
+
+_handler = _StderrHandler()
+_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+
+def configure_logging(level: int) -> None:
+    """Engine logs go to stderr at ``level`` (the summary already reports faulted runs)."""
+    logger = logging.getLogger("batonflow")
+    if _handler not in logger.handlers:
+        logger.addHandler(_handler)
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+# -- input ----------------------------------------------------------------------------------
+
+
+def read_json_option(value: str | None, option: str) -> Any:
+    """``--input '{"a": 1}'``, ``--input @file.json`` or ``--input @-`` (stdin); None if absent."""
+    if value is None:
+        return None
+    where = option
+    text = value
+    if value.startswith("@"):
+        source = value[1:]
+        where = f"{option} {value}"
+        text = _read_source(source, option)
+
+    def reject(constant: str) -> Any:
+        raise bf.ConfigError(f"{where}: invalid JSON: {constant} is not a JSON value")
+
+    try:
+        return json.loads(text, parse_constant=reject)
+    except json.JSONDecodeError as exc:
+        raise bf.ConfigError(
+            f"{where}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
+
+
+def _read_source(source: str, option: str) -> str:
+    if not source:
+        raise bf.ConfigError(f"{option}: '@' must be followed by a file name (or '-' for stdin)")
+    if source == "-":
+        return sys.stdin.read()
+    path = Path(source)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise bf.ConfigError(f"{option}: no such file: {source}") from None
+    except IsADirectoryError:
+        raise bf.ConfigError(f"{option}: {source} is a directory, not a JSON file") from None
+    except UnicodeDecodeError:
+        raise bf.ConfigError(f"{option}: {source} is not UTF-8 text") from None
+    except OSError as exc:
+        raise bf.ConfigError(f"{option}: cannot read {source}: {exc.strerror}") from None
+
+
+def resolve_db(db: str, *, must_exist: bool) -> str:
+    """Check ``--db`` before the store touches it; return what to give ``bf.open_store``.
+
+    Commands that only read or change existing runs refuse a missing file rather than
+    silently creating an empty database at a mistyped path.
+    """
+    text = db.strip()
+    if not text:
+        raise bf.ConfigError(f"--db: empty database path (set --db or {DB_ENV})")
+    if text.startswith("sqlite:///"):
+        path = Path(text.removeprefix("sqlite:///"))
+    elif "://" in text:
+        return text  # bf.open_store says which schemes it supports
+    else:
+        path = Path(text)
+    if path.is_dir():
+        raise bf.ConfigError(f"--db {db}: is a directory, expected a database file")
+    if must_exist and not path.exists():
+        raise bf.ConfigError(
+            f"--db {db}: no such database file; start a run first, or point --db "
+            f"(or {DB_ENV}) at an existing database"
+        )
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise bf.ConfigError(f"--db {db}: {parent} is not a directory")
+    return text
+
+
+def load_workflow(ref: str) -> bf.Workflow[Any, Any]:
+    """``bf.load_workflow`` that also reports errors raised by importing the user's code."""
+    cwd = os.getcwd()
+    if cwd not in sys.path:  # `batonflow run mymodule:flow` finds ./mymodule.py, as `python -m` does
+        sys.path.insert(0, cwd)
+    try:
+        return bf.load_workflow(ref)
+    except bf.BatonflowError:
+        raise
+    except Exception as exc:
+        raise bf.ConfigError(
+            f"cannot load workflow {ref!r}: importing it raised {_describe(exc)}"
+        ) from exc
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, SyntaxError):
+        return f"SyntaxError: {exc.msg} ({exc.filename}, line {exc.lineno})"
+    text = f"{type(exc).__name__}: {exc}"
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames:
+        text += f" ({frames[-1].filename}, line {frames[-1].lineno})"
+    return text

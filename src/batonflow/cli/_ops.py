@@ -1,0 +1,233 @@
+"""What the commands do, through the public API. No parsing and no rendering here.
+
+Operator actions (cancel, suspend, resume) and events go straight to the store, so they work
+while a ``batonflow worker`` holds the engine lock; that worker notices them through its lease
+heartbeat and its polling.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import batonflow as bf
+from batonflow.cli._io import load_workflow
+from batonflow.cli._waiting import Wait, follow, waits_of
+from batonflow.store import NewRun  # not re-exported by `batonflow`; see `submit`
+
+
+@dataclass(frozen=True, slots=True)
+class RunDetails:
+    """A run as the store records it, ready to render."""
+
+    run: bf.RunRecord
+    steps: list[bf.StepRecord] = field(default_factory=list)
+    attempts: list[bf.AttemptRecord] = field(default_factory=list)
+    events: list[bf.EventRecord] = field(default_factory=list)
+    waits: list[Wait] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """An operator's status change."""
+
+    verb: str  # "cancelled", for messages
+    target: bf.RunStatus
+    sources: frozenset[bf.RunStatus]
+
+
+def _sources(target: bf.RunStatus) -> frozenset[bf.RunStatus]:
+    return frozenset(s for s, targets in bf.TRANSITIONS.items() if target in targets)
+
+
+CANCEL = Action("cancelled", bf.RunStatus.CANCELLED, _sources(bf.RunStatus.CANCELLED))
+SUSPEND = Action("suspended", bf.RunStatus.SUSPENDED, _sources(bf.RunStatus.SUSPENDED))
+# The table also lets the engine move RUNNING and WAITING runs to PENDING; an operator's
+# resume is only for runs that stopped: suspended, or faulted (retried from the failed step).
+RESUME = Action(
+    "resumed", bf.RunStatus.PENDING, frozenset({bf.RunStatus.SUSPENDED, bf.RunStatus.FAULTED})
+)
+_ORDER = list(bf.RunStatus)
+
+
+@asynccontextmanager
+async def opened_store(db: str) -> AsyncIterator[bf.Store]:
+    store = bf.open_store(db)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def get_run(store: bf.Store, run_id: str) -> bf.RunRecord:
+    record = await store.get_run(run_id)
+    if record is None:
+        raise bf.RunNotFound(f"no run with id {run_id!r} in {store.url}")
+    return record
+
+
+async def details(store: bf.Store, run: bf.RunRecord | str) -> RunDetails:
+    record = run if isinstance(run, bf.RunRecord) else await get_run(store, run)
+    waits = await waits_of(store, record) if _parked(record) else []
+    return RunDetails(
+        run=record,
+        steps=await store.load_steps(record.id),
+        attempts=await store.load_attempts(record.id),
+        events=await store.list_events(run_id=record.id, limit=1000),
+        waits=waits,
+    )
+
+
+def _parked(record: bf.RunRecord) -> bool:
+    return record.status in (bf.RunStatus.WAITING, bf.RunStatus.SUSPENDED)
+
+
+# -- running ----------------------------------------------------------------------------------
+
+
+async def start_and_follow(
+    db: str,
+    wf: bf.Workflow[Any, Any],
+    input: Any,
+    *,
+    idempotency_key: str | None,
+    linger: float,
+    started: Callable[[str], None],
+) -> RunDetails:
+    """Start a run on an engine of our own and execute it until it ends or is parked."""
+    async with bf.Engine(db, workflows=[wf]) as engine:
+        handle = await engine.start(wf, input, idempotency_key=idempotency_key)
+        started(handle.run_id)
+        record = await follow(engine, handle.run_id, linger)
+        return await details(engine.store, record)
+
+
+async def submit(
+    db: str, wf: bf.Workflow[Any, Any], input: Any, *, idempotency_key: str | None
+) -> RunDetails:
+    """Record a PENDING run for a worker, without executing anything or taking the engine lock.
+
+    This mirrors ``Engine.start`` (which needs an open engine, and so the lock).
+    """
+    if wf.ref is None:
+        raise bf.ConfigError(
+            f"workflow {wf.name!r} has no importable module:function reference, so a worker"
+            " could not load it; run it without --detach"
+        )
+    input_json = json.dumps(input, separators=(",", ":"), allow_nan=False)
+    now = time.time()
+    new = NewRun(
+        id=uuid.uuid4().hex,
+        workflow=wf.name,
+        workflow_ref=wf.ref,
+        input_json=input_json,
+        status=bf.RunStatus.PENDING,
+        owner=None,
+        lease_until=None,
+        created_at=now,
+        deadline=now + wf.timeout if wf.timeout else None,
+        idempotency_key=idempotency_key,
+    )
+    async with opened_store(db) as store:
+        record, created = await store.create_run(new)
+        if not created:
+            _check_same_start(record, wf, input_json, idempotency_key or new.id)
+        return await details(store, record)
+
+
+def _check_same_start(record: bf.RunRecord, wf: bf.Workflow[Any, Any], text: str, key: str) -> None:
+    if record.workflow != wf.name:
+        raise bf.IdempotencyConflict(
+            f"key {key!r} already started a run of workflow {record.workflow!r} ({record.id}),"
+            f" not {wf.name!r}"
+        )
+    if json.loads(record.input_json) != json.loads(text):
+        raise bf.IdempotencyConflict(
+            f"key {key!r} already started run {record.id} with a different input"
+        )
+
+
+async def resume_and_follow(db: str, run_id: str, linger: float) -> tuple[bf.RunRecord, RunDetails]:
+    """Resume a run if it stopped, then execute it here like ``start_and_follow``."""
+    async with opened_store(db) as store:
+        before = await get_run(store, run_id)
+    allowed = RESUME.sources | {bf.RunStatus.PENDING, bf.RunStatus.WAITING}
+    _check_action(before, RESUME, allowed)
+    workflows = []
+    if before.workflow_ref:  # fail here, before the engine faults the run for missing code
+        workflows.append(load_workflow(before.workflow_ref))
+    async with bf.Engine(db, workflows=workflows) as engine:
+        if before.status in RESUME.sources:
+            await engine.resume(run_id)
+        record = await follow(engine, run_id, linger)
+        return before, await details(engine.store, record)
+
+
+# -- operator actions and events ---------------------------------------------------------------
+
+
+async def change_status(
+    db: str, run_id: str, action: Action, *, reason: str | None = None
+) -> tuple[bf.RunRecord, bf.RunRecord]:
+    """(the run before, the run after) ``action``; the store re-checks the status table."""
+    async with opened_store(db) as store:
+        before = await get_run(store, run_id)
+        _check_action(before, action, action.sources)
+        error_json = None
+        if action is CANCEL:  # what Engine.cancel records, so awaiting it raises RunCancelled
+            message = f"run {run_id} was cancelled" + (f": {reason}" if reason else "")
+            error = {"type": "batonflow.errors:RunCancelled", "message": message}
+            error_json = json.dumps({**error, "retryable": False})
+        after = await store.transition(run_id, action.target, time.time(), error_json)
+        return before, after
+
+
+def _check_action(run: bf.RunRecord, action: Action, allowed: frozenset[bf.RunStatus]) -> None:
+    if run.status in allowed:
+        return
+    if run.status is action.target and action is not RESUME:
+        raise bf.InvalidTransition(f"run {run.id} is already {run.status.value}")
+    names = [s.value for s in sorted(allowed, key=_ORDER.index)]
+    listed = ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
+    raise bf.InvalidTransition(
+        f"run {run.id} is {run.status.value}; only {listed} runs can be {action.verb}"
+    )
+
+
+async def send_event(
+    db: str, topic: str, payload: Any, *, run_id: str | None, key: str | None
+) -> tuple[bf.EventRecord, bf.RunRecord | None]:
+    """Deliver an event; return it and (when addressed to a run) that run afterwards."""
+    if not topic.strip():
+        raise bf.ConfigError("event send: the topic must not be empty")
+    if run_id is None and key is None:
+        raise bf.ConfigError("event send needs --run RUN_ID or --key KEY to address the event")
+    payload_json = json.dumps(payload, separators=(",", ":"), allow_nan=False)
+    async with opened_store(db) as store:
+        if run_id is not None:
+            target = await get_run(store, run_id)
+            if target.status in (bf.RunStatus.COMPLETED, bf.RunStatus.CANCELLED):
+                raise bf.InvalidTransition(
+                    f"run {run_id} is {target.status.value}; it will never consume an event"
+                )
+        event = await store.deliver_event(topic, payload_json, time.time(), key=key, run_id=run_id)
+        after = await store.get_run(run_id) if run_id is not None else None
+        return event, after
+
+
+async def list_runs(
+    db: str, *, status: bf.RunStatus | None, workflow: str | None, limit: int
+) -> list[bf.RunRecord]:
+    async with opened_store(db) as store:
+        return await store.list_runs(status=status, workflow=workflow, limit=limit)
+
+
+async def show(db: str, run_id: str) -> RunDetails:
+    async with opened_store(db) as store:
+        return await details(store, run_id)

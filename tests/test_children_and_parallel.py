@@ -1,0 +1,180 @@
+"""Child workflows and parallel fan-out / fan-in."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import batonflow as bf
+from batonflow.testing import FakeClock
+
+
+@bf.step
+async def score(item: str) -> int:
+    return len(item)
+
+
+@bf.workflow
+async def score_all(ctx: bf.Context, items: list[str]) -> list[int]:
+    return await ctx.parallel(*(ctx.step(score, item) for item in items))
+
+
+@bf.workflow
+async def child_doubles(ctx: bf.Context, n: int) -> int:
+    return n * 2
+
+
+@bf.workflow
+async def child_fails(ctx: bf.Context, n: int) -> int:
+    raise ValueError(f"cannot handle {n}")
+
+
+@bf.workflow
+async def child_waits(ctx: bf.Context) -> object:
+    return await ctx.wait_for_event("go")
+
+
+@bf.workflow
+async def parent(ctx: bf.Context, n: int) -> dict[str, object]:
+    doubled = await ctx.child(child_doubles, n)
+    try:
+        await ctx.child(child_fails, n)
+        outcome = "no error"
+    except bf.ChildWorkflowFailed as exc:
+        outcome = str(exc)
+    return {"doubled": doubled, "outcome": outcome}
+
+
+async def test_fan_out_and_in_keeps_branch_order(engine: bf.Engine) -> None:
+    handle = await engine.start(score_all, ["a", "bbb", "cc"])
+    assert await handle.result() == [1, 3, 2]
+    steps = await engine.store.load_steps(handle.run_id)
+    assert [(s.step_id, s.kind) for s in steps] == [
+        ("1", bf.StepKind.PARALLEL),
+        ("1.0.1", bf.StepKind.STEP),
+        ("1.1.1", bf.StepKind.STEP),
+        ("1.2.1", bf.StepKind.STEP),
+    ]
+
+
+async def test_branches_really_run_concurrently(engine: bf.Engine) -> None:
+    arrived: list[str] = []
+    both_here = asyncio.Event()
+
+    async def meet(name: str) -> str:
+        arrived.append(name)
+        if len(arrived) == 2:
+            both_here.set()
+        await both_here.wait()  # deadlocks unless both branches are in flight together
+        return name
+
+    @bf.workflow(name="rendezvous")
+    async def rendezvous(ctx: bf.Context) -> list[str]:
+        return await ctx.parallel(ctx.step(meet, "a"), ctx.step(meet, "b"))
+
+    assert await engine.run(rendezvous) == ["a", "b"]
+
+
+async def test_branches_can_be_whole_sub_sequences_with_waits(
+    engine: bf.Engine, clock: FakeClock
+) -> None:
+    async def branch(ctx: bf.Context, name: str, pause: float) -> str:
+        first = await ctx.step(score, name)
+        await ctx.sleep(pause)
+        return f"{name}:{first}"
+
+    @bf.workflow(name="staggered")
+    async def staggered(ctx: bf.Context) -> list[str]:
+        return await ctx.parallel(branch(ctx, "ab", 10), branch(ctx, "abc", 20))
+
+    handle = await engine.start(staggered)
+    await engine.settle()
+    await clock.advance(10)
+    await engine.settle()
+    assert await handle.status() is bf.RunStatus.WAITING
+    await clock.advance(10)
+    await engine.settle()
+    assert await handle.result() == ["ab:2", "abc:3"]
+
+
+async def test_a_failing_branch_raises_after_the_others_finish(engine: bf.Engine) -> None:
+    finished: list[str] = []
+
+    async def ok(name: str) -> str:
+        finished.append(name)
+        return name
+
+    async def bad() -> str:
+        raise KeyError("missing")
+
+    @bf.workflow(name="partial")
+    async def partial(ctx: bf.Context) -> list[str]:
+        return await ctx.parallel(
+            ctx.step(ok, "x"), ctx.step(bf.step(bad, retry=bf.Retry.never())), ctx.step(ok, "y")
+        )
+
+    with pytest.raises(bf.RunFailed) as info:
+        await engine.run(partial)
+    assert isinstance(info.value.__cause__, KeyError)
+    assert sorted(finished) == ["x", "y"]
+
+
+async def test_parallel_takes_coroutines(engine: bf.Engine) -> None:
+    @bf.workflow(name="wrong")
+    async def wrong(ctx: bf.Context) -> object:
+        return await ctx.parallel(score)  # type: ignore[arg-type]
+
+    with pytest.raises(bf.RunFailed, match="takes coroutines"):
+        await engine.run(wrong)
+
+
+async def test_child_results_and_failures_reach_the_parent(engine: bf.Engine) -> None:
+    handle = await engine.start(parent, 21)
+    result = await handle.result()
+    assert result["doubled"] == 42
+    assert f"child run {handle.run_id}.2 faulted: cannot handle 21" in str(result["outcome"])
+    children = await engine.store.list_runs(parent_id=handle.run_id)
+    assert sorted((c.id, c.status) for c in children) == [
+        (f"{handle.run_id}.1", bf.RunStatus.COMPLETED),
+        (f"{handle.run_id}.2", bf.RunStatus.FAULTED),
+    ]
+
+
+async def test_parallel_children(engine: bf.Engine) -> None:
+    @bf.workflow(name="many_children")
+    async def many_children(ctx: bf.Context) -> list[int]:
+        return await ctx.parallel(*(ctx.child(child_doubles, n) for n in range(5)))
+
+    assert await engine.run(many_children) == [0, 2, 4, 6, 8]
+
+
+async def test_cancelling_a_parent_cancels_its_children(engine: bf.Engine) -> None:
+    @bf.workflow(name="waits_on_child")
+    async def waits_on_child(ctx: bf.Context) -> object:
+        return await ctx.child(child_waits)
+
+    handle = await engine.start(waits_on_child)
+    await engine.settle()
+    child_id = f"{handle.run_id}.1"
+    assert (await engine.get_run(child_id)).status is bf.RunStatus.WAITING
+    await engine.cancel(handle.run_id)
+    assert (await engine.get_run(child_id)).status is bf.RunStatus.CANCELLED
+    with pytest.raises(bf.RunCancelled):
+        await handle.result()
+
+
+async def test_cancelling_a_child_fails_the_parent_step(engine: bf.Engine) -> None:
+    @bf.workflow(name="tolerant_parent")
+    async def tolerant_parent(ctx: bf.Context) -> str:
+        try:
+            await ctx.child(child_waits)
+        except bf.ChildWorkflowFailed as exc:
+            return f"handled: {exc}"
+        return "unexpected"
+
+    handle = await engine.start(tolerant_parent)
+    await engine.settle()
+    await engine.cancel(f"{handle.run_id}.1")
+    await engine.settle()
+    assert "cancelled" in await handle.result()
