@@ -78,6 +78,17 @@ class Writer:
             conn.close()
 
     def _execute(self, conn: sqlite3.Connection, batch: list[_Item]) -> list[tuple[Any, Any, Any]]:
+        """Run a batch in one transaction. Fast path: no savepoints. If any op raises (a lost
+        lease, a conflict), roll the batch back and run it again with each op in a savepoint,
+        so the failing op changes nothing and its neighbours still commit."""
+        results = self._transaction(conn, batch, isolate=False)
+        if any(err is not None for _, _, err in results):
+            results = self._transaction(conn, batch, isolate=True)
+        return results
+
+    def _transaction(
+        self, conn: sqlite3.Connection, batch: list[_Item], *, isolate: bool
+    ) -> list[tuple[Any, Any, Any]]:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
@@ -85,15 +96,20 @@ class Writer:
             return [(fut, None, err) for _, fut in batch]
         results: list[tuple[Any, Any, Any]] = []
         for op, fut in batch:
-            conn.execute("SAVEPOINT op")
+            if isolate:
+                conn.execute("SAVEPOINT op")
             try:
                 value = op(conn)
             except Exception as exc:
+                results.append((fut, None, _translate(exc)))
+                if not isolate:
+                    conn.execute("ROLLBACK")
+                    return results
                 conn.execute("ROLLBACK TO op")
                 conn.execute("RELEASE op")
-                results.append((fut, None, _translate(exc)))
             else:
-                conn.execute("RELEASE op")
+                if isolate:
+                    conn.execute("RELEASE op")
                 results.append((fut, value, None))
         try:
             conn.execute("COMMIT")
@@ -101,7 +117,7 @@ class Writer:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             err = StoreError(f"commit failed, nothing in this batch was recorded: {exc}")
-            return [(fut, None, err) for fut, _, _ in results]
+            return [(fut, None, err) for _, fut in batch]
         self.batches += 1
         self.ops += len(batch)
         return results

@@ -1,0 +1,44 @@
+"""The public surface is exactly what batonflow/__init__.py says, and importing it is light."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import batonflow as bf
+
+EXPECTED = {
+    "TRANSITIONS", "AttemptRecord", "BatonflowError", "ChildWorkflowFailed", "Clock",
+    "ConfigError", "Context", "Engine", "EngineLocked", "EventRecord", "EventTimeout",
+    "IdempotencyConflict", "InvalidTransition", "LeaseLost", "NonDeterminismError",
+    "RecordedError", "Retry", "RunCancelled", "RunFailed", "RunHandle", "RunNotFound",
+    "RunRecord", "RunStatus", "RunTimeout", "SQLiteStore", "SerializationError", "Step",
+    "StepInfo", "StepKind", "StepRecord", "StepStatus", "StepTimeout", "Store", "StoreError",
+    "SystemClock", "Workflow", "WorkflowNotFound", "__version__", "current_step",
+    "load_workflow", "open_store", "step", "workflow",
+}  # fmt: skip
+
+
+def test_all_is_pinned_and_real() -> None:
+    assert set(bf.__all__) == EXPECTED
+    for name in bf.__all__:
+        assert hasattr(bf, name), name
+
+
+def test_every_error_says_whether_it_is_retryable() -> None:
+    errors = [getattr(bf, n) for n in bf.__all__ if n.endswith(("Error", "Timeout", "Failed"))]
+    for cls in errors + [bf.RunNotFound, bf.RunCancelled, bf.LeaseLost, bf.EngineLocked]:
+        assert issubclass(cls, bf.BatonflowError), cls
+        assert isinstance(cls.retryable, bool), cls
+    assert bf.StoreError.retryable and bf.StepTimeout.retryable
+    assert not bf.ConfigError.retryable and not bf.EngineLocked.retryable
+
+
+def test_import_is_light() -> None:
+    code = (
+        "import sys, batonflow; "
+        "heavy = {'typer', 'rich', 'click', 'pytest'} & set(sys.modules); "
+        "print(sorted(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
