@@ -162,3 +162,21 @@ async def test_the_engine_must_be_open(db_path: object) -> None:
     engine = bf.Engine(str(db_path))
     with pytest.raises(bf.ConfigError, match="not open"):
         await engine.start(two_steps, 1)
+
+
+async def test_partials_and_plain_functions_are_named_after_the_function(
+    engine: bf.Engine,
+) -> None:
+    import functools
+
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    @bf.workflow(name="partials")
+    async def partials(ctx: bf.Context) -> int:
+        return await ctx.step(functools.partial(add, 1), 2)
+
+    handle = await engine.start(partials)
+    assert await handle.result() == 3
+    (step,) = await engine.store.load_steps(handle.run_id)
+    assert step.name.endswith("add")

@@ -97,7 +97,8 @@ def step_options(fn: Callable[..., Any]) -> tuple[Callable[..., Any], str, StepO
         return fn.fn, fn.name, fn.options, fn.is_async
     if not callable(fn):
         raise ConfigError(f"ctx.step needs a function, got {type(fn).__name__}")
-    name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+    target = fn.func if isinstance(fn, functools.partial) else fn
+    name = getattr(target, "__qualname__", None) or type(target).__qualname__
     return fn, name, StepOptions(), inspect.iscoroutinefunction(fn)
 
 
