@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -178,3 +180,67 @@ async def test_cancelling_a_child_fails_the_parent_step(engine: bf.Engine) -> No
     await engine.cancel(f"{handle.run_id}.1")
     await engine.settle()
     assert "cancelled" in await handle.result()
+
+
+@bf.step
+async def tally(name: str) -> str:
+    return name
+
+
+async def test_a_child_that_parks_keeps_its_own_positions(
+    engine: bf.Engine, clock: FakeClock
+) -> None:
+    @bf.workflow(name="napping_child")
+    async def napping_child(ctx: bf.Context) -> str:
+        first = await ctx.step(tally, "in child")
+        await ctx.sleep(5)
+        return first
+
+    @bf.workflow(name="napping_parent")
+    async def napping_parent(ctx: bf.Context) -> list[str]:
+        await ctx.step(tally, "in parent")
+        return await ctx.parallel(ctx.child(napping_child), ctx.step(tally, "sibling"))
+
+    handle = await engine.start(napping_parent)
+    await engine.settle()
+    await clock.advance(5)
+    await engine.settle()
+    assert await handle.result() == ["in child", "sibling"]
+    child_steps = await engine.store.load_steps(f"{handle.run_id}.2.0.1")
+    assert [s.step_id for s in child_steps] == ["1", "2"]
+
+
+class SignallingStore(bf.SQLiteStore):
+    """Sets ``saved`` once a write containing the watched position has committed."""
+
+    def __init__(self, path: Path, watch: str) -> None:
+        super().__init__(path)
+        self.watch, self.saved = watch, asyncio.Event()
+
+    async def save_steps(self, run_id: str, owner: str, steps: Any, *rest: Any) -> None:
+        await super().save_steps(run_id, owner, steps, *rest)
+        if any(s.step_id == self.watch for s in steps):
+            self.saved.set()
+
+
+async def test_a_finished_branch_step_is_recorded_while_siblings_run(db_path: Path) -> None:
+    release = asyncio.Event()
+
+    async def slow() -> str:
+        await release.wait()
+        return "slow"
+
+    @bf.workflow(name="uneven")
+    async def uneven(ctx: bf.Context) -> list[str]:
+        return await ctx.parallel(ctx.step(slow), ctx.step(tally, "quick"))
+
+    store = SignallingStore(db_path, watch="1.1.1")
+    async with bf.Engine(store) as engine:
+        handle = await engine.start(uneven)
+        await store.saved.wait()  # committed while the slow sibling is still running
+        steps = await store.load_steps(handle.run_id)
+        assert [(s.step_id, s.output_json) for s in steps if s.step_id == "1.1.1"] == [
+            ("1.1.1", '"quick"')
+        ]
+        release.set()
+        assert await handle.result() == ["slow", "quick"]

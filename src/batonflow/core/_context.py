@@ -219,6 +219,10 @@ class Context:
                 started_at=started, finished_at=self._clock.now(),
             )
         )  # fmt: skip
+        if _scope.get().prefix:
+            # Inside a parallel branch, siblings may run for a long time before anything else
+            # flushes: record this result now (concurrent branches share the commit).
+            await self.flush()
         return result
 
     def _failed_attempt(

@@ -9,6 +9,7 @@ runs that were cancelled or taken from it elsewhere.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 import random
@@ -328,8 +329,12 @@ class Engine:
         act = _Activation(run)
         self._active[run.id] = act
         self._busy.set()
+        # A fresh context: a child launched from inside its parent's task must not inherit the
+        # parent's position counter or step info.
         act.task = asyncio.get_running_loop().create_task(
-            self._activate(act, fresh), name=f"batonflow-run-{run.id}"
+            self._activate(act, fresh),
+            name=f"batonflow-run-{run.id}",
+            context=contextvars.Context(),
         )
 
     async def _activate(self, act: _Activation, fresh: bool) -> None:
