@@ -44,12 +44,19 @@ class Writer:
         )
         self._conn: sqlite3.Connection | None = None
         self._busy = False  # the connection is in use (by the writer thread or an inline commit)
+        self._ready = threading.Event()
+        self._startup_error: sqlite3.Error | None = None
         self._candidate = False  # a write is deciding whether to commit inline
         self.batches = 0  # commits made; read by tests and benchmarks to show group commit
         self.ops = 0
 
     def start(self) -> None:
+        """Start the writer thread; return once its connection is open (or raise why not)."""
         self._thread.start()
+        self._ready.wait()
+        if self._startup_error is not None:
+            self._thread.join()
+            raise StoreError(f"cannot open {self._path}: {self._startup_error}")
 
     def close(self) -> None:
         with self._cond:
@@ -101,9 +108,15 @@ class Writer:
         return value  # type: ignore[no-any-return]
 
     def _run(self) -> None:
-        conn = connect(self._path)
+        try:
+            conn = connect(self._path)
+        except sqlite3.Error as exc:
+            self._startup_error = exc
+            self._ready.set()
+            return
         with self._cond:
             self._conn = conn
+        self._ready.set()
         try:
             while True:
                 with self._cond:
