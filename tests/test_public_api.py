@@ -27,11 +27,13 @@ def test_all_is_pinned_and_real() -> None:
 
 def test_every_error_says_whether_it_is_retryable() -> None:
     errors = [getattr(bf, n) for n in bf.__all__ if n.endswith(("Error", "Timeout", "Failed"))]
-    for cls in errors + [bf.RunNotFound, bf.RunCancelled, bf.LeaseLost, bf.EngineLocked]:
+    for cls in [*errors, bf.RunNotFound, bf.RunCancelled, bf.LeaseLost, bf.EngineLocked]:
         assert issubclass(cls, bf.BatonflowError), cls
         assert isinstance(cls.retryable, bool), cls
-    assert bf.StoreError.retryable and bf.StepTimeout.retryable
-    assert not bf.ConfigError.retryable and not bf.EngineLocked.retryable
+    assert bf.StoreError.retryable
+    assert bf.StepTimeout.retryable
+    assert not bf.ConfigError.retryable
+    assert not bf.EngineLocked.retryable
 
 
 def test_import_is_light() -> None:

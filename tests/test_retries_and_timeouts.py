@@ -7,7 +7,6 @@ import json
 import threading
 
 import pytest
-from conftest import EngineFactory
 
 import batonflow as bf
 from batonflow.testing import FakeClock
@@ -120,7 +119,7 @@ async def test_errors_that_cannot_succeed_are_not_retried(engine: bf.Engine) -> 
 
 
 async def test_a_workflow_can_catch_a_failed_step(engine: bf.Engine) -> None:
-    attempts, call_crm = flaky_step(5)
+    _attempts, call_crm = flaky_step(5)
 
     @bf.workflow(name="fallback")
     async def fallback(ctx: bf.Context) -> str:
@@ -199,9 +198,7 @@ async def test_run_deadline_interrupts_a_step(engine: bf.Engine, clock: FakeCloc
     assert isinstance(info.value.__cause__, bf.RunTimeout)
 
 
-async def test_run_deadline_fires_while_the_run_sleeps(
-    engine: bf.Engine, clock: FakeClock
-) -> None:
+async def test_run_deadline_fires_while_the_run_sleeps(engine: bf.Engine, clock: FakeClock) -> None:
     @bf.workflow(name="oversleeps", timeout=3600)
     async def oversleeps(ctx: bf.Context) -> None:
         await ctx.sleep(86400)

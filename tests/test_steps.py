@@ -6,10 +6,10 @@ import dataclasses
 import threading
 
 import pytest
-from conftest import EngineFactory
 
 import batonflow as bf
 from batonflow.testing import FakeClock
+from conftest import EngineFactory
 
 calls: list[str] = []
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from conftest import EngineFactory
 
 import batonflow as bf
 from batonflow.testing import FakeClock
+from conftest import EngineFactory
 
 
 @bf.workflow
@@ -70,7 +70,7 @@ async def test_sleep_until_a_moment(engine: bf.Engine, clock: FakeClock) -> None
 
 @bf.workflow
 async def _naive_until(ctx: bf.Context) -> None:
-    await ctx.sleep_until(dt.datetime(2030, 1, 1))  # noqa: DTZ001 - deliberately naive
+    await ctx.sleep_until(dt.datetime(2030, 1, 1))
 
 
 async def test_event_by_correlation_key(engine: bf.Engine, clock: FakeClock) -> None:

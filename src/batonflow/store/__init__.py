@@ -6,6 +6,7 @@ from pathlib import Path
 
 from batonflow.errors import ConfigError
 from batonflow.store._model import (
+    OPERATOR_ACTIONS,
     TRANSITIONS,
     AttemptRecord,
     EventRecord,
@@ -21,6 +22,7 @@ from batonflow.store._protocol import Store
 from batonflow.store._sqlite import SQLiteStore
 
 __all__ = [
+    "OPERATOR_ACTIONS",
     "TRANSITIONS",
     "AttemptRecord",
     "EventRecord",

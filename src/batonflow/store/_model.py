@@ -49,6 +49,19 @@ TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
 }
 
 
+#: What an operator may do, and from which statuses: the subset of TRANSITIONS that is not the
+#: engine's own bookkeeping (a running run becomes pending when its engine hands it back; an
+#: operator's "resume" must not do that to a run another engine is executing).
+OPERATOR_ACTIONS: dict[RunStatus, tuple[RunStatus, ...]] = {
+    RunStatus.CANCELLED: (
+        RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING, RunStatus.SUSPENDED,
+        RunStatus.FAULTED,
+    ),
+    RunStatus.SUSPENDED: (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING),
+    RunStatus.PENDING: (RunStatus.SUSPENDED, RunStatus.FAULTED),  # resume
+}  # fmt: skip
+
+
 def allowed_sources(target: RunStatus) -> tuple[RunStatus, ...]:
     """Statuses from which ``target`` may be entered, in table order."""
     return tuple(s for s, targets in TRANSITIONS.items() if target in targets)
@@ -148,3 +161,12 @@ class EventRecord:
     created_at: float
     consumed_run: str | None
     consumed_step: str | None
+
+
+def _check_operator_actions() -> None:
+    for target, sources in OPERATOR_ACTIONS.items():
+        for source in sources:
+            assert target in TRANSITIONS[source], (source, target)
+
+
+_check_operator_actions()

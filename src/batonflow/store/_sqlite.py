@@ -27,6 +27,7 @@ from batonflow.errors import (
     StoreError,
 )
 from batonflow.store._model import (
+    OPERATOR_ACTIONS,
     AttemptRecord,
     EventRecord,
     NewRun,
@@ -34,7 +35,6 @@ from batonflow.store._model import (
     RunStatus,
     StepRecord,
     StepStatus,
-    allowed_sources,
 )
 from batonflow.store._sqlite_schema import MIGRATIONS
 from batonflow.store._sqlite_sql import (
@@ -237,7 +237,9 @@ class SQLiteStore:
     ) -> RunRecord:
         def change(conn: sqlite3.Connection) -> RunRecord:
             run = get_run(conn, run_id)
-            sources = allowed_sources(target)
+            sources = OPERATOR_ACTIONS.get(target)
+            if sources is None:
+                raise InvalidTransition(f"{target.value} is not an operator action")
             if run.status not in sources:
                 raise InvalidTransition(
                     f"run {run_id} is {run.status.value}; it can become {target.value} only from "
@@ -251,7 +253,7 @@ class SQLiteStore:
                     " signal=signal+1, updated_at=? WHERE id=?",
                     (now, run_id),
                 )
-            elif target is RunStatus.PENDING:
+            else:  # PENDING: resume
                 if run.status is RunStatus.FAULTED:
                     reopen_failed_step(conn, run, now)
                 conn.execute(
@@ -259,8 +261,6 @@ class SQLiteStore:
                     " finished_at=NULL, signal=signal+1, updated_at=? WHERE id=?",
                     (now, run_id),
                 )
-            else:
-                raise InvalidTransition(f"{target.value} is not an operator action")
             return get_run(conn, run_id)
 
         result: RunRecord = await self._write(change)
@@ -461,7 +461,11 @@ class SQLiteStore:
 
         def deliver(conn: sqlite3.Connection) -> EventRecord:
             if run_id is not None:
-                get_run(conn, run_id)  # raises RunNotFound
+                target = get_run(conn, run_id)  # raises RunNotFound
+                if target.status in (RunStatus.COMPLETED, RunStatus.CANCELLED):
+                    raise InvalidTransition(
+                        f"run {run_id} is {target.status.value}; it will never receive this event"
+                    )
             cur = conn.execute(
                 "INSERT INTO events (topic, key, run_id, payload_json, created_at)"
                 " VALUES (?,?,?,?,?)",

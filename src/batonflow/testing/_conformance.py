@@ -58,12 +58,18 @@ def _new(run_id: str, *, running: bool = False, **fields: Any) -> NewRun:
     return NewRun(**base)
 
 
-def _step(run_id: str, step_id: str, status: StepStatus = StepStatus.COMPLETED, **f: Any) -> StepRecord:
-    return StepRecord(run_id, step_id, f.pop("kind", StepKind.STEP), f.pop("name", "s"), status, **f)
+def _step(
+    run_id: str, step_id: str, status: StepStatus = StepStatus.COMPLETED, **f: Any
+) -> StepRecord:
+    return StepRecord(
+        run_id, step_id, f.pop("kind", StepKind.STEP), f.pop("name", "s"), status, **f
+    )
 
 
 def _event_wait(run_id: str, step_id: str, topic: str, key: str | None = None) -> StepRecord:
-    return _step(run_id, step_id, StepStatus.PENDING, kind=StepKind.EVENT, name=topic, topic=topic, key=key)
+    return _step(
+        run_id, step_id, StepStatus.PENDING, kind=StepKind.EVENT, name=topic, topic=topic, key=key
+    )
 
 
 class StoreConformance:
@@ -138,7 +144,8 @@ class StoreConformance:
         await store.transition("b", RunStatus.CANCELLED, T0)
         assert await store.renew_leases(ME, ["a", "b"], T0 + 60) == {"b"}
         record = await store.get_run("a")
-        assert record is not None and record.lease_until == T0 + 60
+        assert record is not None
+        assert record.lease_until == T0 + 60
 
     async def test_release_hands_runs_back(self, store: Store) -> None:
         await store.create_run(_new("a", running=True))
@@ -225,7 +232,8 @@ class StoreConformance:
         await store.suspend_run("r", ME, None, record.signal, [], [], T0)
         await store.deliver_event("paid", '"x"', T0 + 1, key="K")
         woken = await store.get_run("r")
-        assert woken is not None and woken.status is RunStatus.PENDING
+        assert woken is not None
+        assert woken.status is RunStatus.PENDING
         with _raises(RunNotFound):
             await store.deliver_event("paid", '"x"', T0, run_id="nobody")
         with _raises(ConfigError):
@@ -241,7 +249,8 @@ class StoreConformance:
         step = (await store.load_steps("p"))[0]
         assert (step.status, step.output_json) == (StepStatus.COMPLETED, '"done"')
         woken = await store.get_run("p")
-        assert woken is not None and woken.status is RunStatus.PENDING
+        assert woken is not None
+        assert woken.status is RunStatus.PENDING
 
     async def test_a_failed_child_fails_the_parent_step(self, store: Store) -> None:
         await store.create_run(_new("p", running=True))
@@ -262,7 +271,8 @@ class StoreConformance:
         await store.finish_run("p", ME, RunStatus.FAULTED, None, "{}", [], [], T0)
         for run_id in ("p.1", "p.1.1"):
             record = await store.get_run(run_id)
-            assert record is not None and record.status is RunStatus.CANCELLED
+            assert record is not None
+            assert record.status is RunStatus.CANCELLED
 
     # -- operator transitions -----------------------------------------------------------------
     async def test_transitions_follow_the_table(self, store: Store) -> None:
@@ -286,3 +296,23 @@ class StoreConformance:
         assert (resumed.status, resumed.error_json) == (RunStatus.PENDING, None)
         step = (await store.load_steps("r"))[0]
         assert (step.status, step.attempts) == (StepStatus.PENDING, 0)
+
+    async def test_resume_only_continues_suspended_or_faulted_runs(self, store: Store) -> None:
+        await store.create_run(_new("busy", running=True))
+        record, _ = await store.create_run(_new("parked", running=True))
+        await store.suspend_run("parked", ME, T0 + 60, record.signal, [], [], T0)
+        for run_id in ("busy", "parked"):  # running elsewhere, or waiting on its own timer
+            with _raises(InvalidTransition):
+                await store.transition(run_id, RunStatus.PENDING, T0)
+        busy = await store.get_run("busy")
+        assert busy is not None
+        assert (busy.status, busy.owner) == (RunStatus.RUNNING, ME)
+        with _raises(InvalidTransition):
+            await store.transition("busy", RunStatus.COMPLETED, T0)
+
+    async def test_events_for_ended_runs_are_refused(self, store: Store) -> None:
+        await store.create_run(_new("done", running=True))
+        await store.finish_run("done", ME, RunStatus.COMPLETED, "1", None, [], [], T0)
+        with _raises(InvalidTransition):
+            await store.deliver_event("go", "1", T0, run_id="done")
+        assert await store.list_events() == []
