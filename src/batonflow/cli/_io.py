@@ -179,11 +179,16 @@ def resolve_db(db: str, *, must_exist: bool) -> str:
     return text
 
 
+def ensure_cwd_on_path() -> None:
+    """``batonflow run mymodule:flow`` imports ./mymodule.py, as ``python -m`` would."""
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+
+
 def load_workflow(ref: str) -> bf.Workflow[Any, Any]:
     """``bf.load_workflow`` that also reports errors raised by importing the user's code."""
-    cwd = os.getcwd()
-    if cwd not in sys.path:  # `batonflow run mymodule:flow` finds ./mymodule.py, as `python -m` does
-        sys.path.insert(0, cwd)
+    ensure_cwd_on_path()
     try:
         return bf.load_workflow(ref)
     except bf.BatonflowError:

@@ -7,7 +7,9 @@ heartbeat and its polling.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -159,10 +161,13 @@ async def resume_and_follow(db: str, run_id: str, linger: float) -> tuple[bf.Run
         before = await get_run(store, run_id)
     allowed = RESUME.sources | {bf.RunStatus.PENDING, bf.RunStatus.WAITING}
     _check_action(before, RESUME, allowed)
-    workflows = []
-    if before.workflow_ref:  # fail here, before the engine faults the run for missing code
-        workflows.append(load_workflow(before.workflow_ref))
-    async with bf.Engine(db, workflows=workflows) as engine:
+    if not before.workflow_ref:
+        raise bf.ConfigError(
+            f"run {run_id}'s workflow {before.workflow!r} has no module:function reference;"
+            " continue it from the Python program that defines it"
+        )
+    wf = load_workflow(before.workflow_ref)  # fails here, not by faulting the run
+    async with bf.Engine(db, workflows=[wf]) as engine:
         if before.status in RESUME.sources:
             await engine.resume(run_id)
         record = await follow(engine, run_id, linger)
@@ -231,3 +236,26 @@ async def list_runs(
 async def show(db: str, run_id: str) -> RunDetails:
     async with opened_store(db) as store:
         return await details(store, run_id)
+
+
+# -- the worker ---------------------------------------------------------------------------------
+
+
+async def work(db: str, *, concurrency: int | None, ready: Callable[[bf.Engine], None]) -> None:
+    """Execute every run in the store until SIGINT or SIGTERM, then close gracefully: runs in
+    flight record the steps they finished and are handed back as pending."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        options: dict[str, Any] = {}
+        if concurrency is not None:
+            options["max_concurrent_runs"] = concurrency
+        async with bf.Engine(db, **options) as engine:
+            ready(engine)
+            await stop.wait()
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)

@@ -10,6 +10,7 @@ waits for and leaves it to ``batonflow worker`` (or ``batonflow resume --wait``)
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ import batonflow as bf
 _ENDED = (bf.RunStatus.COMPLETED, bf.RunStatus.FAULTED, bf.RunStatus.CANCELLED)
 #: how often ``follow`` re-checks a run that is not finished (it is also woken when its
 #: activation ends, so this bounds the delay of noticing a park, not of noticing a result)
-POLL_SECONDS = 0.2
+POLL_SECONDS = 0.05
 _MAX_DEPTH = 20
 
 
@@ -42,10 +43,8 @@ async def follow(engine: bf.Engine, run_id: str, linger: float) -> bf.RunRecord:
     seconds; return its record as last seen."""
     handle = engine.handle(run_id)
     while True:
-        try:
-            await handle.result(timeout=POLL_SECONDS)
-        except (TimeoutError, bf.RunFailed, bf.RunCancelled):
-            pass
+        with contextlib.suppress(TimeoutError, bf.RunFailed, bf.RunCancelled):
+            await handle.result(timeout=POLL_SECONDS)  # returns early when the run parks
         record = await engine.get_run(run_id)
         if record.status in _ENDED or record.status is bf.RunStatus.SUSPENDED:
             return record

@@ -1,0 +1,391 @@
+"""The ``batonflow`` commands: parse, call the public API (through ``_ops``), render.
+
+Every command accepts ``--json`` (one JSON document on stdout) and ``--db`` (default: the
+``BATONFLOW_DB`` environment variable, else ``./batonflow.db``). Errors go to stderr as
+``error: ...`` with an exit code from the one table in ``_exit_codes``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Coroutine
+from typing import Annotated, Any
+
+import typer
+
+import batonflow as bf
+from batonflow.cli import _ops, _render
+from batonflow.cli._exit_codes import ExitCode
+from batonflow.cli._io import (
+    DB_ENV,
+    DEFAULT_DB,
+    cli_errors,
+    configure_logging,
+    console,
+    ensure_cwd_on_path,
+    load_workflow,
+    note,
+    print_error,
+    print_json,
+    read_json_option,
+    resolve_db,
+)
+
+app = typer.Typer(
+    name="batonflow",
+    help="Durable AI workflows: run them, watch them, and steer them from the shell.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+event_app = typer.Typer(help="Send events to runs that wait for them.", no_args_is_help=True)
+app.add_typer(event_app, name="event")
+
+Db = Annotated[
+    str,
+    typer.Option(
+        "--db",
+        envvar=DB_ENV,
+        metavar="PATH",
+        help="The SQLite database file (or sqlite:/// URL) holding the runs.",
+    ),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+RunId = Annotated[str, typer.Argument(metavar="RUN_ID", help="The run's id.", show_default=False)]
+Linger = Annotated[
+    float,
+    typer.Option(
+        "--linger",
+        min=0,
+        metavar="SECONDS",
+        help="Keep executing a parked run that wakes by itself within this many seconds (a retry"
+        " backoff, a short sleep); beyond that, or when it waits for an event, report it as"
+        " waiting and exit.",
+    ),
+]
+DEFAULT_LINGER = 60.0
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"batonflow {bf.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log the engine's activity to stderr.")
+    ] = False,
+) -> None:
+    configure_logging(logging.INFO if verbose else logging.ERROR)
+
+
+# -- run and worker -----------------------------------------------------------------------------
+
+
+@app.command()
+def run(
+    ref: Annotated[
+        str,
+        typer.Argument(
+            metavar="REF",
+            help="The workflow: module:function or path/to/file.py:function.",
+            show_default=False,
+        ),
+    ],
+    input: Annotated[
+        str | None,
+        typer.Option(
+            "--input",
+            "-i",
+            metavar="JSON|@FILE",
+            help="The run's input: JSON text, @file.json, or @- for stdin. Default: null.",
+        ),
+    ] = None,
+    db: Db = DEFAULT_DB,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(
+            "--idempotency-key",
+            "-k",
+            help="Start at most one run for this key; again, it reports that run.",
+        ),
+    ] = None,
+    detach: Annotated[
+        bool,
+        typer.Option(
+            "--detach",
+            help="Only record the run (pending) and print its id; `batonflow worker` executes"
+            " it. Works while a worker holds the database.",
+        ),
+    ] = False,
+    linger: Linger = DEFAULT_LINGER,
+    as_json: AsJson = False,
+) -> None:
+    """Start a run of a workflow and wait for it to end or to park.
+
+    A run that waits for an event, a long sleep or an operator is reported as `waiting`
+    (exit 0): `batonflow worker` (or `batonflow resume RUN_ID --wait`) continues it.
+    """
+    started: list[str] = []
+    with cli_errors():
+        value = read_json_option(input, "--input")
+        wf = load_workflow(ref)
+        path = resolve_db(db, must_exist=False)
+        if detach:
+            details = asyncio.run(_ops.submit(path, wf, value, idempotency_key=idempotency_key))
+        else:
+            details = _interruptible(
+                _ops.start_and_follow(
+                    path, wf, value, idempotency_key=idempotency_key, linger=linger,
+                    started=started.append,
+                ),
+                started, db,
+            )  # fmt: skip
+    _report_run(details, db=db, as_json=as_json, detached=detach)
+
+
+def _interruptible(
+    work: Coroutine[Any, Any, _ops.RunDetails], started: list[str], db: str
+) -> _ops.RunDetails:
+    """Run ``work``; on Ctrl-C the engine closes first: finished steps are recorded and the
+    run is handed back for the next engine."""
+    try:
+        details = asyncio.run(work)
+    except KeyboardInterrupt:
+        if not started:
+            raise
+        flag = _render.db_flag(db)
+        print_error(
+            f"interrupted: run {started[0]} was handed back; its finished steps are recorded",
+            f"continue it with `batonflow worker{flag}` or "
+            f"`batonflow resume {started[0]} --wait{flag}`",
+        )
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    return details
+
+
+def _report_run(details: _ops.RunDetails, *, db: str, as_json: bool, detached: bool) -> None:
+    run = details.run
+    if as_json:
+        print_json(_render.details_doc(details))
+    elif detached:
+        print(run.id)
+        note(f"run {run.id} is {run.status.value}; `batonflow worker{_render.db_flag(db)}` runs it")
+    else:
+        _render.render_details(console(), details, db=db, full=False)
+    if run.status is bf.RunStatus.FAULTED:
+        error = _render.short_error(_render.decode(run.error_json))
+        print_error(f"run {run.id} ({run.workflow}) faulted: {error}")
+        raise typer.Exit(int(ExitCode.RUN_FAULTED))
+    if run.status is bf.RunStatus.CANCELLED:
+        print_error(f"run {run.id} ({run.workflow}) was cancelled")
+        raise typer.Exit(int(ExitCode.RUN_CANCELLED))
+
+
+@app.command()
+def worker(
+    db: Db = DEFAULT_DB,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--concurrency", "-c", min=1, help="At most this many runs at once (default 500)."
+        ),
+    ] = None,
+) -> None:
+    """Execute every run in the database until Ctrl-C or SIGTERM.
+
+    Runs left by a crashed process are taken over at start; parked runs wake on time or when
+    their event arrives. Each run's workflow is imported from the reference stored with it.
+    Stopping is graceful: runs in flight record the steps they finished and are handed back.
+    """
+    with cli_errors():
+        path = resolve_db(db, must_exist=False)
+        ensure_cwd_on_path()
+        if logging.getLogger("batonflow").level > logging.WARNING:
+            configure_logging(logging.WARNING)  # a worker reports faulted runs as they happen
+
+        def ready(engine: bf.Engine) -> None:
+            note(
+                f"batonflow worker {engine.owner}: executing runs on {path}"
+                f" (pid {os.getpid()}); stop with Ctrl-C or SIGTERM"
+            )
+
+        asyncio.run(_ops.work(path, concurrency=concurrency, ready=ready))
+        note("batonflow worker: stopped; runs in flight were handed back")
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+@app.command("list")
+def list_runs(
+    status: Annotated[
+        str | None,
+        typer.Option(
+            "--status",
+            "-s",
+            metavar="STATUS",
+            help="Only runs with this status: " + ", ".join(s.value for s in bf.RunStatus) + ".",
+        ),
+    ] = None,
+    workflow: Annotated[
+        str | None, typer.Option("--workflow", "-w", help="Only runs of this workflow (name).")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many.")] = 20,
+    db: Db = DEFAULT_DB,
+    as_json: AsJson = False,
+) -> None:
+    """List runs, newest first."""
+    with cli_errors():
+        wanted = _status(status)
+        path = resolve_db(db, must_exist=True)
+        runs = asyncio.run(_ops.list_runs(path, status=wanted, workflow=workflow, limit=limit))
+    if as_json:
+        print_json([_render.run_doc(r) for r in runs])
+    else:
+        _render.render_runs(console(), runs)
+
+
+def _status(value: str | None) -> bf.RunStatus | None:
+    if value is None:
+        return None
+    try:
+        return bf.RunStatus(value.strip().lower())
+    except ValueError:
+        names = ", ".join(s.value for s in bf.RunStatus)
+        raise bf.ConfigError(
+            f"--status: unknown status {value!r}; expected one of {names}"
+        ) from None
+
+
+@app.command()
+def show(run_id: RunId, db: Db = DEFAULT_DB, as_json: AsJson = False) -> None:
+    """Show a run in full: its steps, failed attempts, events, and what it waits for.
+
+    Includes the input, the output or error (with its traceback), the step timeline with each
+    failed attempt under its step, the events it received, and, for a parked run, what it
+    waits for and how to continue it.
+    """
+    with cli_errors():
+        path = resolve_db(db, must_exist=True)
+        details = asyncio.run(_ops.show(path, run_id))
+    if as_json:
+        print_json(_render.details_doc(details))
+    else:
+        _render.render_details(console(), details, db=db, full=True)
+
+
+# -- operator actions ----------------------------------------------------------------------------
+
+
+def _change(run_id: str, db: str, as_json: bool, action: _ops.Action, **options: Any) -> None:
+    with cli_errors():
+        path = resolve_db(db, must_exist=True)
+        before, after = asyncio.run(_ops.change_status(path, run_id, action, **options))
+    if as_json:
+        print_json(_render.run_doc(after))
+    else:
+        _render.render_transition(console(), before, after)
+
+
+@app.command()
+def cancel(
+    run_id: RunId,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Recorded in the run's error message.")
+    ] = None,
+    db: Db = DEFAULT_DB,
+    as_json: AsJson = False,
+) -> None:
+    """Cancel a run and its unfinished child runs.
+
+    A worker executing it notices at its next lease heartbeat and stops it.
+    """
+    _change(run_id, db, as_json, _ops.CANCEL, reason=reason)
+
+
+@app.command()
+def suspend(run_id: RunId, db: Db = DEFAULT_DB, as_json: AsJson = False) -> None:
+    """Pause a run at its next step boundary, until `batonflow resume`."""
+    _change(run_id, db, as_json, _ops.SUSPEND)
+
+
+@app.command()
+def resume(
+    run_id: RunId,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            help="Also execute the run here, like `batonflow run` (needs the engine lock, so no"
+            " worker may be running); accepts pending and waiting runs too.",
+        ),
+    ] = False,
+    linger: Linger = DEFAULT_LINGER,
+    db: Db = DEFAULT_DB,
+    as_json: AsJson = False,
+) -> None:
+    """Continue a suspended run, or retry a faulted run from the step that failed.
+
+    Without --wait this only marks the run pending; a running `batonflow worker` continues it.
+    """
+    if not wait:
+        _change(run_id, db, as_json, _ops.RESUME)
+        if not as_json:
+            note(
+                f"a worker continues it: `batonflow worker{_render.db_flag(db)}`"
+                f" (or `batonflow resume {run_id} --wait{_render.db_flag(db)}`)"
+            )
+        return
+    with cli_errors():
+        path = resolve_db(db, must_exist=True)
+        _, details = asyncio.run(_ops.resume_and_follow(path, run_id, linger))
+    _report_run(details, db=db, as_json=as_json, detached=False)
+
+
+@event_app.command("send")
+def event_send(
+    topic: Annotated[
+        str, typer.Argument(metavar="TOPIC", help="The event's topic.", show_default=False)
+    ],
+    run_id: Annotated[
+        str | None, typer.Option("--run", "-r", metavar="RUN_ID", help="Deliver to this run.")
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option("--key", help="Deliver to the run(s) waiting with this correlation key."),
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option("--data", "-d", metavar="JSON|@FILE", help="The payload: JSON, @file or @-."),
+    ] = None,
+    db: Db = DEFAULT_DB,
+    as_json: AsJson = False,
+) -> None:
+    """Deliver an event. It is stored first: a run that starts waiting for it later gets it."""
+    with cli_errors():
+        payload = read_json_option(data, "--data")
+        path = resolve_db(db, must_exist=True)
+        event, target = asyncio.run(_ops.send_event(path, topic, payload, run_id=run_id, key=key))
+    if as_json:
+        print_json(_render.event_doc(event))
+        return
+    to = f"run {event.run_id}" if event.run_id else f"key {event.key!r}"
+    console().print(f"delivered event #{event.id} {event.topic!r} to {to}", markup=False)
+    if target is not None and target.status is bf.RunStatus.PENDING:
+        note(
+            f"run {target.id} is pending: `batonflow worker{_render.db_flag(db)}` continues it"
+            f" (or `batonflow resume {target.id} --wait{_render.db_flag(db)}`)"
+        )
+    elif target is not None and target.status is bf.RunStatus.WAITING:
+        note(f"run {target.id} is not waiting for {topic!r} yet; its next wait for it takes it")
