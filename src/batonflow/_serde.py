@@ -81,6 +81,9 @@ def error_to_dict(exc: BaseException) -> dict[str, Any]:
     extra = getattr(exc, "error", None)
     if isinstance(extra, dict) and extra:
         data["cause"] = extra
+    record_state = getattr(exc, "record_state", None)
+    if callable(record_state):  # errors that carry structured data (e.g. DSL problem details)
+        data["state"] = record_state()
     step = getattr(exc, "__batonflow_step__", None)
     if isinstance(step, str):
         data["step"] = step
@@ -94,12 +97,19 @@ def error_from_dict(data: dict[str, Any]) -> BaseException:
 
     The instance is made without calling ``__init__`` (custom signatures vary), with ``args``
     set to the message, so ``except TheClass`` and ``str(exc)`` behave as before the crash.
+    An error class may define ``record_state()`` and a ``from_record(message, state)``
+    classmethod to carry structured data through the record.
     """
     name = str(data.get("type", "builtins:Exception"))
     message = str(data.get("message", ""))
     cls = _resolve_exception_class(name)
     if cls is None:
         return RecordedError(name, message)
+    from_record = getattr(cls, "from_record", None)
+    if callable(from_record) and isinstance(data.get("state"), dict):
+        rebuilt = from_record(message, data["state"])
+        if isinstance(rebuilt, BaseException):
+            return rebuilt
     exc = cls.__new__(cls)
     exc.args = (message,)
     if "cause" in data and hasattr(cls, "error"):
