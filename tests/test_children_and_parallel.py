@@ -244,3 +244,72 @@ async def test_a_finished_branch_step_is_recorded_while_siblings_run(db_path: Pa
         ]
         release.set()
         assert await handle.result() == ["slow", "quick"]
+
+
+async def test_race_keeps_the_first_success_and_cancels_the_rest(
+    engine: bf.Engine, clock: FakeClock
+) -> None:
+    cancelled: list[str] = []
+
+    async def slow(name: str) -> str:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            cancelled.append(name)
+        return name
+
+    async def failing() -> str:
+        raise ValueError("no")
+
+    @bf.workflow(name="racer")
+    async def racer(ctx: bf.Context) -> list[object]:
+        winner, value = await ctx.race(
+            ctx.step(slow, "slow"),
+            ctx.step(bf.step(failing, retry=bf.Retry.never())),
+            ctx.step(tally, "quick"),
+        )
+        await ctx.sleep(5)  # park, so the race is replayed once from the journal
+        return [winner, value]
+
+    handle = await engine.start(racer)
+    await engine.settle()
+    assert cancelled == ["slow"]
+    await clock.advance(5)
+    await engine.settle()
+    assert await handle.result() == [2, "quick"]
+    assert cancelled == ["slow"]  # the replay ran only the winner
+    group = (await engine.store.load_steps(handle.run_id))[0]
+    assert (group.name, group.output_json) == ("race", '{"winner":2,"branches":3}')
+
+
+async def test_a_race_without_a_winner_raises_the_first_error(engine: bf.Engine) -> None:
+    async def fails(message: str) -> str:
+        raise KeyError(message)
+
+    never = bf.step(fails, retry=bf.Retry.never())
+
+    @bf.workflow(name="no_winner")
+    async def no_winner(ctx: bf.Context) -> object:
+        return await ctx.race(ctx.step(never, "first"), ctx.step(never, "second"))
+
+    with pytest.raises(bf.RunFailed, match="first"):
+        await engine.run(no_winner)
+
+
+async def test_a_race_whose_branches_wait_parks_and_resumes(
+    engine: bf.Engine, clock: FakeClock
+) -> None:
+    async def napper(ctx: bf.Context, seconds: float, name: str) -> str:
+        await ctx.sleep(seconds)
+        return name
+
+    @bf.workflow(name="sleepy_race")
+    async def sleepy_race(ctx: bf.Context) -> list[object]:
+        winner, value = await ctx.race(napper(ctx, 20, "late"), napper(ctx, 10, "early"))
+        return [winner, value]
+
+    handle = await engine.start(sleepy_race)
+    await engine.settle()
+    await clock.advance(10)
+    await engine.settle()
+    assert await handle.result() == [1, "early"]

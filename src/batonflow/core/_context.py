@@ -436,12 +436,7 @@ class Context:
                     output_json=str(len(branches)), started_at=now, finished_at=now,
                 )
             )  # fmt: skip
-        loop = asyncio.get_running_loop()
-        tasks = []
-        for index, branch in enumerate(branches):
-            branch_context = contextvars.copy_context()
-            branch_context.run(_scope.set, _Scope(f"{group}.{index}."))
-            tasks.append(loop.create_task(branch, context=branch_context))
+        tasks = [self._branch_task(group, i, b) for i, b in enumerate(branches)]
         outcomes = await asyncio.gather(*tasks, return_exceptions=True)
         suspended = [o for o in outcomes if isinstance(o, _Suspend)]
         if suspended:
@@ -450,6 +445,81 @@ class Context:
             if isinstance(outcome, BaseException):
                 raise outcome
         return list(outcomes)  # type: ignore[arg-type]
+
+    async def race(self, *branches: Coroutine[Any, Any, T]) -> tuple[int, T]:
+        """Run branches concurrently; the first to succeed wins and the others are cancelled.
+
+        Returns (winner's index, its result). The winner is recorded, so a replay runs only the
+        winning branch (from its journal) and always picks the same one. If no branch succeeds,
+        the first error in branch order is raised.
+        """
+        for branch in branches:
+            if not asyncio.iscoroutine(branch):
+                raise ConfigError(f"ctx.race takes coroutines, got {type(branch).__name__}")
+        group = self._next_id()
+        recorded = _recorded_winner(self._replay(group, StepKind.PARALLEL, "race"))
+        if recorded is not None:
+            for index, branch in enumerate(branches):
+                if index != recorded:
+                    branch.close()  # never started: the winner is already known
+            self._visit_branches(group, keep=recorded)
+            return recorded, await self._branch_task(group, recorded, branches[recorded])
+        tasks = [self._branch_task(group, i, b) for i, b in enumerate(branches)]
+        winner = await _first_success(tasks)
+        self._visit_branches(group, keep=winner)
+        now = self._clock.now()
+        self._record(
+            StepRecord(
+                self.run_id, group, StepKind.PARALLEL, "race", StepStatus.COMPLETED,
+                output_json=f'{{"winner":{winner},"branches":{len(branches)}}}',
+                started_at=now, finished_at=now,
+            )
+        )  # fmt: skip
+        return winner, tasks[winner].result()
+
+    def _branch_task(
+        self, group: str, index: int, branch: Coroutine[Any, Any, T]
+    ) -> asyncio.Task[T]:
+        branch_context = contextvars.copy_context()
+        branch_context.run(_scope.set, _Scope(f"{group}.{index}."))
+        return asyncio.get_running_loop().create_task(branch, context=branch_context)
+
+    def _visit_branches(self, group: str, *, keep: int) -> None:
+        """A losing branch's recorded positions are history, not a sign of changed code."""
+        prefix = f"{group}."
+        for step_id in self._journal:
+            if step_id.startswith(prefix) and not step_id.startswith(f"{prefix}{keep}."):
+                self._visited.add(step_id)
+
+
+def _recorded_winner(record: StepRecord | None) -> int | None:
+    if record is None:
+        return None
+    return int(loads(record.output_json)["winner"])
+
+
+async def _first_success(tasks: list[asyncio.Task[T]]) -> int:
+    """Index of the first task to succeed (ties broken by branch order); losers are cancelled
+    and awaited. Parks the run if none succeeded but some must wait; else raises the first error."""
+    pending: set[asyncio.Task[T]] = set(tasks)
+    winner: int | None = None
+    while pending and winner is None:
+        _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        for index, task in enumerate(tasks):
+            if task.done() and not task.cancelled() and task.exception() is None:
+                winner = index
+                break
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    if winner is not None:
+        return winner
+    errors = [t.exception() for t in tasks if not t.cancelled()]
+    suspended = [e for e in errors if isinstance(e, _Suspend)]
+    if suspended:
+        raise suspended[0]
+    first = next(e for e in errors if e is not None)
+    raise first
 
 
 def _tag(error: BaseException, step_id: str) -> None:
