@@ -356,13 +356,15 @@ class Context:
         *,
         key: str | None = None,
         timeout: float | dt.timedelta | None = None,
+        detail: Any = None,
     ) -> Any:
         """Wait durably for an event and return its payload.
 
         An event matches when its topic is ``topic`` and it was sent to this run (with the same
         ``key``, if one is given) or, when ``key`` is given, to that correlation key. Events that
         arrived before the wait are kept and consumed in order. Raises ``EventTimeout`` after
-        ``timeout`` seconds without one.
+        ``timeout`` seconds without one. ``detail`` is recorded with the wait (as its input),
+        for whoever lists waits on this topic: the DSL keeps a ``listen`` task's filter there.
         """
         if not topic:
             raise ConfigError("wait_for_event needs a topic")
@@ -375,6 +377,7 @@ class Context:
             deadline = now + _seconds(timeout) if timeout is not None else None
             record = StepRecord(
                 self.run_id, step_id, StepKind.EVENT, topic, StepStatus.PENDING,
+                input_json=None if detail is None else dumps_lenient(detail),
                 started_at=now, wake_at=deadline, topic=topic, key=key,
             )  # fmt: skip
         await self.flush()

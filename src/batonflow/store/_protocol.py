@@ -142,6 +142,10 @@ class Store(Protocol):
     ) -> EventRecord:
         """Store an event and wake the runs waiting for it. It stays until a wait consumes it."""
 
+    async def list_waits(self, topic: str, *, limit: int = 1000) -> list[StepRecord]:
+        """Pending event waits on ``topic`` across all runs, oldest first (for publishers that
+        fan an event out to the runs whose recorded ``detail`` matches it)."""
+
     async def list_events(
         self, *, run_id: str | None = None, limit: int = 100
     ) -> list[EventRecord]:

@@ -491,6 +491,14 @@ class SQLiteStore:
         result: EventRecord = await self._write(deliver)
         return result
 
+    async def list_waits(self, topic: str, *, limit: int = 1000) -> list[StepRecord]:
+        rows = self._read(
+            f"SELECT {STEP_COLS} FROM steps WHERE status='pending' AND kind='event' AND topic=?"
+            f" ORDER BY started_at LIMIT ?",
+            (topic, limit),
+        )
+        return [step_record(r) for r in rows]
+
     async def list_events(
         self, *, run_id: str | None = None, limit: int = 100
     ) -> list[EventRecord]:

@@ -17,6 +17,7 @@ import asyncio
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 from batonflow.errors import ConfigError, InvalidTransition, LeaseLost, RunNotFound
@@ -316,3 +317,20 @@ class StoreConformance:
         with _raises(InvalidTransition):
             await store.deliver_event("go", "1", T0, run_id="done")
         assert await store.list_events() == []
+
+    async def test_waits_can_be_listed_by_topic(self, store: Store) -> None:
+        await store.create_run(_new("a", running=True))
+        await store.create_run(_new("b", running=True))
+        await store.begin_wait(
+            replace(_event_wait("a", "1", "ce"), input_json='{"type":"x"}'), ME, T0
+        )
+        await store.begin_wait(_event_wait("b", "1", "ce", key="k"), ME, T0 + 1)
+        await store.begin_wait(_event_wait("b", "2", "other"), ME, T0 + 2)
+        waits = await store.list_waits("ce")
+        assert [(w.run_id, w.step_id, w.input_json) for w in waits] == [
+            ("a", "1", '{"type":"x"}'),
+            ("b", "1", None),
+        ]
+        await store.deliver_event("ce", "1", T0, run_id="a")
+        await store.begin_wait(_event_wait("a", "1", "ce"), ME, T0)  # consumes it
+        assert [w.run_id for w in await store.list_waits("ce")] == ["b"]
