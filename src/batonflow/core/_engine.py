@@ -17,6 +17,7 @@ import socket
 import uuid
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, TypeVar
@@ -112,7 +113,8 @@ class Engine:
         for wf in workflows:
             self.register(wf)
         self._active: dict[str, _Activation] = {}
-        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        # futures of RunHandle.result() callers: resolved with the run's end, or None to re-read
+        self._waiters: dict[str, list[asyncio.Future[_Final | None]]] = {}
         self._wake = asyncio.Event()
         self._claim_lock = asyncio.Lock()
         self._busy = asyncio.Event()  # set while runs are active: the heartbeat idles otherwise
@@ -409,6 +411,8 @@ class Engine:
         except LeaseLost:
             log.info("run %s: lease lost before it could finish", act.run.id)
             return
+        run = act.run
+        self._notify(run.id, _Final(run.id, run.workflow, status, output_json, error_json))
         if status is RunStatus.FAULTED:
             log.warning("run %s (%s) faulted: %s", act.run.id, act.run.workflow, error_json)
         if act.run.parent_id is not None:
@@ -544,15 +548,15 @@ class Engine:
                 act.stop("lost")
 
     # -- waiting for results ------------------------------------------------------------------
-    def _watch(self, run_id: str) -> asyncio.Future[None]:
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def _watch(self, run_id: str) -> asyncio.Future[_Final | None]:
+        fut: asyncio.Future[_Final | None] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(run_id, []).append(fut)
         return fut
 
-    def _notify(self, run_id: str) -> None:
+    def _notify(self, run_id: str, final: _Final | None = None) -> None:
         for fut in self._waiters.pop(run_id, ()):
             if not fut.done():
-                fut.set_result(None)
+                fut.set_result(final)
 
     def _notify_all(self) -> None:
         for run_id in list(self._waiters):
@@ -586,34 +590,57 @@ class RunHandle(Generic[O]):
         deadline = None if timeout is None else engine.clock.now() + timeout
         while True:
             watch = engine._watch(self.run_id)
-            record = await self.record()
-            if record.status in _ENDED:
-                watch.cancel()
-                return _outcome(record)  # type: ignore[no-any-return]
+            if self.run_id in engine._active:  # it will tell us how it ends
+                status = RunStatus.RUNNING
+            else:
+                record = await self.record()
+                status = record.status
+                if status in _ENDED:
+                    watch.cancel()
+                    return _outcome(_Final.of(record))  # type: ignore[no-any-return]
             delay = engine.poll_interval
             if deadline is not None:
                 remaining = deadline - engine.clock.now()
                 if remaining <= 0:
                     watch.cancel()
-                    raise TimeoutError(f"run {self.run_id} is still {record.status.value}")
+                    raise TimeoutError(f"run {self.run_id} is still {status.value}")
                 delay = min(delay, remaining)
             poll = asyncio.ensure_future(engine.clock.sleep(delay))
+            waits: set[asyncio.Future[Any]] = {watch, poll}
             try:
-                await asyncio.wait({watch, poll}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 poll.cancel()
                 watch.cancel()
+            final = watch.result() if watch.done() and not watch.cancelled() else None
+            if final is not None:
+                return _outcome(final)  # type: ignore[no-any-return]
 
 
-def _outcome(record: RunRecord) -> Any:
-    if record.status is RunStatus.COMPLETED:
-        return loads(record.output_json)
-    error = loads(record.error_json) or {}
-    if record.status is RunStatus.CANCELLED:
-        raise RunCancelled(error.get("message") or f"run {record.id} was cancelled")
+@dataclass(frozen=True, slots=True)
+class _Final:
+    """How a run ended, as result() needs it."""
+
+    run_id: str
+    workflow: str
+    status: RunStatus
+    output_json: str | None
+    error_json: str | None
+
+    @classmethod
+    def of(cls, record: RunRecord) -> _Final:
+        return cls(record.id, record.workflow, record.status, record.output_json, record.error_json)
+
+
+def _outcome(final: _Final) -> Any:
+    if final.status is RunStatus.COMPLETED:
+        return loads(final.output_json)
+    error = loads(final.error_json) or {}
+    if final.status is RunStatus.CANCELLED:
+        raise RunCancelled(error.get("message") or f"run {final.run_id} was cancelled")
     cause = error_from_dict(error)
     raise RunFailed(
-        f"run {record.id} ({record.workflow}) faulted: {error.get('message', '')}", error
+        f"run {final.run_id} ({final.workflow}) faulted: {error.get('message', '')}", error
     ) from cause
 
 

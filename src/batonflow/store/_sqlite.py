@@ -185,14 +185,16 @@ class SQLiteStore:
         self, run: NewRun, parent_step: StepRecord | None = None
     ) -> tuple[RunRecord, bool]:
         def create(conn: sqlite3.Connection) -> tuple[RunRecord, bool]:
-            existing = existing_run(conn, run)
-            if existing is not None:
-                return existing, False
-            conn.execute(
+            if run.idempotency_key is not None or run.parent_id is not None:
+                existing = existing_run(conn, run)
+                if existing is not None:
+                    return existing, False
+            row = conn.execute(
                 "INSERT INTO runs (id, workflow, workflow_ref, status, input_json,"
                 " idempotency_key, parent_id, parent_step, created_at, updated_at, started_at,"
                 " deadline, owner, lease_until, activations)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                f" ON CONFLICT DO NOTHING RETURNING {RUN_COLS}",
                 (
                     run.id, run.workflow, run.workflow_ref, run.status.value, run.input_json,
                     run.idempotency_key, run.parent_id, run.parent_step, run.created_at,
@@ -200,10 +202,12 @@ class SQLiteStore:
                     run.deadline, run.owner, run.lease_until,
                     1 if run.status is RunStatus.RUNNING else 0,
                 ),
-            )  # fmt: skip
+            ).fetchone()  # fmt: skip
+            if row is None:  # the id is taken (a caller-chosen run id used before)
+                return get_run(conn, run.id), False
             if parent_step is not None:
                 insert_steps(conn, [parent_step], replace=False)
-            return get_run(conn, run.id), True
+            return run_record(row), True
 
         result: tuple[RunRecord, bool] = await self._write(create)
         return result

@@ -92,7 +92,7 @@ class Writer:
             if self._closed:
                 raise StoreError("the store is closed")
             self._items.append((op, fut))
-            self._cond.notify_all()
+            self._cond.notify()
         return await fut
 
     def _commit_inline(self, op: Callable[[sqlite3.Connection], T]) -> T:
@@ -102,7 +102,8 @@ class Writer:
         finally:
             with self._cond:
                 self._busy = False
-                self._cond.notify_all()
+                if self._items:  # only wake the writer thread when there is work for it
+                    self._cond.notify()
         if err is not None:
             raise err
         return value  # type: ignore[no-any-return]
@@ -133,7 +134,6 @@ class Writer:
                 finally:
                     with self._cond:
                         self._busy = False
-                        self._cond.notify_all()
         finally:
             with self._cond:
                 self._conn = None
