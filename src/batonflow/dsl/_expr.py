@@ -1,0 +1,431 @@
+"""Runtime expressions: jq, strict mode (DSL 1.0.3, dsl.md "Runtime Expressions").
+
+*Which strings are expressions.* In strict mode (the default, and the only mode here) an
+expression is a string that is one ``${ ... }`` as a whole, surrounding whitespace aside: the
+schema's ``runtimeExpression`` pattern ``^\\s*\\$\\{.+\\}\\s*$`` (read with ``.`` matching line
+breaks, so YAML block scalars work). ``"Hello ${ .name }"`` is not an expression but a literal
+string; write ``${ "Hello \\(.name)" }``. Fields whose schema type *is* a runtime expression
+(``if``, ``when``, ``while``, ``for.in``, and ``input.from``/``output.as``/``export.as`` given as
+strings) take bare jq as well: :func:`evaluate` accepts both.
+
+*Results.* jq yields a stream. No result is ``null`` (as in jq's ``first(f) // null``); more than
+one is an expression error, since silently keeping one or switching to an array by count would
+lose data or change the shape with the data: wrap the expression in ``[ ... ]`` to collect them.
+A condition must yield exactly ``true`` or ``false``; anything else, ``null`` included, is an
+expression error, so a misspelt field faults instead of skipping a task.
+
+*Failures* raise :class:`WorkflowError` with the ``expression`` type and status 400 (dsl.md:
+"When the evaluation of an expression fails, runtimes must raise an error with type .../expression
+and status 400"); the detail quotes the expression and jq's message.
+
+*Sandbox.* ``env``/``$ENV`` (the engine's process environment, where credentials live) read as
+``{}``; use ``$secrets``. ``input``, ``halt`` and ``halt_error`` raise instead of ending the
+program silently.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Protocol, cast
+
+import jq  # type: ignore[import-not-found]  # libjq bindings ship no stubs
+
+from batonflow.dsl._problems import ErrorType, Problem, WorkflowError
+
+__all__ = [
+    "STANDARD_ARGUMENTS",
+    "Arguments",
+    "check",
+    "check_template",
+    "evaluate",
+    "evaluate_condition",
+    "evaluate_template",
+    "is_expression",
+    "is_variable_name",
+]
+
+#: The runtime expression arguments of dsl.md "Runtime expression arguments".
+STANDARD_ARGUMENTS: Final = frozenset(
+    {"context", "input", "output", "secrets", "task", "workflow", "runtime", "authorization"}
+)
+
+CACHE_SIZE: Final = 1024
+"""Compiled programs kept (least recently used dropped first); the same number of parsed
+expressions is kept besides."""
+
+_STRICT = re.compile(r"\s*\$\{(.+)\}\s*", re.DOTALL)
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Every variable a jq program reads appears in its text as ``$name`` (jq has no dynamic lookup);
+# a match inside a string literal or a comment only binds a variable the program never reads.
+_REFERENCE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+_NOT_BINDABLE = frozenset({"__loc__"})
+_DETAIL_QUOTE = 200
+
+# Prepended to every program (no line break, so jq's positions and $__loc__ stay right).
+_PRELUDE = (
+    "def env: {}; "
+    'def input: error("input is not available in workflow expressions"); '
+    'def halt: error("halt is not available in workflow expressions"); '
+    "def halt_error: error; def halt_error($code): error; "
+    "{} as $ENV | "
+)
+_TITLE = "Runtime expression error"
+
+
+class _ABSENT_TYPE:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+_ABSENT: Final = _ABSENT_TYPE()
+
+
+def is_variable_name(name: str) -> bool:
+    """Whether ``name`` can name a jq variable (``for.each``, ``for.at``, ``catch.as``)."""
+    return _VARIABLE_NAME.fullmatch(name) is not None and name not in _NOT_BINDABLE
+
+
+class Arguments(Mapping[str, Any]):
+    """The variables of one evaluation: the runtime expression arguments (``$context``,
+    ``$input``, ...) that apply where the expression is evaluated (dsl.md's availability table),
+    plus task variables such as ``for``'s ``$item``/``$index`` and ``catch``'s ``$error``.
+
+    An argument not given is absent (reading it is an error); ``None`` is jq's ``null``. A
+    variable named like a standard argument shadows it, as an inner jq binding would.
+    """
+
+    __slots__ = ("_names", "_values")
+
+    def __init__(
+        self,
+        *,
+        context: Any = _ABSENT,
+        input: Any = _ABSENT,
+        output: Any = _ABSENT,
+        secrets: Any = _ABSENT,
+        task: Any = _ABSENT,
+        workflow: Any = _ABSENT,
+        runtime: Any = _ABSENT,
+        authorization: Any = _ABSENT,
+        variables: Mapping[str, Any] | None = None,
+    ) -> None:
+        given = {
+            "context": context,
+            "input": input,
+            "output": output,
+            "secrets": secrets,
+            "task": task,
+            "workflow": workflow,
+            "runtime": runtime,
+            "authorization": authorization,
+        }
+        values = {name: value for name, value in given.items() if value is not _ABSENT}
+        if variables:
+            for name in variables:
+                if not is_variable_name(name):
+                    raise WorkflowError(
+                        Problem.of(
+                            ErrorType.CONFIGURATION,
+                            f"{name!r} cannot name a runtime expression variable: use letters, "
+                            "digits and '_', not starting with a digit",
+                        )
+                    )
+            values.update(variables)
+        self._values: dict[str, Any] = values
+        self._names: frozenset[str] = frozenset(values)
+
+    def with_variables(self, variables: Mapping[str, Any]) -> Arguments:
+        """These arguments plus ``variables`` (which win on a clash)."""
+        return Arguments(variables={**self._values, **variables})
+
+    @property
+    def names(self) -> frozenset[str]:
+        return self._names
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Arguments({', '.join(sorted(self._values))})"
+
+
+_NO_ARGUMENTS: Final = Arguments()
+
+
+def is_expression(value: object) -> bool:
+    """Whether ``value`` is a strict-mode runtime expression: a string that is one ``${ ... }``
+    as a whole (whitespace around it aside)."""
+    return isinstance(value, str) and _STRICT.fullmatch(value) is not None
+
+
+class _Program(Protocol):
+    def input_value(self, value: Any) -> Iterable[Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    body: str  # the jq text: inside ``${ }``, or the whole (bare) expression
+    references: frozenset[str]  # variables named in the text
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    program: _Program
+    names: tuple[str, ...]  # bound variables, in the order the program destructures them
+
+
+def evaluate(
+    expression: str,
+    data: Any,
+    arguments: Arguments | None = None,
+    *,
+    instance: str | None = None,
+) -> Any:
+    """The value of ``expression`` (``${ ... }`` or bare jq) on ``data``: its single result,
+    ``None`` if it yields none. Raises :class:`WorkflowError` (expression, 400) if it cannot be
+    compiled, fails, reads an absent variable, or yields more than one result."""
+    arguments = arguments if arguments is not None else _NO_ARGUMENTS
+    compiled = _resolve(expression, arguments.names, instance)
+    if compiled.names:
+        value: Any = [arguments[name] for name in compiled.names]
+        value.append(data)
+    else:
+        value = data
+    try:
+        results = iter(compiled.program.input_value(value))
+        first = next(results, _ABSENT)
+        if first is _ABSENT:
+            return None
+        second = next(results, _ABSENT)
+    except (ValueError, TypeError) as error:  # jq's errors; TypeError: data that isn't JSON
+        raise _failure(expression, f"failed: {error}", instance) from None
+    if second is not _ABSENT:
+        raise _failure(
+            expression,
+            f"yielded more than one result ({_show(first)}, {_show(second)}, ...); "
+            "wrap it in [ ... ] to collect them into an array",
+            instance,
+        )
+    return first
+
+
+def evaluate_condition(
+    expression: str,
+    data: Any,
+    arguments: Arguments | None = None,
+    *,
+    instance: str | None = None,
+) -> bool:
+    """``if``/``when``/``while``/``until``: the expression must yield ``true`` or ``false``;
+    any other value (``null`` and no result included) is an expression error."""
+    result = evaluate(expression, data, arguments, instance=instance)
+    if not isinstance(result, bool):
+        raise _failure(
+            expression,
+            f"must yield true or false, not {_type_of(result)} ({_show(result)})",
+            instance,
+        )
+    return result
+
+
+def evaluate_template(
+    value: Any,
+    data: Any,
+    arguments: Arguments | None = None,
+    *,
+    instance: str | None = None,
+) -> Any:
+    """``value`` with every strict-mode expression in it replaced by its value: walks mappings
+    (values only; keys are names, never evaluated) and lists; other strings and scalars are kept.
+    Results are not walked again, so a string that data supplies is never evaluated. Returns new
+    containers; ``value`` is not changed. With ``instance`` (a JSON pointer to ``value``), an
+    error's instance points at the failing string."""
+    arguments = arguments if arguments is not None else _NO_ARGUMENTS
+    return _walk(value, data, arguments, instance)
+
+
+def _walk(value: Any, data: Any, arguments: Arguments, instance: str | None) -> Any:
+    if isinstance(value, str):
+        if is_expression(value):
+            return evaluate(value, data, arguments, instance=instance)
+        return value
+    if isinstance(value, Mapping):
+        return {
+            key: _walk(item, data, arguments, _child(instance, key)) for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [
+            _walk(item, data, arguments, _child(instance, index))
+            for index, item in enumerate(value)
+        ]
+    return value
+
+
+def check(expression: str, variables: Iterable[str] | None = None) -> Problem | None:
+    """The problem with ``expression`` (``${ ... }`` or bare jq) that shows without data: a
+    syntax error or an unknown function; also a variable outside ``variables`` if those are
+    given (``None``: any variable is taken to exist). ``None`` if there is none."""
+    parsed = _parse(expression)
+    if variables is None:
+        names = parsed.references - _NOT_BINDABLE
+    else:
+        names = parsed.references & frozenset(variables)
+    try:
+        _program(parsed.body, tuple(sorted(names)))
+    except _CompileError as error:
+        return _problem(expression, f"does not compile: {error}", None)
+    return None
+
+
+def check_template(
+    value: Any, variables: Iterable[str] | None = None, *, instance: str = ""
+) -> list[Problem]:
+    """:func:`check` for every strict-mode expression in ``value`` (walked as by
+    :func:`evaluate_template`); each problem's instance extends ``instance`` to the string."""
+    names = None if variables is None else frozenset(variables)
+    problems: list[Problem] = []
+
+    def visit(item: Any, pointer: str) -> None:
+        if is_expression(item):
+            problem = check(item, names)
+            if problem is not None:
+                problems.append(problem.with_instance(pointer))
+        elif isinstance(item, Mapping):
+            for key, child in item.items():
+                visit(child, f"{pointer}/{_escape(key)}")
+        elif isinstance(item, list):
+            for index, child in enumerate(item):
+                visit(child, f"{pointer}/{index}")
+
+    visit(value, instance)
+    return problems
+
+
+# --- compiling, cached ---------------------------------------------------------------------
+
+
+class _CompileError(Exception):
+    """jq could not compile a program; the message is jq's, cleaned."""
+
+
+def _resolve(expression: str, available: frozenset[str], instance: str | None) -> _Compiled:
+    try:
+        return _bind(expression, available)
+    except _CompileError as error:
+        raise WorkflowError(_problem(expression, f"does not compile: {error}", instance)) from None
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _bind(expression: str, available: frozenset[str]) -> _Compiled:
+    """The program for ``expression`` with the available variables it reads bound. Unread
+    arguments are left out, so ``$workflow.definition`` is not converted for ``.a + 1``."""
+    parsed = _parse(expression)
+    names = tuple(sorted(parsed.references & available))
+    return _Compiled(_program(parsed.body, names), names)
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _parse(expression: str) -> _Parsed:
+    match = _STRICT.fullmatch(expression)
+    body = (match.group(1) if match else expression).strip()
+    return _Parsed(body, frozenset(_REFERENCE.findall(body)))
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _program(body: str, names: tuple[str, ...]) -> _Program:
+    """Compile ``body``; at run time its input is ``[*values of names, data]``."""
+    if not body:
+        raise _CompileError("the expression is empty")
+    if names:
+        binding = f". as [{', '.join('$' + name for name in names)}] | .[{len(names)}] | "
+    else:
+        binding = ""
+    try:
+        return cast(_Program, jq.compile(_PRELUDE + binding + body))
+    except ValueError as wrapped:
+        # Compile the program on its own for a message whose positions are the author's.
+        try:
+            jq.compile(body, args=dict.fromkeys(names))
+        except ValueError as error:
+            raise _CompileError(_clean(str(error), body)) from None
+        raise _CompileError(_clean(str(wrapped), body)) from None
+
+
+def _clean(message: str, body: str) -> str:
+    lines = [
+        line.removeprefix("jq: error: ")
+        for line in message.strip().splitlines()
+        if not re.fullmatch(r"jq: \d+ compile errors?", line.strip())
+    ]
+    text = "\n".join(lines).replace(" at <top-level>, ", " at ").strip()
+    if "${" in body:
+        text += (
+            "\n(strict mode: a runtime expression is one ${ ... } taking the whole string; "
+            'to build a string, interpolate in jq: ${ "Hello \\(.name)" })'
+        )
+    return text
+
+
+# --- problems -----------------------------------------------------------------------------
+
+
+def _problem(expression: str, message: str, instance: str | None) -> Problem:
+    return Problem.of(
+        ErrorType.EXPRESSION,
+        f"Runtime expression {_quote(expression)} {message}",
+        title=_TITLE,
+        instance=instance,
+    )
+
+
+def _failure(expression: str, message: str, instance: str | None) -> WorkflowError:
+    return WorkflowError(_problem(expression, message, instance))
+
+
+def _quote(expression: str) -> str:
+    text = expression.strip()
+    if len(text) > _DETAIL_QUOTE:
+        text = text[: _DETAIL_QUOTE - 3] + "..."
+    return f"'{text}'"
+
+
+def _show(value: Any) -> str:
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _type_of(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _child(pointer: str | None, key: object) -> str | None:
+    return None if pointer is None else f"{pointer}/{_escape(key)}"
+
+
+def _escape(key: object) -> str:
+    return str(key).replace("~", "~0").replace("/", "~1")
