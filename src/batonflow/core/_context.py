@@ -124,6 +124,11 @@ class Context:
     def workflow(self) -> str:
         return self.run.workflow
 
+    @property
+    def engine(self) -> Engine:
+        """The engine executing this run (its clock, store and events, for extensions)."""
+        return self._engine
+
     # -- positions and the journal -------------------------------------------------------------
     def _next_id(self) -> str:
         try:
@@ -326,9 +331,10 @@ class Context:
             return
         raise self._suspend(record.wake_at)
 
-    async def now(self) -> float:
-        """The current time, recorded: a replay sees the same value."""
-        return float(await self._value("now", self._clock.now))
+    async def now(self, name: str = "now") -> float:
+        """The current time, recorded: a replay sees the same value. ``name`` labels the record
+        (the DSL marks each task's start with it)."""
+        return float(await self._value(name, self._clock.now))
 
     async def uuid4(self) -> str:
         """A random UUID, recorded: a replay sees the same value."""

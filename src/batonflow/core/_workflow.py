@@ -178,8 +178,8 @@ def workflow(
 def _default_ref(fn: Callable[..., Any]) -> str | None:
     """How another process finds ``fn``: by module name, or by file path for scripts and files
     the CLI loaded by path (their module names mean nothing elsewhere)."""
-    if "<locals>" in fn.__qualname__:
-        return None
+    if "<locals>" in fn.__qualname__ or inspect.ismethod(fn):
+        return None  # not importable by name: the engine must be given the workflow
     module = sys.modules.get(fn.__module__)
     by_path = fn.__module__ == "__main__" or fn.__module__.startswith("batonflow_user_")
     if by_path:

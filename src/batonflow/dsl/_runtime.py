@@ -1,0 +1,122 @@
+"""Running Serverless Workflow documents on a batonflow engine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx
+
+import batonflow as bf
+from batonflow import _net
+from batonflow.dsl import _events
+from batonflow.dsl._interpreter import Interpreter
+from batonflow.dsl._problems import ErrorType, Problem, WorkflowError
+from batonflow.dsl._schemas import SchemaValidator
+
+#: The kernel workflow that interprets every DSL run; the document travels in the run's input.
+WORKFLOW_NAME = "serverless-workflow"
+
+
+class DslRuntime:
+    """Runs DSL documents durably: every run is a kernel run of one interpreter workflow whose
+    input carries the document, so a run resumes with the definition it started with, whatever
+    happened to the file since.
+
+    ``client`` carries all outbound HTTP (default: batonflow's egress client); ``secrets`` are
+    what ``$secrets`` and authentication policies may read; ``functions`` are Python callables a
+    ``call:`` may name; ``allow_processes`` lets ``run: shell`` and ``run: script`` execute
+    local processes (off by default).
+    """
+
+    def __init__(
+        self,
+        *,
+        client: httpx.AsyncClient | None = None,
+        secrets: Mapping[str, Any] | None = None,
+        functions: Mapping[str, Callable[..., Any]] | None = None,
+        allow_processes: bool = False,
+    ) -> None:
+        self._client = client
+        self._owns_client = client is None
+        self.secrets: dict[str, Any] = dict(secrets or {})
+        self.functions: dict[str, Callable[..., Any]] = dict(functions or {})
+        self.allow_processes = allow_processes
+        self.schemas = SchemaValidator()
+        self.descriptor = {"name": "batonflow", "version": bf.__version__, "metadata": {}}
+        self.workflow: bf.Workflow[dict[str, Any], Any] = bf.Workflow(
+            self._interpret, name=WORKFLOW_NAME, ref=None
+        )
+        self._documents: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = {}
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = _net.make_client()
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._owns_client and self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    # -- documents ----------------------------------------------------------------------------
+    def add_document(self, document: Mapping[str, Any]) -> None:
+        """Make a document available to ``run: workflow`` by namespace, name and version."""
+        meta = document["document"]
+        versions = self._documents.setdefault((meta["namespace"], meta["name"]), [])
+        versions.append((str(meta["version"]), dict(document)))
+
+    def find_document(
+        self, namespace: str | None, name: str, version: str, where: str
+    ) -> dict[str, Any]:
+        candidates = [
+            (v, doc) for (ns, n), docs in self._documents.items() for v, doc in docs
+            if n == name and (namespace is None or ns == namespace)
+        ]  # fmt: skip
+        if version != "latest":
+            candidates = [(v, doc) for v, doc in candidates if v == version]
+        if not candidates:
+            raise WorkflowError(
+                Problem.of(
+                    ErrorType.CONFIGURATION,
+                    f"no workflow {namespace or '*'}/{name} version {version} is known to this "
+                    "runtime; load it with DslRuntime.add_document",
+                    instance=where,
+                )
+            )
+        return max(candidates, key=lambda pair: _version_key(pair[0]))[1]
+
+    # -- runs ---------------------------------------------------------------------------------
+    async def start(
+        self,
+        engine: bf.Engine,
+        document: Mapping[str, Any],
+        input: Any = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> bf.RunHandle[Any]:
+        """Start a run of ``document`` (a validated document's plain data)."""
+        engine.register(self.workflow)
+        payload = {"definition": dict(document), "input": input}
+        return await engine.start(self.workflow, payload, idempotency_key=idempotency_key)
+
+    async def run(self, engine: bf.Engine, document: Mapping[str, Any], input: Any = None) -> Any:
+        return await (await self.start(engine, document, input)).result()
+
+    async def publish(self, engine: bf.Engine, event: dict[str, Any]) -> int:
+        """Deliver a CloudEvent to the runs listening for it; return how many got it."""
+        _events.check_event(event, "/")
+        return await _events.publish(engine, event)
+
+    async def _interpret(self, ctx: bf.Context, payload: dict[str, Any]) -> Any:
+        document = payload["definition"]
+        interpreter = Interpreter(self, ctx, document, payload.get("input"), secrets=self.secrets)
+        return await interpreter.run()
+
+
+def _version_key(version: str) -> tuple[tuple[int, int | str], ...]:
+    parts: list[tuple[int, int | str]] = []
+    for part in version.replace("-", ".").split("."):
+        parts.append((1, int(part)) if part.isdigit() else (0, part))
+    return tuple(parts)
