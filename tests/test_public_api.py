@@ -9,7 +9,7 @@ import batonflow as bf
 
 EXPECTED = {
     "TRANSITIONS", "AttemptRecord", "BatonflowError", "ChildWorkflowFailed", "Clock",
-    "ConfigError", "Context", "Engine", "EngineLocked", "EventRecord", "EventTimeout",
+    "ConfigError", "Context", "DeadlineExceeded", "Engine", "EngineLocked", "EventRecord", "EventTimeout",
     "IdempotencyConflict", "InvalidTransition", "LeaseLost", "NonDeterminismError",
     "RecordedError", "Retry", "RunCancelled", "RunFailed", "RunHandle", "RunNotFound",
     "RunRecord", "RunStatus", "RunTimeout", "SQLiteStore", "SerializationError", "Step",

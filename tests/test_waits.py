@@ -135,3 +135,42 @@ async def test_events_need_an_address(engine: bf.Engine) -> None:
         await engine.send_event("approved", {}, run_id="no-such-run")
     with pytest.raises(bf.SerializationError):
         await engine.send_event("approved", object(), key="k")
+
+
+async def test_a_deadline_scope_caps_waits_and_cuts_steps(
+    engine: bf.Engine, clock: FakeClock
+) -> None:
+    import asyncio
+
+    started = asyncio.Event()
+
+    async def forever() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    @bf.workflow(name="scoped")
+    async def scoped(ctx: bf.Context) -> list[str]:
+        outcomes = []
+        begin = await ctx.now()
+        with ctx.deadline(begin + 60):
+            try:
+                await ctx.sleep(3600)  # parks until the deadline, not for an hour
+            except bf.DeadlineExceeded:
+                outcomes.append("sleep cut")
+        with ctx.deadline(await ctx.now() + 30):
+            try:
+                await ctx.step(bf.step(forever, timeout=600))
+            except bf.DeadlineExceeded:
+                outcomes.append("step cut")
+        return outcomes
+
+    handle = await engine.start(scoped)
+    await engine.settle()
+    assert (await handle.record()).wake_at == clock.now() + 60
+    await clock.advance(60)
+    await started.wait()
+    await clock.advance(30)
+    await engine.settle()
+    assert await handle.result() == ["sleep cut", "step cut"]
+    failed = [s for s in await engine.store.load_steps(handle.run_id) if s.kind is bf.StepKind.STEP]
+    assert "DeadlineExceeded" in (failed[0].error_json or "")  # recorded: a replay agrees

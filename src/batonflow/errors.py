@@ -13,6 +13,7 @@
     │   └── EngineLocked            another engine process holds the embedded database
     ├── StepTimeout                 one attempt of a step ran past its timeout (retryable)
     ├── RunTimeout                  the whole run ran past its deadline
+    ├── DeadlineExceeded            a wait inside a ``ctx.deadline`` scope outlived it
     ├── EventTimeout                no event arrived before the wait's timeout
     ├── RunCancelled                the run was cancelled
     ├── RunFailed                   awaiting a run whose workflow raised; carries the recorded error
@@ -31,6 +32,7 @@ __all__ = [
     "BatonflowError",
     "ChildWorkflowFailed",
     "ConfigError",
+    "DeadlineExceeded",
     "EngineLocked",
     "EventTimeout",
     "IdempotencyConflict",
@@ -107,6 +109,10 @@ class StepTimeout(BatonflowError):
 
 class RunTimeout(BatonflowError):
     """The run ran past its deadline."""
+
+
+class DeadlineExceeded(BatonflowError):
+    """A wait inside a ``ctx.deadline(...)`` scope was still unfinished at its deadline."""
 
 
 class EventTimeout(BatonflowError):

@@ -19,7 +19,7 @@ import contextvars
 import datetime as dt
 import functools
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
@@ -33,6 +33,7 @@ from batonflow._serde import (
 from batonflow.core._workflow import Workflow, step_options
 from batonflow.errors import (
     ConfigError,
+    DeadlineExceeded,
     EventTimeout,
     NonDeterminismError,
     StepTimeout,
@@ -86,6 +87,9 @@ class StepInfo:
 
 
 _step_info: contextvars.ContextVar[StepInfo] = contextvars.ContextVar("batonflow_step")
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "batonflow_deadline", default=None
+)
 
 
 def current_step() -> StepInfo:
@@ -155,9 +159,29 @@ class Context:
         self._journal[record.step_id] = record
         self._buffer[record.step_id] = record
 
-    def _suspend(self, wake_at: float | None) -> _Suspend:
+    def _suspend(self, wake_at: float | None) -> BaseException:
+        """Park the run until ``wake_at`` (or a signal), never past the innermost deadline; past
+        that deadline, fail the scope instead."""
+        deadline = _deadline.get()
+        if deadline is not None:
+            if self._clock.now() >= deadline:
+                return DeadlineExceeded(f"run {self.run_id}: a scope passed its deadline")
+            wake_at = deadline if wake_at is None else min(wake_at, deadline)
         self.wakes.append(wake_at)
         return _Suspend()
+
+    @contextlib.contextmanager
+    def deadline(self, at: float) -> Iterator[None]:
+        """Within this block, everything ends by ``at``: the run parks no later than then, a
+        wait still unfinished at ``at`` raises :class:`DeadlineExceeded`, and a step's timeout
+        is cut to the time left (a step cut off fails with DeadlineExceeded, recorded, so a
+        replay reaches the same verdict). Nested deadlines keep the earliest."""
+        current = _deadline.get()
+        token = _deadline.set(at if current is None else min(current, at))
+        try:
+            yield
+        finally:
+            _deadline.reset(token)
 
     def take_buffer(self) -> tuple[list[StepRecord], list[AttemptRecord]]:
         steps, attempts = list(self._buffer.values()), self._attempts
@@ -210,9 +234,17 @@ class Context:
         await self.flush()
         attempt = attempts + 1
         started = self._clock.now()
+        timeout, clipped = self._step_timeout(options.timeout, started, name)
         info = StepInfo(self.run_id, step_id, name, attempt)
         try:
-            value = await self._invoke(call, args, kwargs, is_async, options.timeout, info)
+            try:
+                value = await self._invoke(call, args, kwargs, is_async, timeout, info)
+            except StepTimeout:
+                if not clipped:
+                    raise
+                raise DeadlineExceeded(
+                    f"step {name!r} was cut off by its scope's deadline"
+                ) from None
             result, output_json = roundtrip(value, what=f"the result of step {name!r}")
         except Exception as exc:
             self._failed_attempt(step_id, name, args, kwargs, attempt, started, exc, options)
@@ -229,6 +261,20 @@ class Context:
             # flushes: record this result now (concurrent branches share the commit).
             await self.flush()
         return result
+
+    def _step_timeout(
+        self, timeout: float | None, now: float, name: str
+    ) -> tuple[float | None, bool]:
+        """The attempt's timeout within any deadline scope, and whether the scope cut it."""
+        deadline = _deadline.get()
+        if deadline is None:
+            return timeout, False
+        remaining = deadline - now
+        if remaining <= 0:
+            raise DeadlineExceeded(f"step {name!r} did not start: its scope's deadline passed")
+        if timeout is None or remaining < timeout:
+            return remaining, True
+        return timeout, False
 
     def _failed_attempt(
         self,

@@ -198,12 +198,16 @@ class Engine:
         *,
         idempotency_key: str | None = None,
         run_id: str | None = None,
+        timeout: float | None = None,
     ) -> RunHandle[O]:
         """Start a run and return its handle once the run is durably recorded.
 
         With an ``idempotency_key`` already used, the handle of that earlier run is returned and
         nothing new starts; reusing a key for another workflow or input is an IdempotencyConflict.
+        ``timeout`` (seconds) overrides the workflow's own deadline for this run.
         """
+        if timeout is not None and timeout <= 0:
+            raise ConfigError(f"a run timeout must be positive seconds, got {timeout}")
         self._require_open()
         self.register(wf)
         _, input_json = roundtrip(input, what=f"the input of workflow {wf.name!r}")
@@ -218,7 +222,7 @@ class Engine:
             owner=self.owner if run_now else None,
             lease_until=now + self.lease_seconds if run_now else None,
             created_at=now,
-            deadline=now + wf.timeout if wf.timeout else None,
+            deadline=_deadline(now, timeout or wf.timeout),
             idempotency_key=idempotency_key,
         )
         record, created = await self.store.create_run(new)
@@ -254,7 +258,7 @@ class Engine:
             owner=self.owner if run_now else None,
             lease_until=now + self.lease_seconds if run_now else None,
             created_at=now,
-            deadline=now + wf.timeout if wf.timeout else None,
+            deadline=_deadline(now, wf.timeout),
             parent_id=ctx.run_id,
             parent_step=step_id,
         )
@@ -642,6 +646,10 @@ def _outcome(final: _Final) -> Any:
     raise RunFailed(
         f"run {final.run_id} ({final.workflow}) faulted: {error.get('message', '')}", error
     ) from cause
+
+
+def _deadline(now: float, timeout: float | None) -> float | None:
+    return now + timeout if timeout else None
 
 
 def _check_same_start(record: RunRecord, wf: Workflow[Any, Any], input_json: str, key: str) -> None:

@@ -206,7 +206,8 @@ class Interpreter:
         timeout = self.timeout_of(call.task, call.pointer)
         if timeout is None or kind in LEAF_KINDS:  # leaf steps apply their own timeout
             return await HANDLERS[kind](self, call)
-        return await self.within(HANDLERS[kind](self, call), timeout, call.pointer)
+        started = call.descriptor["startedAt"]["epoch"]["milliseconds"] / 1000
+        return await self.within(HANDLERS[kind](self, call), started, timeout, call.pointer)
 
     def transform_output(self, call: TaskCall, raw_output: Any) -> Any:
         spec = call.task.get("output") or {}
@@ -247,19 +248,17 @@ class Interpreter:
             )
         return found
 
-    async def within(self, work: Awaitable[TaskResult], seconds: float, pointer: str) -> TaskResult:
-        """Bound a composite task in time (leaf tasks use the step's own timeout)."""
-        task = asyncio.ensure_future(work)
-        timer = asyncio.ensure_future(self.ctx.engine.clock.sleep(seconds))
+    async def within(
+        self, work: Awaitable[TaskResult], started: float, seconds: float, pointer: str
+    ) -> TaskResult:
+        """Bound a composite task in time, durably: the deadline counts from the task's recorded
+        start; parks never outlast it and steps inside are cut off at it (the kernel's deadline
+        scope), so a replay reaches the same verdict."""
         try:
-            done, _ = await asyncio.wait({task, timer}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            timer.cancel()
-            if not task.done():
-                task.cancel()
-        if task in done:
-            return task.result()
-        raise timeout_error(pointer, seconds)
+            with self.ctx.deadline(started + seconds):
+                return await work
+        except bf.DeadlineExceeded:
+            raise timeout_error(pointer, seconds) from None
 
     # -- expressions ---------------------------------------------------------------------------
     def arguments(self, scope: dict[str, Any], **extra: Any) -> _expr.Arguments:

@@ -108,6 +108,13 @@ def _problem(error_json: str | None) -> dict[str, Any]:
     state = recorded.get("state")
     if isinstance(state, dict):
         return state
+    if recorded.get("type") == "batonflow.errors:RunTimeout":  # the workflow's own timeout
+        return {
+            "type": "https://serverlessworkflow.io/spec/1.0.0/errors/timeout",
+            "status": 408,
+            "detail": recorded.get("message", ""),
+            "instance": "/",
+        }
     return {
         "type": "https://serverlessworkflow.io/spec/1.0.0/errors/runtime",
         "status": 500,

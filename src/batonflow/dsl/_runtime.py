@@ -10,6 +10,7 @@ import httpx
 import batonflow as bf
 from batonflow import _net
 from batonflow.dsl import _events
+from batonflow.dsl._durations import to_seconds
 from batonflow.dsl._interpreter import Interpreter
 from batonflow.dsl._problems import ErrorType, Problem, WorkflowError
 from batonflow.dsl._schemas import SchemaValidator
@@ -99,7 +100,9 @@ class DslRuntime:
         """Start a run of ``document`` (a validated document's plain data)."""
         engine.register(self.workflow)
         payload = {"definition": dict(document), "input": input}
-        return await engine.start(self.workflow, payload, idempotency_key=idempotency_key)
+        return await engine.start(
+            self.workflow, payload, idempotency_key=idempotency_key, timeout=_timeout(document)
+        )
 
     async def run(self, engine: bf.Engine, document: Mapping[str, Any], input: Any = None) -> Any:
         return await (await self.start(engine, document, input)).result()
@@ -113,6 +116,20 @@ class DslRuntime:
         document = payload["definition"]
         interpreter = Interpreter(self, ctx, document, payload.get("input"), secrets=self.secrets)
         return await interpreter.run()
+
+
+def _timeout(document: Mapping[str, Any]) -> float | None:
+    """The workflow's own timeout (``timeout.after``, or a named one), as the run's deadline."""
+    spec = document.get("timeout")
+    if isinstance(spec, str):
+        spec = ((document.get("use") or {}).get("timeouts") or {}).get(spec)
+        if spec is None:
+            raise WorkflowError(
+                Problem.of(ErrorType.CONFIGURATION, "unknown named timeout", instance="/timeout")
+            )
+    if not isinstance(spec, Mapping) or "after" not in spec:
+        return None
+    return to_seconds(spec["after"], where="/timeout/after")
 
 
 def _version_key(version: str) -> tuple[tuple[int, int | str], ...]:

@@ -28,7 +28,7 @@ async def leaf_step(
     step = bf.step(compute, name=call.pointer, retry=bf.Retry.never(), timeout=timeout)
     try:
         return await it.ctx.step(step, call.input)
-    except WorkflowError:
+    except (WorkflowError, bf.DeadlineExceeded):  # the latter is for the enclosing timeout
         raise
     except bf.StepTimeout:
         raise timeout_error(call.pointer, timeout or 0) from None

@@ -13,6 +13,7 @@ from ruamel.yaml import YAML
 import batonflow as bf
 from batonflow._net import make_client
 from batonflow.dsl._interpreter import TASK_MARK
+from batonflow.dsl._lifecycle import _problem
 from batonflow.dsl._runtime import DslRuntime
 
 from ..servers import public_hosts
@@ -64,7 +65,7 @@ async def _outcome(
         for s in steps
         if s.name.startswith(TASK_MARK)
     ]
-    problem = (error or {}).get("state") or {}
+    problem = _problem(json.dumps(error)) if error else {}
     return Outcome(record.status, output, problem, tasks)
 
 

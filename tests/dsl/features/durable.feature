@@ -378,3 +378,54 @@ Feature: What the CTK leaves out, in the CTK's own vocabulary
     When the engine is killed with SIGKILL during 'second' and a new engine resumes
     Then the workflow should complete
     And the side effects should be 'first', 'third'
+
+  Scenario: A composite task's timeout ends a wait inside it, even across parking
+    Given a workflow with definition:
+    """yaml
+    document: { dsl: '1.0.3', namespace: test, name: composite-timeout, version: '1.0.0' }
+    do:
+      - guarded:
+          try:
+            - slowly:
+                do:
+                  - first:
+                      set: { started: true }
+                  - nap:
+                      wait: { hours: 2 }
+                timeout:
+                  after: { hours: 1 }
+          catch:
+            errors:
+              with: { type: https://serverlessworkflow.io/spec/1.0.0/errors/timeout }
+            as: late
+            do:
+              - report:
+                  set: { timedOut: '${ $late.instance }' }
+    """
+    When the workflow is started
+    Then the workflow should be waiting
+    When 3599 seconds pass
+    Then the workflow should be waiting
+    When 1 seconds pass
+    Then the workflow should complete with output:
+    """yaml
+    timedOut: /do/0/guarded/try/0/slowly
+    """
+
+  Scenario: The workflow's own timeout faults a run that waits too long
+    Given a workflow with definition:
+    """yaml
+    document: { dsl: '1.0.3', namespace: test, name: workflow-timeout, version: '1.0.0' }
+    timeout:
+      after: { minutes: 10 }
+    do:
+      - longWait:
+          wait: { hours: 1 }
+    """
+    When the workflow is started
+    And 600 seconds pass
+    Then the workflow should fault with error:
+    """yaml
+    type: https://serverlessworkflow.io/spec/1.0.0/errors/timeout
+    status: 408
+    """
