@@ -14,7 +14,6 @@ the typed model exists for validation and static tools.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
