@@ -331,6 +331,11 @@ class Engine:
     def _poke(self) -> None:
         self._wake.set()
 
+    def poke(self) -> None:
+        """Tell the dispatcher the store changed (runs became runnable): it looks at once
+        instead of at its next poll. For extensions that write to the store directly."""
+        self._poke()
+
     def _launch(self, run: RunRecord, *, fresh: bool) -> None:
         act = _Activation(run)
         self._active[run.id] = act

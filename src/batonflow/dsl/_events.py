@@ -239,11 +239,16 @@ class Listener:
                 self.expectations[name] = correlate(event, correlation)
 
 
-async def publish(engine: bf.Engine, event: dict[str, Any]) -> int:
-    """Deliver ``event`` to every run whose listen task awaits it; return how many."""
-    delivered = 0
+async def publish(store: bf.Store, event: dict[str, Any], now: float) -> list[str]:
+    """Deliver ``event`` to every run whose listen task awaits it; return their run ids.
+
+    Works on the store alone, so a process that holds no engine (the CLI beside a running
+    worker) can publish; the worker notices the woken runs on its next poll.
+    """
+    payload = json.dumps(event, separators=(",", ":"))
+    delivered: list[str] = []
     seen: set[tuple[str, str | None]] = set()
-    for wait in await engine.store.list_waits(TOPIC):
+    for wait in await store.list_waits(TOPIC):
         target = (wait.run_id, wait.key)
         if target in seen:
             continue
@@ -251,6 +256,6 @@ async def publish(engine: bf.Engine, event: dict[str, Any]) -> int:
         if first_match(event, detail.get("filters") or []) is None:
             continue
         seen.add(target)
-        await engine.send_event(TOPIC, event, run_id=wait.run_id, key=wait.key)
-        delivered += 1
+        await store.deliver_event(TOPIC, payload, now, run_id=wait.run_id, key=wait.key)
+        delivered.append(wait.run_id)
     return delivered

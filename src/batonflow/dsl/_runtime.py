@@ -107,10 +107,13 @@ class DslRuntime:
     async def run(self, engine: bf.Engine, document: Mapping[str, Any], input: Any = None) -> Any:
         return await (await self.start(engine, document, input)).result()
 
-    async def publish(self, engine: bf.Engine, event: dict[str, Any]) -> int:
-        """Deliver a CloudEvent to the runs listening for it; return how many got it."""
+    async def publish(self, engine: bf.Engine, event: dict[str, Any]) -> list[str]:
+        """Deliver a CloudEvent to the runs listening for it; return their run ids."""
         _events.check_event(event, "/")
-        return await _events.publish(engine, event)
+        delivered = await _events.publish(engine.store, event, engine.clock.now())
+        if delivered:
+            engine.poke()
+        return delivered
 
     async def _interpret(self, ctx: bf.Context, payload: dict[str, Any]) -> Any:
         document = payload["definition"]

@@ -115,8 +115,8 @@ class Session:
         self.do(self.clock.advance(seconds))
         self.do(self.engine.settle())
 
-    def publish(self, event: dict[str, Any]) -> int:
-        delivered: int = self.do(self.runtime.publish(self.engine, event))
+    def publish(self, event: dict[str, Any]) -> list[str]:
+        delivered: list[str] = self.do(self.runtime.publish(self.engine, event))
         self.do(self.engine.settle())
         return delivered
 
