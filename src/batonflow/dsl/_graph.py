@@ -99,7 +99,8 @@ class _Graph:
             ways: list[tuple[str, str | None, str | None]] = []
             for case in task["switch"]:
                 case_name, spec = next(iter(case.items()))
-                ways.append((node, spec.get("then"), spec.get("when") and case_name or "default"))
+                label = case_name if spec.get("when") else "default"
+                ways.append((node, spec.get("then"), label))
             if not any(label == "default" for _, _, label in ways):
                 ways.append((node, then, "no match"))
             return ways
