@@ -203,14 +203,11 @@ def evaluate(
         value.append(data)
     else:
         value = data
-    try:
-        results = iter(compiled.program.input_value(value))
-        first = next(results, _ABSENT)
-        if first is _ABSENT:
-            return None
-        second = next(results, _ABSENT)
-    except (ValueError, TypeError) as error:  # jq's errors; TypeError: data that isn't JSON
-        raise _failure(expression, f"failed: {error}", instance) from None
+    first, second, message = _first_two(compiled.program, value)
+    if message is not None:
+        raise _failure(expression, f"failed: {message}", instance)
+    if first is _ABSENT:
+        return None
     if second is not _ABSENT:
         raise _failure(
             expression,
@@ -219,6 +216,26 @@ def evaluate(
             instance,
         )
     return first
+
+
+def _first_two(program: _Program, value: Any) -> tuple[Any, Any, str | None]:
+    """Up to two results of ``program`` on ``value``, or jq's error message.
+
+    The jq bindings crash (segfault) when a result iterator is freed after its program state:
+    an iterator kept alive by a traceback's frame, freed later by the garbage collector, does
+    that. So the iterator never outlives this call: it is dropped before any error is raised,
+    and no exception escapes with this frame on its traceback.
+    """
+    results: Any = None
+    try:
+        results = iter(program.input_value(value))
+        first = next(results, _ABSENT)
+        second = _ABSENT if first is _ABSENT else next(results, _ABSENT)
+    except (ValueError, TypeError) as error:  # jq's errors; TypeError: data that isn't JSON
+        return _ABSENT, _ABSENT, str(error)
+    finally:
+        del results
+    return first, second, None
 
 
 def evaluate_condition(
