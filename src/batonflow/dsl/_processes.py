@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
-import shlex
 import shutil
 import sys
 from typing import Any
@@ -24,12 +24,22 @@ async def run_process(spec: dict[str, Any], kind: str, where: str) -> Any:
     ``return`` asks for: stdout (default), stderr, code, all, or none."""
     argv, environment = _command(spec, kind, where)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **environment}  # nothing else leaks
+    stdin = spec[kind].get("stdin")
+    if stdin is not None and not isinstance(stdin, str):
+        stdin = json.dumps(stdin)
     process = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
+        *argv,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
     )
     if spec.get("await", True) is False:
+        if process.stdin is not None and stdin is not None:
+            process.stdin.write(stdin.encode())
+            process.stdin.close()
         return None
-    out, err = await process.communicate()
+    out, err = await process.communicate(stdin.encode() if stdin is not None else None)
     stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
     code = process.returncode
     returns = spec.get("return", "stdout")
@@ -55,9 +65,8 @@ def _command(spec: dict[str, Any], kind: str, where: str) -> tuple[list[str], di
         arguments = [f"{key}={value}" for key, value in arguments.items()]
     arguments = [str(a) for a in arguments]
     environment = {str(k): str(v) for k, v in (body.get("environment") or {}).items()}
-    if kind == "shell":
-        command = " ".join([str(body["command"]), *map(shlex.quote, arguments)])
-        return ["/bin/sh", "-c", command], environment
+    if kind == "shell":  # arguments are the script's $1, $2, ...
+        return ["/bin/sh", "-c", str(body["command"]), "sh", *arguments], environment
     language = str(body.get("language", "")).lower()
     interpreter = _INTERPRETERS.get(language)
     if interpreter is None or shutil.which(interpreter[0]) is None:

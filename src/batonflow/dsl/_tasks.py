@@ -141,7 +141,8 @@ async def fork_task(it: Interpreter, call: TaskCall) -> TaskResult:
 
 async def wait_task(it: Interpreter, call: TaskCall) -> TaskResult:
     args = it.arguments(call.scope, task=call.descriptor, input=call.input)
-    duration = it.evaluate(call.task["wait"], call.input, args, f"{call.pointer}/wait")
+    # an ISO 8601 string or an object; only a ${ } string is an expression
+    duration = it.template(call.task["wait"], call.input, args, f"{call.pointer}/wait")
     await it.ctx.sleep(to_seconds(duration, where=f"{call.pointer}/wait"))
     return TaskResult(call.input)
 

@@ -85,7 +85,9 @@ class Session:
     background tasks live between steps, and time moves only when a step says so.
     """
 
-    def __init__(self, db: Path, *, functions: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, db: Path, *, functions: dict[str, Any] | None = None, allow_processes: bool = False
+    ) -> None:
         from batonflow.testing import FakeClock
 
         self.loop = asyncio.new_event_loop()
@@ -95,7 +97,9 @@ class Session:
         self._hosts = public_hosts()
         hosts = self._hosts.__enter__()
         self.client = make_client(transport=hosts.transport())
-        self.runtime = DslRuntime(client=self.client, functions=self.functions)
+        self.runtime = DslRuntime(
+            client=self.client, functions=self.functions, allow_processes=allow_processes
+        )
         self.engine = bf.Engine(db, clock=self.clock, workflows=[self.runtime.workflow])
         self.handle: bf.RunHandle[Any] | None = None
         self.do(self.engine.open())

@@ -77,7 +77,7 @@ class PetStore:
 
     def _api(self, request: Request, path: str) -> Response:
         method = request.method
-        if path == "/pet" and method in ("POST", "PUT"):
+        if path in ("/pet", "/pet/") and method in ("POST", "PUT"):  # the examples use both
             return self._save(request.json(), create=method == "POST")
         if path == "/pet/findByStatus" and method == "GET":
             return self._find_by_status(request)
