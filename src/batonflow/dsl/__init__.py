@@ -11,7 +11,50 @@ from batonflow.dsl._expr import (
     is_expression,
     is_variable_name,
 )
+from batonflow.dsl._loader import (
+    DocumentProblem,
+    DslDocument,
+    DslValidationError,
+    load_document,
+)
+from batonflow.dsl._model_base import (
+    DurationInline,
+    Entry,
+    FlowDirective,
+    TaskList,
+    duration_to_timedelta,
+    is_flow_directive,
+)
+from batonflow.dsl._model_calls import (
+    BUILTIN_CALLS,
+    CallA2A,
+    CallAsyncApi,
+    CallFunction,
+    CallGrpc,
+    CallHttp,
+    CallMcp,
+    CallOpenApi,
+    CallTaskBase,
+)
+from batonflow.dsl._model_common import TaskBase, endpoint_authentication, endpoint_uri
+from batonflow.dsl._model_tasks import (
+    TASK_KINDS,
+    DoTask,
+    EmitTask,
+    ForkTask,
+    ForTask,
+    ListenTask,
+    RaiseTask,
+    RunTask,
+    SetTask,
+    SwitchTask,
+    Task,
+    TryTask,
+    WaitTask,
+)
+from batonflow.dsl._model_workflow import Document, Schedule, TaskRef, Use, Workflow
 from batonflow.dsl._problems import ErrorType, Problem, WorkflowError, canonical_type
+from batonflow.dsl._yaml import Position, Positions
 
 __all__ = ["ErrorType", "Problem", "WorkflowError", "canonical_type"]
 __all__ += [
@@ -24,4 +67,49 @@ __all__ += [
     "evaluate_template",
     "is_expression",
     "is_variable_name",
+]
+
+__all__ += [
+    "BUILTIN_CALLS",
+    "CallA2A",
+    "CallAsyncApi",
+    "CallFunction",
+    "CallGrpc",
+    "CallHttp",
+    "CallMcp",
+    "CallOpenApi",
+    "CallTaskBase",
+    "DoTask",
+    "Document",
+    "DocumentProblem",
+    "DslDocument",
+    "DslValidationError",
+    "DurationInline",
+    "EmitTask",
+    "Entry",
+    "FlowDirective",
+    "ForTask",
+    "ForkTask",
+    "ListenTask",
+    "Position",
+    "Positions",
+    "RaiseTask",
+    "RunTask",
+    "Schedule",
+    "SetTask",
+    "SwitchTask",
+    "TASK_KINDS",
+    "Task",
+    "TaskBase",
+    "TaskList",
+    "TaskRef",
+    "TryTask",
+    "Use",
+    "WaitTask",
+    "Workflow",
+    "duration_to_timedelta",
+    "endpoint_authentication",
+    "endpoint_uri",
+    "is_flow_directive",
+    "load_document",
 ]

@@ -94,7 +94,7 @@ class Parsed:
     duplicates: tuple[DuplicateKey, ...] = ()
 
 
-# -- JSON pointers --------------------------------------------------------------------------
+# -- JSON pointers --------------------------------------------------------------------------------
 
 
 def escape_pointer(segment: str | int) -> str:
@@ -119,21 +119,32 @@ def _nearest(table: Mapping[str, Position], pointer: str) -> Position | None:
         pointer = pointer[: pointer.rfind("/")]
 
 
-# -- reading --------------------------------------------------------------------------------
+# -- reading --------------------------------------------------------------------------------------
 
 
 def is_json_text(text: str, source: str = "") -> bool:
-    """Whether to read ``text`` as JSON: a ``.json`` file, or text that opens an object."""
-    return source.lower().endswith(".json") or text.lstrip().startswith("{")
+    """Whether to read ``text`` as JSON: a ``.json`` file, or (unless the file is ``.yaml`` or
+    ``.yml``) text that opens an object."""
+    suffix = source.lower().rpartition(".")[2] if "." in source else ""
+    if suffix in ("yaml", "yml"):
+        return False
+    return suffix == "json" or text.lstrip().startswith("{")
 
 
 def parse_text(text: str, source: str = "") -> Parsed:
     """The data in ``text`` (YAML 1.2 or JSON) with its positions.
 
-    Raises :class:`SourceSyntaxError` for text that cannot be read.
+    Raises :class:`SourceSyntaxError` for text that cannot be read. A ``.json`` file must be
+    JSON; other text that opens an object is read as JSON if it is, else as YAML (a flow
+    mapping).
     """
-    if is_json_text(text, source):
+    if not is_json_text(text, source):
+        return _Converter().convert(_compose(text))
+    try:
         return _parse_json(text)
+    except SourceSyntaxError:
+        if source.lower().endswith(".json"):
+            raise
     return _Converter().convert(_compose(text))
 
 
@@ -146,7 +157,7 @@ def _parse_json(text: str) -> Parsed:
         ) from None
     try:
         located = _Converter().convert(_compose(text))
-    except SourceSyntaxError:  # valid JSON that YAML reads differently (tab indentation)
+    except SourceSyntaxError:  # valid JSON that YAML cannot read (a raw DEL character)
         return Parsed(data, Positions({"": Position(1, 1)}, {"": Position(1, 1)}))
     return Parsed(data, located.positions, located.duplicates)
 
@@ -203,7 +214,7 @@ for _tag, _pattern, _first in _CORE_SCALARS:
     _CoreResolver.add_implicit_resolver_base(_CORE + _tag, re.compile(_pattern), _first)
 
 
-# -- node tree to JSON data -------------------------------------------------------------------
+# -- node tree to JSON data -----------------------------------------------------------------------
 
 
 def _position(node: Node) -> Position:
@@ -236,7 +247,7 @@ class _Converter:
                 return self.mapping(node, pointer)
         finally:
             self._open.discard(id(node))
-        raise SourceSyntaxError(f"unsupported YAML node {node.id}", _position(node))
+        raise SourceSyntaxError("unsupported YAML node", _position(node))
 
     def sequence(self, node: SequenceNode, pointer: str) -> list[Any]:
         items = []
