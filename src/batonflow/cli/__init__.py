@@ -6,6 +6,7 @@ for embedding: ``typer.testing.CliRunner().invoke(app, [...])``).
 
 from __future__ import annotations
 
+from batonflow.cli import _dsl  # noqa: F401 - registers the workflow-document commands
 from batonflow.cli._app import app
 from batonflow.cli._exit_codes import EXIT_CODES, ExitCode, exit_code_for
 

@@ -1,4 +1,4 @@
-"""Serverless Workflow DSL 1.0 runtime (in progress): problem details so far."""
+"""Serverless Workflow DSL 1.0 runtime: load and validate documents, run them durably."""
 
 from batonflow.dsl._expr import (
     STANDARD_ARGUMENTS,
@@ -113,3 +113,9 @@ __all__ += [
     "is_flow_directive",
     "load_document",
 ]
+
+from batonflow.dsl._graph import mermaid  # noqa: E402
+from batonflow.dsl._lifecycle import lifecycle_events  # noqa: E402
+from batonflow.dsl._runtime import WORKFLOW_NAME, DslRuntime  # noqa: E402
+
+__all__ += ["WORKFLOW_NAME", "DslRuntime", "lifecycle_events", "mermaid"]

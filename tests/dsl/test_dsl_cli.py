@@ -1,0 +1,92 @@
+"""batonflow graph / events send / events list, through the real command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+import batonflow as bf
+from batonflow.cli import app
+from batonflow.dsl import DslRuntime
+
+LISTENER = {
+    "document": {"dsl": "1.0.3", "namespace": "test", "name": "await-payment", "version": "1.0.0"},
+    "do": [
+        {
+            "awaitPayment": {
+                "listen": {"to": {"one": {"with": {"type": "com.shop.paid"}}}},
+                "output": {"as": ".[0].amount"},
+            }
+        }
+    ],
+}
+
+
+def invoke(*args: str) -> Any:
+    return CliRunner().invoke(app, list(args))
+
+
+async def _park(db: Path) -> str:
+    runtime = DslRuntime()
+    async with bf.Engine(db, workflows=[runtime.workflow]) as engine:
+        handle = await runtime.start(engine, LISTENER, {})
+        await engine.settle()
+        assert await handle.status() is bf.RunStatus.WAITING
+        return handle.run_id
+
+
+async def _finish(db: Path, run_id: str) -> Any:
+    runtime = DslRuntime()
+    async with bf.Engine(db, workflows=[runtime.workflow]) as engine:
+        await engine.settle()
+        return await engine.handle(run_id).result()
+
+
+def test_graph_prints_mermaid(tmp_path: Path) -> None:
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(json.dumps(LISTENER))
+    result = invoke("graph", str(flow))
+    assert result.exit_code == 0, result.output
+    assert "flowchart TD" in result.output
+    assert 't_do_0_awaitPayment{{"awaitPayment<br/>listen"}}' in result.output
+
+
+def test_graph_reports_an_invalid_document(tmp_path: Path) -> None:
+    flow = tmp_path / "broken.yaml"
+    flow.write_text("document: {dsl: '1.0.3'}\ndo: []\n")
+    result = invoke("graph", str(flow))
+    assert result.exit_code == 2
+    assert "broken.yaml" in result.output
+
+
+def test_events_send_wakes_the_listening_run(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    run_id = asyncio.run(_park(db))
+    unrelated = json.dumps({"id": "0", "source": "shop", "type": "com.shop.refunded"})
+    result = invoke("events", "send", "--data", unrelated, "--db", str(db))
+    assert result.exit_code == 0, result.output
+    assert "nothing was delivered" in result.output
+    event = json.dumps(
+        {"id": "1", "source": "shop", "type": "com.shop.paid", "data": {"amount": 30}}
+    )
+    result = invoke("events", "send", "--data", event, "--db", str(db), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["delivered_to"] == [run_id]
+    assert asyncio.run(_finish(db, run_id)) == 30
+    result = invoke("events", "list", run_id, "--db", str(db), "--json")
+    assert result.exit_code == 0, result.output
+    kinds = [e["type"] for e in json.loads(result.output)]
+    assert kinds[0] == "io.serverlessworkflow.workflow.started.v1"
+    assert kinds[-1] == "io.serverlessworkflow.workflow.completed.v1"
+
+
+def test_events_send_needs_a_cloudevent(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    asyncio.run(_park(db))
+    result = invoke("events", "send", "--data", '{"type": "x"}', "--db", str(db))
+    assert result.exit_code == 2
+    assert "needs id, source" in result.output
