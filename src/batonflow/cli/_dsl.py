@@ -11,8 +11,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 import batonflow as bf
-from batonflow.cli._app import DEFAULT_DB, AsJson, Db, RunId, app
-from batonflow.cli._io import cli_errors, console, note, print_json, read_json_option, resolve_db
+from batonflow.cli._app import AsJson, Db, RunId, app
+from batonflow.cli._io import (
+    DEFAULT_DB,
+    cli_errors,
+    console,
+    note,
+    print_json,
+    read_json_option,
+    resolve_db,
+)
 
 if TYPE_CHECKING:
     from batonflow.dsl import DslDocument, DslRuntime
