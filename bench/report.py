@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pg_report import render_postgres
+
 TARGETS = {"sequential": 10.0, "concurrent": 30.0}  # batonflow / DBOS workflows/s, from the issue
 PEERS = ("dbos", "dbos-wal", "langgraph")
 
@@ -255,6 +257,8 @@ def render(data: dict[str, Any]) -> str:
         "installed only in `bench/.venv`, never in batonflow's dependencies."
     )
     add(f"- Whole benchmark: {env['wall_s']} s.\n")
+    if data.get("postgres"):  # the scale-out part (pg_run.py), when a server was available
+        add(render_postgres(data["postgres"]))
     return "\n".join(out).rstrip() + "\n"
 
 

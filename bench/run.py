@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pg_run
 from report import render
 
 BENCH = Path(__file__).resolve().parent
@@ -82,6 +83,8 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
     ap.add_argument("--json", type=Path, default=BENCH / "results" / "latest.json")
     ap.add_argument("--from-json", type=Path, help="only re-render the report from saved results")
+    ap.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL part")
+    pg_run.add_options(ap)
     args = ap.parse_args()
     if args.from_json:
         args.out.write_text(render(json.loads(args.from_json.read_text())))
@@ -109,10 +112,20 @@ def main() -> int:
                     counted = fsyncs(system, mode, args, base / f"strace-{system.key}-{mode}")
                     results[system.key].setdefault(mode, {})["fsyncs"] = counted
         env["loadavg_after"] = os.getloadavg()
+        postgres = None
+        why = "skipped (--no-postgres)" if args.no_postgres else pg_run.available(args.pg_url)
+        if why is None:
+            pg_started = time.monotonic()
+            postgres = pg_run.run_all(args)
+            postgres["wall_s"] = round(time.monotonic() - pg_started, 1)
+        else:
+            log(f"no PostgreSQL part: {why}")
     finally:
         shutil.rmtree(base, ignore_errors=True)
     env["wall_s"] = round(time.monotonic() - started, 1)
     data = {"env": env, "settings": settings(args), "systems": labels(systems), "results": results}
+    if postgres is not None:
+        data["postgres"] = postgres
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(data, indent=2) + "\n")
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -404,7 +404,7 @@ def test_bad_database_paths(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("not a database " * 100, encoding="utf-8")
     result = cli("list", "--db", str(tmp_path / "notes.txt"), use_db=False)
     assert_error(result, ExitCode.STORE_ERROR, "cannot open", "notes.txt")
-    assert_error(cli("list", "--db", "postgres://x/y", use_db=False), ExitCode.USAGE, "unsupported")
+    assert_error(cli("list", "--db", "mysql://x/y", use_db=False), ExitCode.USAGE, "unsupported")
     under_a_file = str(tmp_path / "notes.txt" / "runs.db")
     result = cli("run", flow("greet"), "--db", under_a_file, use_db=False)
     assert_error(result, ExitCode.USAGE, "is not a directory")

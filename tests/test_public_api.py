@@ -9,9 +9,10 @@ import batonflow as bf
 
 EXPECTED = {
     "TRANSITIONS", "AttemptRecord", "BatonflowError", "ChildWorkflowFailed", "Clock",
-    "ConfigError", "Context", "DeadlineExceeded", "Engine", "EngineLocked", "EventRecord", "EventTimeout",
-    "IdempotencyConflict", "InvalidTransition", "LeaseLost", "NonDeterminismError",
-    "RecordedError", "Retry", "RunCancelled", "RunFailed", "RunHandle", "RunNotFound",
+    "ConfigError", "Context", "DeadlineExceeded", "Engine", "EngineLocked", "EventRecord",
+    "EventTimeout", "IdempotencyConflict", "InvalidTransition", "LeaseLost",
+    "NonDeterminismError", "Queue", "RateLimit", "RecordedError", "Retry", "RunCancelled",
+    "RunFailed", "RunHandle", "RunNotFound",
     "RunRecord", "RunStatus", "RunTimeout", "SQLiteStore", "SerializationError", "Step",
     "StepInfo", "StepKind", "StepRecord", "StepStatus", "StepTimeout", "Store", "StoreError",
     "SystemClock", "Workflow", "WorkflowNotFound", "__version__", "current_step",
@@ -39,7 +40,7 @@ def test_every_error_says_whether_it_is_retryable() -> None:
 def test_import_is_light() -> None:
     code = (
         "import sys, batonflow; "
-        "heavy = {'typer', 'rich', 'click', 'pytest'} & set(sys.modules); "
+        "heavy = {'typer', 'rich', 'click', 'pytest', 'psycopg'} & set(sys.modules); "
         "print(sorted(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

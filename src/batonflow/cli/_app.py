@@ -11,13 +11,15 @@ import asyncio
 import logging
 import os
 from collections.abc import Coroutine
-from typing import Annotated, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.text import Text
 
 import batonflow as bf
-from batonflow.cli import _ops, _render
-from batonflow.cli._exit_codes import ExitCode
+from batonflow.cli import _ops, _render, _worker
+from batonflow.cli._exit_codes import ExitCode, exit_code_for
 from batonflow.cli._io import (
     DB_ENV,
     DEFAULT_DB,
@@ -32,6 +34,9 @@ from batonflow.cli._io import (
     read_json_option,
     resolve_db,
 )
+
+if TYPE_CHECKING:
+    from batonflow.dsl import DslDocument, DslValidationError
 
 app = typer.Typer(
     name="batonflow",
@@ -48,8 +53,9 @@ Db = Annotated[
     typer.Option(
         "--db",
         envvar=DB_ENV,
-        metavar="PATH",
-        help="The SQLite database file (or sqlite:/// URL) holding the runs.",
+        metavar="PATH|URL",
+        help="The database holding the runs: a SQLite file (or sqlite:/// URL), or a"
+        " postgresql:// URL.",
     ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
@@ -201,26 +207,85 @@ def worker(
             "--concurrency", "-c", min=1, help="At most this many runs at once (default 500)."
         ),
     ] = None,
+    queues: Annotated[
+        str | None,
+        typer.Option(
+            "--queues",
+            "-q",
+            metavar="NAMES",
+            help="Only execute runs of these queues (comma-separated; `default` is runs on no"
+            " queue). Default: every queue.",
+        ),
+    ] = None,
+    queue_limits: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--queue-limit",
+            metavar="NAME:LIMITS",
+            help="Limits of a named queue, enforced across all workers (give every worker the"
+            " same), e.g. llm:concurrency=4,per_worker=2,rate=50/60 (rate: runs started per"
+            " SECONDS). Repeatable.",
+        ),
+    ] = None,
+    lease: Annotated[
+        float,
+        typer.Option(
+            "--lease",
+            min=0.5,
+            metavar="SECONDS",
+            help="How long this worker's runs wait, if it dies, before another worker takes"
+            " them over; renewed every third of it.",
+        ),
+    ] = 30.0,
+    poll: Annotated[
+        float,
+        typer.Option(
+            "--poll",
+            min=0.05,
+            metavar="SECONDS",
+            help="Look for runnable runs at least this often (PostgreSQL also wakes workers"
+            " at once with LISTEN/NOTIFY).",
+        ),
+    ] = 1.0,
+    grace: Annotated[
+        float,
+        typer.Option(
+            "--grace",
+            min=0,
+            metavar="SECONDS",
+            help="On SIGTERM or Ctrl-C, let runs in flight end or park for this long before"
+            " handing the rest back.",
+        ),
+    ] = 10.0,
 ) -> None:
-    """Execute every run in the database until Ctrl-C or SIGTERM.
+    """Execute runs from the database until Ctrl-C or SIGTERM.
 
-    Runs left by a crashed process are taken over at start; parked runs wake on time or when
-    their event arrives. Each run's workflow is imported from the reference stored with it.
-    Stopping is graceful: runs in flight record the steps they finished and are handed back.
+    On SQLite one worker executes runs; on PostgreSQL (`--db postgresql://...`) start as many
+    as you like, on as many machines: they share the work, and a dead worker's runs are taken
+    over when its lease expires. Parked runs wake on time or when their event arrives. Each
+    run's workflow is imported from the reference stored with it. Stopping is graceful: no new
+    runs start, runs in flight get --grace seconds, then record the steps they finished and are
+    handed back.
     """
     with cli_errors():
         path = resolve_db(db, must_exist=False)
         ensure_cwd_on_path()
         if logging.getLogger("batonflow").level > logging.WARNING:
             configure_logging(logging.WARNING)  # a worker reports faulted runs as they happen
+        options: dict[str, Any] = {"lease_seconds": lease, "poll_interval": poll}
+        if concurrency is not None:
+            options["max_concurrent_runs"] = concurrency
+        if queue_limits:
+            options["queues"] = dict(_worker.parse_queue_limit(s) for s in queue_limits)
+        options["serve"] = _worker.served(queues)
 
         def ready(engine: bf.Engine) -> None:
             note(
-                f"batonflow worker {engine.owner}: executing runs on {path}"
+                f"batonflow worker {engine.owner}: executing runs on {_worker.where(path)}"
                 f" (pid {os.getpid()}); stop with Ctrl-C or SIGTERM"
             )
 
-        asyncio.run(_ops.work(path, concurrency=concurrency, ready=ready))
+        asyncio.run(_worker.work(path, options=options, grace=grace, ready=ready))
         note("batonflow worker: stopped; runs in flight were handed back")
 
 
@@ -389,3 +454,82 @@ def event_send(
         )
     elif target is not None and target.status is bf.RunStatus.WAITING:
         note(f"run {target.id} is not waiting for {topic!r} yet; its next wait for it takes it")
+
+
+# -- workflow documents ---------------------------------------------------------------------------
+
+
+@app.command()
+def validate(
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="FILE...",
+            help="Serverless Workflow documents (YAML or JSON).",
+            show_default=False,
+        ),
+    ],
+    as_json: AsJson = False,
+) -> None:
+    """Check Serverless Workflow DSL 1.0.3 documents: syntax, schema, flow and references.
+
+    Prints `ok` for each valid file and every problem of an invalid one, as
+    FILE:LINE:COLUMN: JSON-POINTER: message. Exits 0 only if every file is valid.
+    """
+    from batonflow.dsl import DslValidationError, load_document  # here: it imports pydantic
+
+    results: list[DslDocument | DslValidationError] = []
+    with cli_errors():
+        for file in files:
+            try:
+                results.append(load_document(file))
+            except DslValidationError as exc:
+                results.append(exc)
+    failed = [r for r in results if isinstance(r, DslValidationError)]
+    if as_json:
+        print_json({"valid": not failed, "files": [_validation_doc(r) for r in results]})
+    else:
+        _render_validation(results)
+    if failed:
+        print_error(f"{len(failed)} of {len(results)} workflow documents are invalid")
+        raise typer.Exit(int(exit_code_for(failed[0])))
+
+
+def _validation_doc(result: DslDocument | DslValidationError) -> dict[str, Any]:
+    """One file's verdict for `validate --json`."""
+    if isinstance(result, bf.ConfigError):  # a DslValidationError
+        return {
+            "file": result.source,
+            "valid": False,
+            "problems": [p.to_dict() for p in result.problems],
+        }
+    document = result.model.document
+    return {
+        "file": result.source,
+        "valid": True,
+        "dsl": document.dsl,
+        "namespace": document.namespace,
+        "name": document.name,
+        "version": document.version,
+        "tasks": sum(1 for _ in result.model.walk()),
+        "warnings": [w.to_dict() for w in result.warnings],
+    }
+
+
+def _render_validation(results: list[DslDocument | DslValidationError]) -> None:
+    """`ok  FILE  (name namespace version, N tasks)` per valid file, its warnings after it;
+    every problem of an invalid file."""
+    out = console()
+    for result in results:
+        if isinstance(result, bf.ConfigError):  # a DslValidationError
+            for problem in result.problems:
+                out.print(Text(str(problem), style="red"), soft_wrap=True)
+            continue
+        doc = result.model.document
+        tasks = sum(1 for _ in result.model.walk())
+        line = Text("ok", style="green")
+        line.append(f"  {result.source}  ({doc.name} {doc.namespace} {doc.version}, ")
+        line.append(f"{tasks} task{'s' if tasks != 1 else ''})")
+        out.print(line, soft_wrap=True)
+        for warning in result.warnings:
+            out.print(Text(f"warning: {warning}", style="yellow"), soft_wrap=True)

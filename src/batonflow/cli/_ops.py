@@ -7,9 +7,7 @@ heartbeat and its polling.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import signal
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -135,6 +133,7 @@ async def submit(
         created_at=now,
         deadline=now + wf.timeout if wf.timeout else None,
         idempotency_key=idempotency_key,
+        queue=wf.queue,
     )
     async with opened_store(db) as store:
         record, created = await store.create_run(new)
@@ -236,26 +235,3 @@ async def list_runs(
 async def show(db: str, run_id: str) -> RunDetails:
     async with opened_store(db) as store:
         return await details(store, run_id)
-
-
-# -- the worker ---------------------------------------------------------------------------------
-
-
-async def work(db: str, *, concurrency: int | None, ready: Callable[[bf.Engine], None]) -> None:
-    """Execute every run in the store until SIGINT or SIGTERM, then close gracefully: runs in
-    flight record the steps they finished and are handed back as pending."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    signals = (signal.SIGINT, signal.SIGTERM)
-    for sig in signals:
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        options: dict[str, Any] = {}
-        if concurrency is not None:
-            options["max_concurrent_runs"] = concurrency
-        async with bf.Engine(db, **options) as engine:
-            ready(engine)
-            await stop.wait()
-    finally:
-        for sig in signals:
-            loop.remove_signal_handler(sig)

@@ -4,6 +4,7 @@ from batonflow.core._clock import Clock, SystemClock
 from batonflow.core._context import Context, StepInfo, current_step
 from batonflow.core._engine import Engine, RunHandle
 from batonflow.core._loader import load_workflow
+from batonflow.core._queues import Queue, RateLimit
 from batonflow.core._retry import Retry
 from batonflow.core._workflow import Step, StepOptions, Workflow, step, workflow
 
@@ -11,6 +12,8 @@ __all__ = [
     "Clock",
     "Context",
     "Engine",
+    "Queue",
+    "RateLimit",
     "Retry",
     "RunHandle",
     "Step",

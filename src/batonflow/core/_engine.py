@@ -14,8 +14,9 @@ import logging
 import os
 import random
 import socket
+import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +24,11 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from batonflow._serde import dumps, error_from_dict, error_to_dict, loads, roundtrip
+from batonflow.core import _leases
 from batonflow.core._clock import Clock, SystemClock
 from batonflow.core._context import Context, _Suspend
 from batonflow.core._loader import load_workflow
+from batonflow.core._queues import Queue, queue_limits, served
 from batonflow.core._workflow import Workflow
 from batonflow.errors import (
     ConfigError,
@@ -48,6 +51,7 @@ from batonflow.store import (
     StepRecord,
     StepStatus,
     Store,
+    WakeUps,
     open_store,
 )
 
@@ -58,29 +62,39 @@ _ENDED = (RunStatus.COMPLETED, RunStatus.FAULTED, RunStatus.CANCELLED)
 
 
 class _Activation:
-    __slots__ = ("finishing", "reason", "run", "task")
+    __slots__ = ("fence_at", "finishing", "reason", "run", "task")
 
-    def __init__(self, run: RunRecord) -> None:
+    def __init__(self, run: RunRecord, fence_at: float) -> None:
         self.run = run
+        self.fence_at = fence_at  # when it must stop unless its lease is renewed (monotonic)
         self.task: asyncio.Task[None] | None = None
         self.reason: str | None = (
-            None  # why it was cancelled: cancelled|suspended|lost|timeout|shutdown
+            None  # why it was cancelled: cancelled|suspended|lost|fenced|timeout|shutdown
         )
         self.finishing = False
 
-    def stop(self, reason: str) -> None:
+    def stop(self, reason: str) -> bool:
         if self.task is not None and self.reason is None and not self.finishing:
             self.reason = reason
             self.task.cancel()
+            return True
+        return False
 
 
 class Engine:
     """Executes workflows durably against a store.
 
     ``async with Engine("runs.db", workflows=[triage]) as engine:`` then ``engine.start(...)``.
-    ``store`` is a Store, a ``sqlite:///`` URL or a file path. Workflows started through the
-    engine are registered automatically; list the others (or rely on their module reference)
-    so that runs found in the store after a restart can be resumed.
+    ``store`` is a Store, a ``sqlite:///`` URL, a file path or a ``postgresql://`` URL.
+    Workflows started through the engine are registered automatically; list the others (or
+    rely on their module reference) so that runs found in the store after a restart can be
+    resumed.
+
+    Scale-out (PostgreSQL, several engines on one store): ``queues`` gives the limits of named
+    queues (``{"llm": Queue(concurrency=4, rate=RateLimit(50, per=60))}``), enforced across all
+    engines, which should all be given the same; ``serve`` restricts this engine to runs of
+    the listed queues (``"default"`` names runs on no queue). ``lease_seconds`` is how long a
+    dead engine's runs wait before another engine takes them over.
     """
 
     def __init__(
@@ -95,6 +109,8 @@ class Engine:
         step_threads: int = 32,
         rng: random.Random | None = None,
         autoload: bool = True,
+        queues: Mapping[str, Queue] | None = None,
+        serve: Iterable[str] | None = None,
     ) -> None:
         if max_concurrent_runs < 1:
             raise ConfigError("max_concurrent_runs must be at least 1")
@@ -108,6 +124,11 @@ class Engine:
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
         self.autoload = autoload
+        self.queues = dict(queues or {})
+        self._limits = queue_limits(self.queues)
+        self._serve = served(serve)
+        self._fenced: set[str] = set()  # runs stopped by their lease fence, to hand back
+        self._unsubscribe: Callable[[], None] | None = None
         self._step_threads = step_threads
         self._workflows: dict[str, Workflow[Any, Any]] = {}
         for wf in workflows:
@@ -139,20 +160,31 @@ class Engine:
         self._claim_lock = asyncio.Lock()
         self._busy = asyncio.Event()
         self._open = True
+        if isinstance(self.store, WakeUps):  # other processes' news wakes the dispatcher at once
+            self._unsubscribe = self.store.on_work(self._poke)
         self._loops = [
             asyncio.create_task(self._dispatch(), name="batonflow-dispatch"),
-            asyncio.create_task(self._heartbeat(), name="batonflow-heartbeat"),
+            asyncio.create_task(_leases.heartbeat(self), name="batonflow-heartbeat"),
         ]
         return self
 
-    async def close(self) -> None:
-        """Stop executing: in-flight runs record what they finished and are handed back."""
+    async def close(self, grace: float = 0.0) -> None:
+        """Stop executing: in-flight runs record what they finished and are handed back.
+
+        With ``grace`` (seconds, real time), no new runs start, and runs in flight get that
+        long to end or park by themselves before the rest are stopped and handed back.
+        """
         if not self._open:
             return
         self._open = False
-        for task in self._loops:
-            task.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        self._loops[0].cancel()  # the dispatcher: claim nothing more
+        in_flight = [a.task for a in self._active.values() if a.task is not None]
+        if grace > 0 and in_flight:
+            await asyncio.wait(in_flight, timeout=grace)
+        await _cancel(self._loops)
         activations = list(self._active.values())
         for act in activations:
             act.stop("shutdown")
@@ -211,8 +243,9 @@ class Engine:
         self._require_open()
         self.register(wf)
         _, input_json = roundtrip(input, what=f"the input of workflow {wf.name!r}")
-        now = self.clock.now()
-        run_now = len(self._active) < self.max_concurrent_runs
+        now, requested_at = self.clock.now(), time.monotonic()
+        queue = wf.queue
+        run_now = len(self._active) < self.max_concurrent_runs and self._runs_here(queue)
         new = NewRun(
             id=run_id or uuid.uuid4().hex,
             workflow=wf.name,
@@ -224,12 +257,13 @@ class Engine:
             created_at=now,
             deadline=_deadline(now, timeout or wf.timeout),
             idempotency_key=idempotency_key,
+            queue=queue,
         )
         record, created = await self.store.create_run(new)
         if not created:
             _check_same_start(record, wf, input_json, idempotency_key or new.id)
         elif run_now:
-            self._launch(record, fresh=True)
+            self._launch(record, fresh=True, requested_at=requested_at)
         else:
             self._poke()
         return RunHandle(self, record.id)
@@ -246,9 +280,9 @@ class Engine:
     ) -> None:
         self.register(wf)
         _, input_json = roundtrip(input, what=f"the input of child workflow {wf.name!r}")
-        now = self.clock.now()
+        now, requested_at = self.clock.now(), time.monotonic()
         child_id = f"{ctx.run_id}.{step_id}"
-        run_now = len(self._active) < self.max_concurrent_runs
+        run_now = len(self._active) < self.max_concurrent_runs and self._runs_here(wf.queue)
         new = NewRun(
             id=child_id,
             workflow=wf.name,
@@ -261,6 +295,7 @@ class Engine:
             deadline=_deadline(now, wf.timeout),
             parent_id=ctx.run_id,
             parent_step=step_id,
+            queue=wf.queue,
         )
         pending = StepRecord(
             ctx.run_id, step_id, StepKind.CHILD, wf.name, StepStatus.PENDING,
@@ -268,7 +303,7 @@ class Engine:
         )  # fmt: skip
         record, created = await self.store.create_run(new, parent_step=pending)
         if created and run_now:
-            self._launch(record, fresh=True)
+            self._launch(record, fresh=True, requested_at=requested_at)
         else:
             self._poke()
 
@@ -336,8 +371,15 @@ class Engine:
         instead of at its next poll. For extensions that write to the store directly."""
         self._poke()
 
-    def _launch(self, run: RunRecord, *, fresh: bool) -> None:
-        act = _Activation(run)
+    def _runs_here(self, queue: str | None) -> bool:
+        """May this engine execute a new run of ``queue`` at once, without a claim? Not when the
+        queue has limits (the claim enforces them) or is one this engine does not serve."""
+        if queue is not None and queue in self._limits:
+            return False
+        return self._serve is None or (queue or "") in self._serve
+
+    def _launch(self, run: RunRecord, *, fresh: bool, requested_at: float) -> None:
+        act = _Activation(run, _leases.fence_at(requested_at, self.lease_seconds))
         self._active[run.id] = act
         self._busy.set()
         # A fresh context: a child launched from inside its parent's task must not inherit the
@@ -370,7 +412,7 @@ class Engine:
         except asyncio.CancelledError:
             await self._stopped(act, ctx)
         except LeaseLost:
-            log.info("run %s: lease lost, leaving it to its new owner", run.id)
+            log.warning("run %s: lease lost, leaving it to its new owner", run.id)
         except StoreError as exc:
             log.error("run %s: store failure, handing the run back: %s", run.id, exc)
             await self._release_quietly(run.id)
@@ -382,8 +424,8 @@ class Engine:
                 timer.cancel()
             self._active.pop(run.id, None)
             self._notify(run.id)
-            if self._saturated:
-                self._poke()
+            if self._saturated or run.queue in self._limits:
+                self._poke()  # room for a run that waits for this one's slot
 
     async def _deadline(self, act: _Activation, deadline: float) -> None:
         await self.clock.sleep(deadline - self.clock.now())
@@ -418,7 +460,7 @@ class Engine:
                 self.clock.now(),
             )  # fmt: skip
         except LeaseLost:
-            log.info("run %s: lease lost before it could finish", act.run.id)
+            log.warning("run %s: lease lost before it could finish", act.run.id)
             return
         run = act.run
         self._notify(run.id, _Final(run.id, run.workflow, status, output_json, error_json))
@@ -446,6 +488,7 @@ class Engine:
                 log.warning("run %s: could not hand back cleanly: %s", run_id, exc)
         elif act.reason is None:
             raise asyncio.CancelledError  # not ours: let it propagate
+        # lost, fenced, cancelled, suspended: the store already says what became of the run
 
     async def _release_quietly(self, run_id: str) -> None:
         try:
@@ -472,12 +515,12 @@ class Engine:
     async def _dispatch(self) -> None:
         while True:
             self._wake.clear()
-            now = self.clock.now()
-            room = await self._claim_once(now)
+            room = await self._claim_once(self.clock.now())
             timer = None
             next_wake = await self.store.next_wake_at()
             if next_wake is not None and room > 0:
-                timer = max(next_wake - now, 0.0)
+                # the clock may have moved while the store answered (a test's FakeClock)
+                timer = max(next_wake - self.clock.now(), 0.0)
             if timer != 0.0 or not self._saturated:
                 await self._idle(timer)
 
@@ -485,11 +528,15 @@ class Engine:
         """Launch what is runnable at ``now``; return how much room there was."""
         async with self._claim_lock:
             room = self.max_concurrent_runs - len(self._active)
-            if room <= 0:
+            if room <= 0 or not self._open:  # closing: claim nothing more
                 return room
+            requested_at = time.monotonic()
+            queued: dict[str, Any] = {}
+            if self._limits or self._serve is not None:
+                queued = {"queues": self._limits, "serve": self._serve}
             try:
                 claimed = await self.store.claim_runs(
-                    self.owner, now, now + self.lease_seconds, room
+                    self.owner, now, now + self.lease_seconds, room, **queued
                 )
             except StoreError as exc:
                 log.error("cannot claim runs, retrying: %s", exc)
@@ -497,7 +544,7 @@ class Engine:
             self._saturated = len(claimed) >= room
             for run in claimed:
                 if run.id not in self._active:
-                    self._launch(run, fresh=False)
+                    self._launch(run, fresh=False, requested_at=requested_at)
             return room
 
     async def settle(self) -> None:
@@ -534,27 +581,20 @@ class Engine:
             for waiting in waits:
                 waiting.cancel()
 
-    async def _heartbeat(self) -> None:
-        while True:
-            if not self._active:
-                self._busy.clear()
-                await self._busy.wait()
-            await self.clock.sleep(self.lease_seconds / 3)
-            try:
-                await self._renew()
-            except StoreError as exc:
-                log.error("cannot renew leases: %s", exc)
-
     async def _renew(self) -> None:
         if not self._active:
             return
-        lost = await self.store.renew_leases(
-            self.owner, list(self._active), self.clock.now() + self.lease_seconds
-        )
-        for run_id in lost:
+        requested_at, ids = time.monotonic(), list(self._active)
+        lost = await self.store.renew_leases(self.owner, ids, self.clock.now() + self.lease_seconds)
+        fence = _leases.fence_at(requested_at, self.lease_seconds)
+        for run_id in ids:
             act = self._active.get(run_id)
-            if act is not None:
+            if act is None:
+                continue
+            if run_id in lost:
                 act.stop("lost")
+            elif act.fence_at < fence:
+                act.fence_at = fence
 
     # -- waiting for results ------------------------------------------------------------------
     def _watch(self, run_id: str) -> asyncio.Future[_Final | None]:
@@ -655,6 +695,17 @@ def _outcome(final: _Final) -> Any:
 
 def _deadline(now: float, timeout: float | None) -> float | None:
     return now + timeout if timeout else None
+
+
+async def _cancel(tasks: Iterable[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and wait until they have ended, cancelling again those that swallowed
+    it (Python 3.11's ``asyncio.wait_for``, used by psycopg's pool, can lose a cancellation
+    that arrives just as what it waits for completes)."""
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.1)
 
 
 def _check_same_start(record: RunRecord, wf: Workflow[Any, Any], input_json: str, key: str) -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
+from batonflow.core._queues import queue_name
 from batonflow.core._retry import Retry
 from batonflow.errors import ConfigError
 
@@ -116,6 +117,7 @@ class Workflow(Generic[I, O]):
         name: str | None = None,
         timeout: float | None = None,
         ref: str | None = None,
+        queue: str | None = None,
     ) -> None:
         if not inspect.iscoroutinefunction(fn):
             raise ConfigError(
@@ -137,6 +139,7 @@ class Workflow(Generic[I, O]):
         self.fn = fn
         self.name = name or fn.__name__
         self.timeout = timeout
+        self.queue = queue_name(queue)  # None: the default queue, which has no limits
         self.takes_input = len(params) == 2
         self.ref = ref or _default_ref(fn)
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
@@ -154,7 +157,7 @@ def workflow(fn: Callable[[Context, I], Awaitable[O]], /) -> Workflow[I, O]: ...
 def workflow(fn: Callable[[Context], Awaitable[O]], /) -> Workflow[None, O]: ...
 @overload
 def workflow(
-    *, name: str | None = ..., timeout: float | None = ...
+    *, name: str | None = ..., timeout: float | None = ..., queue: str | None = ...
 ) -> Callable[[Callable[..., Awaitable[O]]], Workflow[Any, O]]: ...
 def workflow(
     fn: Callable[..., Awaitable[Any]] | None = None,
@@ -162,15 +165,18 @@ def workflow(
     *,
     name: str | None = None,
     timeout: float | None = None,
+    queue: str | None = None,
 ) -> Workflow[Any, Any] | Callable[[Callable[..., Awaitable[Any]]], Workflow[Any, Any]]:
     """Declare a workflow: ``@workflow`` or ``@workflow(name="triage", timeout=3600)``.
 
     ``timeout`` (seconds) is the run's deadline, counted from its creation, including time spent
-    sleeping or waiting; past it the run faults with ``RunTimeout``.
+    sleeping or waiting; past it the run faults with ``RunTimeout``. ``queue`` names the queue
+    its runs join: the engine's ``queues={...}`` says how many may run at once and how fast
+    they may start, across all workers.
     """
 
     def wrap(f: Callable[..., Awaitable[Any]]) -> Workflow[Any, Any]:
-        return Workflow(f, name=name, timeout=timeout)
+        return Workflow(f, name=name, timeout=timeout, queue=queue)
 
     return wrap(fn) if fn is not None else wrap
 

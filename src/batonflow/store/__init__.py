@@ -11,6 +11,7 @@ from batonflow.store._model import (
     AttemptRecord,
     EventRecord,
     NewRun,
+    QueueLimits,
     RunRecord,
     RunStatus,
     StepKind,
@@ -18,15 +19,17 @@ from batonflow.store._model import (
     StepStatus,
     allowed_sources,
 )
-from batonflow.store._protocol import Store
+from batonflow.store._protocol import Store, WakeUps
 from batonflow.store._sqlite import SQLiteStore
 
 __all__ = [
+    "PostgresStore",
     "OPERATOR_ACTIONS",
     "TRANSITIONS",
     "AttemptRecord",
     "EventRecord",
     "NewRun",
+    "QueueLimits",
     "RunRecord",
     "RunStatus",
     "SQLiteStore",
@@ -34,14 +37,33 @@ __all__ = [
     "StepRecord",
     "StepStatus",
     "Store",
+    "WakeUps",
     "allowed_sources",
     "open_store",
 ]
 
 
+def __getattr__(name: str) -> object:
+    if name == "PostgresStore":  # imported on first use: psycopg is an optional dependency
+        from batonflow.store._postgres import PostgresStore
+
+        return PostgresStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def open_store(url: str | Path) -> Store:
-    """A store for ``url``: ``sqlite:///path/runs.db`` (or a plain file path)."""
+    """A store for ``url``: ``sqlite:///path/runs.db`` (or a plain file path), or
+    ``postgresql://user@host:5432/db`` (needs the ``postgres`` extra: psycopg 3)."""
     text = str(url)
+    if text.startswith(("postgresql://", "postgres://")):
+        try:
+            from batonflow.store._postgres import PostgresStore
+        except ImportError as exc:  # psycopg is an optional dependency
+            raise ConfigError(
+                f"{text.split('://', 1)[0]}:// URLs need psycopg 3:"
+                f" pip install 'batonflow[postgres]' ({exc})"
+            ) from exc
+        return PostgresStore(text)
     if text.startswith("sqlite:///"):
         return SQLiteStore(text.removeprefix("sqlite:///"))
     if text.startswith("sqlite://"):
@@ -52,6 +74,6 @@ def open_store(url: str | Path) -> Store:
         scheme = text.split("://", 1)[0]
         raise ConfigError(
             f"unsupported store URL scheme {scheme!r} in {text!r}; this version supports "
-            "sqlite:///path (or a plain file path)"
+            "sqlite:///path (or a plain file path) and postgresql://..."
         )
     return SQLiteStore(text)

@@ -96,6 +96,7 @@ class NewRun:
     idempotency_key: str | None = None
     parent_id: str | None = None
     parent_step: str | None = None
+    queue: str | None = None  # the named queue whose limits govern claiming it (None: none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +121,7 @@ class RunRecord:
     lease_until: float | None
     signal: int
     activations: int
+    queue: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +151,25 @@ class AttemptRecord:
     started_at: float
     finished_at: float
     error_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueueLimits:
+    """The limits of a named queue, as the engine hands them to ``Store.claim_runs``.
+
+    ``concurrency``: runs of the queue executing at once, across all workers; ``per_worker``: at
+    once in one engine; ``rate`` runs started per ``per`` seconds (a sliding window). None: no
+    limit of that kind.
+    """
+
+    concurrency: int | None = None
+    per_worker: int | None = None
+    rate: int | None = None
+    per: float = 60.0
+
+    @property
+    def limited(self) -> bool:
+        return (self.concurrency, self.per_worker, self.rate) != (None, None, None)
 
 
 @dataclass(frozen=True, slots=True)

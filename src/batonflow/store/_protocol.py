@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol, runtime_checkable
 
 from batonflow.store._model import (
     AttemptRecord,
     EventRecord,
     NewRun,
+    QueueLimits,
     RunRecord,
     RunStatus,
     StepRecord,
@@ -67,10 +68,23 @@ class Store(Protocol):
 
     # -- execution ----------------------------------------------------------------------------
     async def claim_runs(
-        self, owner: str, now: float, lease_until: float, limit: int
+        self,
+        owner: str,
+        now: float,
+        lease_until: float,
+        limit: int,
+        *,
+        queues: Mapping[str, QueueLimits] | None = None,
+        serve: Sequence[str] | None = None,
     ) -> list[RunRecord]:
         """Take up to ``limit`` runnable runs: PENDING ones, WAITING ones whose wake time has
-        come, and RUNNING ones whose lease expired under another owner."""
+        come, and RUNNING ones whose lease expired under another owner.
+
+        ``queues`` gives the limits of named queues: claim a run of a limited queue only within
+        them (across every engine sharing the store). ``serve``: only runs of these queues
+        (``""`` stands for runs on no queue); None: any. The engine passes both only when it
+        was configured with queues, so a store without queue support may omit them.
+        """
 
     async def renew_leases(
         self, owner: str, run_ids: Sequence[str], lease_until: float
@@ -150,3 +164,16 @@ class Store(Protocol):
         self, *, run_id: str | None = None, limit: int = 100
     ) -> list[EventRecord]:
         """Events addressed to or consumed by ``run_id`` (all events when None), oldest first."""
+
+
+@runtime_checkable
+class WakeUps(Protocol):
+    """An optional store capability: telling engines when other processes made work runnable.
+
+    An engine whose store has it subscribes at open and is woken at once (PostgreSQL: LISTEN/
+    NOTIFY); without it, the engine notices other processes' writes by polling.
+    """
+
+    def on_work(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` on the event loop whenever a run may have become runnable (or a
+        limited queue may have room). Returns a function that unsubscribes."""

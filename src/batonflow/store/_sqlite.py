@@ -16,7 +16,7 @@ import fcntl
 import os
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +26,13 @@ from batonflow.errors import (
     InvalidTransition,
     StoreError,
 )
+from batonflow.store import _sqlite_claim
 from batonflow.store._model import (
     OPERATOR_ACTIONS,
     AttemptRecord,
     EventRecord,
     NewRun,
+    QueueLimits,
     RunRecord,
     RunStatus,
     StepRecord,
@@ -192,15 +194,15 @@ class SQLiteStore:
             row = conn.execute(
                 "INSERT INTO runs (id, workflow, workflow_ref, status, input_json,"
                 " idempotency_key, parent_id, parent_step, created_at, updated_at, started_at,"
-                " deadline, owner, lease_until, activations)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                " deadline, owner, lease_until, activations, queue)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
                 f" ON CONFLICT DO NOTHING RETURNING {RUN_COLS}",
                 (
                     run.id, run.workflow, run.workflow_ref, run.status.value, run.input_json,
                     run.idempotency_key, run.parent_id, run.parent_step, run.created_at,
                     run.created_at, run.created_at if run.status is RunStatus.RUNNING else None,
                     run.deadline, run.owner, run.lease_until,
-                    1 if run.status is RunStatus.RUNNING else 0,
+                    1 if run.status is RunStatus.RUNNING else 0, run.queue,
                 ),
             ).fetchone()  # fmt: skip
             if row is None:  # the id is taken (a caller-chosen run id used before)
@@ -272,8 +274,24 @@ class SQLiteStore:
 
     # -- execution ----------------------------------------------------------------------------
     async def claim_runs(
-        self, owner: str, now: float, lease_until: float, limit: int
+        self,
+        owner: str,
+        now: float,
+        lease_until: float,
+        limit: int,
+        *,
+        queues: Mapping[str, QueueLimits] | None = None,
+        serve: Sequence[str] | None = None,
     ) -> list[RunRecord]:
+        if queues or serve is not None:
+
+            def claim_queued(conn: sqlite3.Connection) -> list[RunRecord]:
+                params = {"owner": owner, "now": now, "lease_until": lease_until}
+                return _sqlite_claim.claim(conn, params, limit, queues or {}, serve)
+
+            queued: list[RunRecord] = await self._write(claim_queued)
+            return queued
+
         def claim(conn: sqlite3.Connection) -> list[RunRecord]:
             rows = conn.execute(
                 f"UPDATE runs SET status='running', owner=?, lease_until=?, updated_at=?,"

@@ -80,4 +80,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX events_by_run ON events (run_id);
     CREATE INDEX events_by_consumer ON events (consumed_run);
     """,
+    # 2: named queues (their limits are enforced when runs are claimed)
+    """
+    ALTER TABLE runs ADD COLUMN queue TEXT;
+    CREATE INDEX runs_by_queue ON runs (queue, status) WHERE queue IS NOT NULL;
+    CREATE INDEX runs_queue_starts ON runs (queue, started_at) WHERE queue IS NOT NULL;
+    """,
 )

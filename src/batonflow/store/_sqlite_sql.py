@@ -21,7 +21,7 @@ from batonflow.store._model import (
 RUN_COLS = (
     "id, workflow, workflow_ref, status, input_json, output_json, error_json, idempotency_key,"
     " parent_id, parent_step, created_at, updated_at, started_at, finished_at, deadline, wake_at,"
-    " owner, lease_until, signal, activations"
+    " owner, lease_until, signal, activations, queue"
 )
 STEP_COLS = (
     "run_id, step_id, kind, name, status, input_json, output_json, error_json, attempts,"

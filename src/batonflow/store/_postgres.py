@@ -1,0 +1,440 @@
+"""The scale-out store: PostgreSQL, shared by any number of worker processes on any machines.
+
+``PostgresStore("postgresql://user@host/db")`` or ``open_store("postgresql://...")``. The tables
+live in the schema the connection's ``search_path`` selects (``public`` by default; add
+``?options=-csearch_path%3Dmyschema`` to the URL for another), so one database can hold several.
+
+How workers share it:
+
+* Claims take runnable runs with ``FOR UPDATE SKIP LOCKED``: one run is never handed to two
+  workers, and claimers never wait for each other.
+* Every write an engine makes for a run is checked against its lease in the same statement; a
+  worker that lost a run (cancelled, or taken over after its lease expired) changes nothing.
+* A trigger sends ``NOTIFY`` when a run becomes runnable (created, woken by an event or a child,
+  resumed, handed back) or frees a slot in a limited queue; :meth:`on_work` subscribes to it, so
+  idle workers start new work within milliseconds without polling hot.
+* Database loss: an operation whose connection fails is retried with backoff (on a fresh
+  connection) until the database is back, for at most ``max_outage`` seconds (default: for as
+  long as it takes). Every write is safe to repeat when the first try's outcome is unknown.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from batonflow.errors import ConfigError, InvalidTransition, LeaseLost, RunNotFound, StoreError
+from batonflow.store import _postgres_claim
+from batonflow.store import _postgres_sql as q
+from batonflow.store._model import (
+    OPERATOR_ACTIONS,
+    AttemptRecord,
+    EventRecord,
+    NewRun,
+    QueueLimits,
+    RunRecord,
+    RunStatus,
+    StepKind,
+    StepRecord,
+    StepStatus,
+)
+from batonflow.store._postgres_conn import Conn, Connections, redact
+
+__all__ = ["PostgresStore", "redact"]
+
+
+class PostgresStore(Connections):
+    """Store on PostgreSQL (psycopg 3, async, with a connection pool).
+
+    ``pool_size``: connections per store (each engine has one store); ``max_outage``: give up
+    (StoreError) after the database has been unreachable this many seconds (None: never);
+    ``connect_timeout``: for opening, which fails at once if the database is not there.
+    """
+
+    # -- workers ------------------------------------------------------------------------------
+    async def acquire_worker(self, owner: str, now: float) -> None:
+        """Start listening for wake-ups. Runs of dead workers are taken over as their leases
+        expire (claim_runs), so there is nothing to take over here."""
+        await self._start_listening()
+
+    async def release_worker(self, owner: str, now: float) -> None:
+        try:
+            await self._write(q.RELEASE_WORKER, (now, owner))
+        finally:
+            await self._stop_listening()
+
+    # -- runs ---------------------------------------------------------------------------------
+    async def create_run(
+        self, run: NewRun, parent_step: StepRecord | None = None
+    ) -> tuple[RunRecord, bool]:
+        running = run.status is RunStatus.RUNNING
+        params = {
+            "id": run.id, "workflow": run.workflow, "workflow_ref": run.workflow_ref,
+            "status": run.status.value, "input_json": run.input_json,
+            "idempotency_key": run.idempotency_key, "parent_id": run.parent_id,
+            "parent_step": run.parent_step, "created_at": run.created_at,
+            "started_at": run.created_at if running else None, "deadline": run.deadline,
+            "owner": run.owner, "lease_until": run.lease_until, "activations": int(running),
+            "queue": run.queue,
+            "steps": q.steps_json([parent_step] if parent_step is not None else []),
+        }  # fmt: skip
+
+        async def create(conn: Conn, retried: bool) -> tuple[RunRecord, bool]:
+            row = await (await conn.execute(q.CREATE_RUN, params)).fetchone()
+            if row is not None:
+                return q.run_record(row), True
+            row = await (await conn.execute(q.EXISTING_RUN, params)).fetchone()
+            if row is None:  # the conflicting run vanished: cannot happen, runs are not deleted
+                raise StoreError(f"run {run.id} conflicts with a run that is not there")
+            existing = q.run_record(row)
+            mine = (existing.id, existing.owner, existing.created_at) == (
+                run.id, run.owner, run.created_at,
+            )  # fmt: skip
+            return existing, retried and mine  # our own first try committed
+
+        return await self._run(create)
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        rows = await self._rows(q.GET_RUN, (run_id,))
+        return q.run_record(rows[0]) if rows else None
+
+    async def list_runs(
+        self,
+        *,
+        status: RunStatus | None = None,
+        workflow: str | None = None,
+        parent_id: str | None = None,
+        limit: int = 50,
+    ) -> list[RunRecord]:
+        clauses, params = [], []
+        for column, value in (("status", status), ("workflow", workflow), ("parent_id", parent_id)):
+            if value is not None:
+                clauses.append(f"{column}=%s")
+                params.append(str(value))
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = await self._rows(
+            f"SELECT {q.RUN_COLS} FROM runs {where} ORDER BY created_at DESC, id DESC LIMIT %s",
+            [*params, limit],
+        )
+        return [q.run_record(r) for r in rows]
+
+    async def transition(
+        self, run_id: str, target: RunStatus, now: float, error_json: str | None = None
+    ) -> RunRecord:
+        sources = OPERATOR_ACTIONS.get(target)
+        if sources is None:
+            raise InvalidTransition(f"{target.value} is not an operator action")
+
+        async def change(conn: Conn, retried: bool) -> RunRecord:
+            async with conn.transaction():
+                run = await _locked_run(conn, run_id)
+                if retried and run.status is target:
+                    return run  # our first try committed
+                if run.status not in sources:
+                    raise InvalidTransition(
+                        f"run {run_id} is {run.status.value}; it can become {target.value} only"
+                        " from " + " or ".join(s.value for s in sources)
+                    )
+                if target is RunStatus.CANCELLED:
+                    await _end_run(conn, run_id, None, target, None, error_json, [], [], now)
+                elif target is RunStatus.SUSPENDED:
+                    await conn.execute(q.SUSPEND_BY_OPERATOR, (now, run_id))
+                else:  # PENDING: resume
+                    if run.status is RunStatus.FAULTED:
+                        await _reopen_failed_step(conn, run, now)
+                    await conn.execute(q.RESUME_BY_OPERATOR, (now, run_id))
+                row = await (await conn.execute(q.GET_RUN, (run_id,))).fetchone()
+                assert row is not None
+                return q.run_record(row)
+
+        return await self._run(change)
+
+    # -- execution ----------------------------------------------------------------------------
+    async def claim_runs(
+        self,
+        owner: str,
+        now: float,
+        lease_until: float,
+        limit: int,
+        *,
+        queues: Mapping[str, QueueLimits] | None = None,
+        serve: Sequence[str] | None = None,
+    ) -> list[RunRecord]:
+        """Take up to ``limit`` runnable runs (see the protocol). ``queues``: the limits of named
+        queues, enforced across all workers; ``serve``: only runs of these queues (None: all;
+        the name ``""`` stands for runs on no queue)."""
+        claim_id = uuid.uuid4().hex
+        base = {"owner": owner, "now": now, "lease_until": lease_until, "claim_id": claim_id}
+
+        async def claim(conn: Conn, retried: bool) -> list[RunRecord]:
+            taken: list[RunRecord] = []
+            if retried:  # what our first try claimed before its outcome got lost
+                rows = await (await conn.execute(q.RECLAIM, base)).fetchall()
+                taken.extend(q.run_record(r) for r in rows)
+            room = limit - len(taken)
+            if room > 0:
+                taken.extend(await _postgres_claim.claim(conn, base, room, queues or {}, serve))
+            return taken
+
+        return await self._run(claim)
+
+    async def renew_leases(
+        self, owner: str, run_ids: Sequence[str], lease_until: float
+    ) -> set[str]:
+        ids = list(run_ids)
+        if not ids:
+            return set()
+        rows = await self._rows(q.RENEW, (lease_until, owner, ids))
+        return set(ids) - {r[0] for r in rows}
+
+    async def load_steps(self, run_id: str) -> list[StepRecord]:
+        rows = await self._rows(q.LOAD_STEPS, (run_id,))
+        return sorted((q.step_record(r) for r in rows), key=lambda s: q.natural(s.step_id))
+
+    async def load_attempts(self, run_id: str) -> list[AttemptRecord]:
+        rows = await self._rows(q.LOAD_ATTEMPTS, (run_id,))
+        return [AttemptRecord(*r) for r in rows]
+
+    async def save_steps(
+        self,
+        run_id: str,
+        owner: str,
+        steps: Sequence[StepRecord],
+        attempts: Sequence[AttemptRecord],
+        now: float,
+    ) -> None:
+        params = _journal_params(run_id, owner, steps, attempts, now)
+        rows = await self._rows(q.SAVE_STEPS, params)
+        if not rows[0][0]:
+            raise LeaseLost(f"run {run_id} is no longer held by this engine")
+
+    async def begin_wait(self, step: StepRecord, owner: str, now: float) -> StepRecord:
+        async def wait(conn: Conn, _retried: bool) -> StepRecord:
+            async with conn.transaction():
+                if step.key is not None:
+                    await conn.execute(q.KEY_LOCK, (step.topic, step.key))
+                held = await conn.execute(q.HOLD_RUN, (now, step.run_id, owner))
+                if held.rowcount == 0:
+                    raise LeaseLost(f"run {step.run_id} is no longer held by this engine")
+                await conn.execute(q.INSERT_WAIT, _step_values(step))
+                row = await (await conn.execute(q.GET_STEP, (step.run_id, step.step_id))).fetchone()
+                assert row is not None
+                current = q.step_record(row)
+                if current.status is not StepStatus.PENDING:
+                    return current
+                match = {"topic": step.topic, "run_id": step.run_id, "key": step.key}
+                event = await (await conn.execute(q.MATCH_EVENT, match)).fetchone()
+                if event is None:
+                    return current
+                consume = {
+                    "run_id": step.run_id, "step_id": step.step_id, "event_id": event[0],
+                    "payload": event[1], "now": now,
+                }  # fmt: skip
+                row = await (await conn.execute(q.CONSUME_EVENT, consume)).fetchone()
+                assert row is not None
+                return q.step_record(row)
+
+        return await self._run(wait)
+
+    async def suspend_run(
+        self,
+        run_id: str,
+        owner: str,
+        wake_at: float | None,
+        signal: int,
+        steps: Sequence[StepRecord],
+        attempts: Sequence[AttemptRecord],
+        now: float,
+    ) -> RunStatus:
+        params = _journal_params(run_id, owner, steps, attempts, now)
+        params.update(signal=signal, wake_at=wake_at)
+        rows = await self._rows(q.SUSPEND_RUN, params)
+        if not rows:
+            raise LeaseLost(f"run {run_id} is no longer held by this engine")
+        return RunStatus(rows[0][0])
+
+    async def release_run(self, run_id: str, owner: str, now: float) -> None:
+        await self._write(q.RELEASE_RUN, (now, run_id, owner))
+
+    async def finish_run(
+        self,
+        run_id: str,
+        owner: str,
+        status: RunStatus,
+        output_json: str | None,
+        error_json: str | None,
+        steps: Sequence[StepRecord],
+        attempts: Sequence[AttemptRecord],
+        now: float,
+    ) -> None:
+        if status not in (RunStatus.COMPLETED, RunStatus.FAULTED):
+            raise ValueError(f"finish_run ends a run as completed or faulted, not {status}")
+
+        async def finish(conn: Conn, _retried: bool) -> None:
+            args = (conn, run_id, owner, status, output_json, error_json, steps, attempts, now)
+            if not await _end_run(*args):
+                raise LeaseLost(f"run {run_id} is no longer held by this engine")
+
+        await self._run(finish)
+
+    async def next_wake_at(self) -> float | None:
+        rows = await self._rows("SELECT MIN(wake_at) FROM runs WHERE status='waiting'")
+        value = rows[0][0] if rows else None
+        return float(value) if value is not None else None
+
+    # -- events -------------------------------------------------------------------------------
+    async def deliver_event(
+        self,
+        topic: str,
+        payload_json: str,
+        now: float,
+        *,
+        key: str | None = None,
+        run_id: str | None = None,
+    ) -> EventRecord:
+        if run_id is None and key is None:
+            raise ConfigError("an event needs a run id or a correlation key to address")
+        token = uuid.uuid4().hex  # makes a retried delivery find the first try's event
+
+        async def deliver(conn: Conn, _retried: bool) -> EventRecord:
+            async with conn.transaction():
+                if run_id is not None:
+                    target = await _locked_run(conn, run_id)  # serialises with its waits
+                    if target.status in (RunStatus.COMPLETED, RunStatus.CANCELLED):
+                        raise InvalidTransition(
+                            f"run {run_id} is {target.status.value}; it will never receive this"
+                            " event"
+                        )
+                else:
+                    await conn.execute(q.KEY_LOCK, (topic, key))
+                values = (topic, key, run_id, payload_json, now, token)
+                row = await (await conn.execute(q.INSERT_EVENT, values)).fetchone()
+                if row is None:
+                    row = await (await conn.execute(q.EVENT_BY_TOKEN, (token,))).fetchone()
+                    assert row is not None
+                if run_id is not None:
+                    found = await conn.execute(q.WAITERS_FOR_RUN, (topic, run_id, key))
+                else:
+                    found = await conn.execute(q.WAITERS_FOR_KEY, (topic, key))
+                waiting = [r[0] for r in await found.fetchall()]
+                if waiting:
+                    await conn.execute(
+                        q.SIGNAL_RUNS.format(ids="SELECT unnest(%(ids)s::text[])"),
+                        {"now": now, "ids": waiting},
+                    )
+                return EventRecord(row[0], topic, key, run_id, payload_json, now, None, None)
+
+        return await self._run(deliver)
+
+    async def list_waits(self, topic: str, *, limit: int = 1000) -> list[StepRecord]:
+        rows = await self._rows(
+            f"SELECT {q.STEP_COLS} FROM steps WHERE status='pending' AND kind='event' AND topic=%s"
+            " ORDER BY started_at, run_id, step_id LIMIT %s",
+            (topic, limit),
+        )
+        return [q.step_record(r) for r in rows]
+
+    async def list_events(
+        self, *, run_id: str | None = None, limit: int = 100
+    ) -> list[EventRecord]:
+        if run_id is None:
+            rows = await self._rows(
+                f"SELECT {q.EVENT_COLS} FROM events ORDER BY id LIMIT %s", (limit,)
+            )
+        else:
+            rows = await self._rows(
+                f"SELECT {q.EVENT_COLS} FROM events WHERE run_id=%s OR consumed_run=%s"
+                " ORDER BY id LIMIT %s",
+                (run_id, run_id, limit),
+            )
+        return [q.event_record(r) for r in rows]
+
+
+# -- helpers shared by the operations -------------------------------------------------------
+
+
+def _journal_params(
+    run_id: str,
+    owner: str,
+    steps: Sequence[StepRecord],
+    attempts: Sequence[AttemptRecord],
+    now: float,
+) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "owner": owner,
+        "now": now,
+        "steps": q.steps_json(steps),
+        "attempts": q.attempts_json(attempts),
+    }
+
+
+def _step_values(s: StepRecord) -> tuple[Any, ...]:
+    return (
+        s.run_id, s.step_id, s.kind.value, s.name, s.status.value, s.input_json, s.output_json,
+        s.error_json, s.attempts, s.started_at, s.finished_at, s.wake_at, s.topic, s.key,
+        s.child_id,
+    )  # fmt: skip
+
+
+async def _locked_run(conn: Conn, run_id: str) -> RunRecord:
+    row = await (await conn.execute(q.LOCK_RUN, (run_id,))).fetchone()
+    if row is None:
+        raise RunNotFound(f"no run with id {run_id!r}")
+    return q.run_record(row)
+
+
+async def _end_run(
+    conn: Conn,
+    run_id: str,
+    owner: str | None,
+    status: RunStatus,
+    output_json: str | None,
+    error_json: str | None,
+    steps: Sequence[StepRecord],
+    attempts: Sequence[AttemptRecord],
+    now: float,
+) -> bool:
+    """End the run (only if ``owner`` holds it, unless None); False if it did not."""
+    p_status, p_output, p_error = q.settlement(run_id, status, output_json, error_json)
+    params = _journal_params(run_id, owner or "", steps, attempts, now)
+    params.update(
+        status=status.value, output_json=output_json, error_json=error_json,
+        p_status=p_status.value, p_output=p_output, p_error=p_error,
+    )  # fmt: skip
+    query = q.end_run_sql(owned=owner is not None)
+    row = await (await conn.execute(query, params)).fetchone()
+    return bool(row and row[0])
+
+
+async def _reopen_failed_step(conn: Conn, run: RunRecord, now: float) -> None:
+    """Resuming a faulted run tries the step that failed it again, with a fresh retry budget;
+    when that step was a child run, the child is resumed too and the parent waits for it."""
+    try:
+        step_id = json.loads(run.error_json or "{}").get("step")
+    except (ValueError, AttributeError):
+        step_id = None
+    if step_id is None:
+        return
+    row = await (
+        await conn.execute(
+            "SELECT kind, child_id FROM steps WHERE run_id=%s AND step_id=%s AND status='failed'",
+            (run.id, step_id),
+        )
+    ).fetchone()
+    if row is None:
+        return
+    kind, child_id = row
+    if kind == StepKind.CHILD.value and child_id is not None:
+        child = await _locked_run(conn, child_id)
+        if child.status is RunStatus.FAULTED:
+            await _reopen_failed_step(conn, child, now)
+            await conn.execute(q.RESUME_BY_OPERATOR, (now, child_id))
+        elif child.status is not RunStatus.COMPLETED:
+            raise InvalidTransition(
+                f"run {run.id} failed because its child run {child_id} is {child.status.value};"
+                " a cancelled child cannot be resumed"
+            )
+    await conn.execute(q.REOPEN_STEP, (run.id, step_id))

@@ -1,0 +1,121 @@
+"""PostgreSQL schema migrations: an ordered list whose index + 1 is the schema version.
+
+A shipped migration is never edited; add a new one. The version lives in the one-row table
+``batonflow_schema_version`` of the schema the connection's ``search_path`` selects, so several
+batonflow databases can share one PostgreSQL database, one schema each.
+
+Migrations run under a transaction-scoped advisory lock, so workers starting together on an
+empty database do not race to create the tables.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+VERSION_TABLE = "batonflow_schema_version"
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: runs, journal, attempts, events, queues, and the trigger that wakes idle workers
+    """
+    CREATE TABLE runs (
+        id              TEXT PRIMARY KEY,
+        workflow        TEXT NOT NULL,
+        workflow_ref    TEXT,
+        status          TEXT NOT NULL,
+        input_json      TEXT NOT NULL,
+        output_json     TEXT,
+        error_json      TEXT,
+        idempotency_key TEXT UNIQUE,
+        parent_id       TEXT,
+        parent_step     TEXT,
+        created_at      DOUBLE PRECISION NOT NULL,
+        updated_at      DOUBLE PRECISION NOT NULL,
+        started_at      DOUBLE PRECISION,
+        finished_at     DOUBLE PRECISION,
+        deadline        DOUBLE PRECISION,
+        wake_at         DOUBLE PRECISION,
+        owner           TEXT,
+        lease_until     DOUBLE PRECISION,
+        signal          BIGINT NOT NULL DEFAULT 0,
+        activations     INTEGER NOT NULL DEFAULT 0,
+        queue           TEXT,
+        claim_id        TEXT
+    ) WITH (fillfactor = 80);
+    CREATE INDEX runs_pending ON runs ((COALESCE(wake_at, created_at))) WHERE status = 'pending';
+    CREATE INDEX runs_waiting ON runs (wake_at) WHERE status = 'waiting';
+    CREATE INDEX runs_running ON runs (lease_until) WHERE status = 'running';
+    CREATE INDEX runs_by_status ON runs (status, created_at);
+    CREATE INDEX runs_by_parent ON runs (parent_id) WHERE parent_id IS NOT NULL;
+    CREATE INDEX runs_by_created ON runs (created_at, id);
+    CREATE INDEX runs_by_queue ON runs (queue, status) WHERE queue IS NOT NULL;
+    CREATE INDEX runs_queue_starts ON runs (queue, started_at) WHERE queue IS NOT NULL;
+
+    CREATE TABLE steps (
+        run_id      TEXT NOT NULL,
+        step_id     TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        name        TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        input_json  TEXT,
+        output_json TEXT,
+        error_json  TEXT,
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        started_at  DOUBLE PRECISION,
+        finished_at DOUBLE PRECISION,
+        wake_at     DOUBLE PRECISION,
+        topic       TEXT,
+        key         TEXT,
+        child_id    TEXT,
+        PRIMARY KEY (run_id, step_id)
+    );
+    CREATE INDEX steps_waiting_for_events ON steps (topic, key)
+        WHERE status = 'pending' AND kind = 'event';
+
+    CREATE TABLE attempts (
+        id          BIGSERIAL PRIMARY KEY,
+        run_id      TEXT NOT NULL,
+        step_id     TEXT NOT NULL,
+        attempt     INTEGER NOT NULL,
+        started_at  DOUBLE PRECISION NOT NULL,
+        finished_at DOUBLE PRECISION NOT NULL,
+        error_json  TEXT NOT NULL,
+        UNIQUE (run_id, step_id, attempt)
+    );
+
+    CREATE TABLE events (
+        id            BIGSERIAL PRIMARY KEY,
+        topic         TEXT NOT NULL,
+        key           TEXT,
+        run_id        TEXT,
+        payload_json  TEXT NOT NULL,
+        created_at    DOUBLE PRECISION NOT NULL,
+        consumed_run  TEXT,
+        consumed_step TEXT,
+        token         TEXT UNIQUE
+    );
+    CREATE INDEX events_unconsumed ON events (topic, key, run_id) WHERE consumed_run IS NULL;
+    CREATE INDEX events_by_run ON events (run_id);
+    CREATE INDEX events_by_consumer ON events (consumed_run);
+
+    CREATE FUNCTION batonflow_wake() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_notify('batonflow_' || left(md5(TG_TABLE_SCHEMA), 16), '');
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER runs_pending_insert AFTER INSERT ON runs FOR EACH ROW
+        WHEN (NEW.status = 'pending') EXECUTE FUNCTION batonflow_wake();
+    CREATE TRIGGER runs_pending_update AFTER UPDATE OF status ON runs FOR EACH ROW
+        WHEN (NEW.status = 'pending' AND OLD.status <> 'pending')
+        EXECUTE FUNCTION batonflow_wake();
+    CREATE TRIGGER runs_queue_slot_freed AFTER UPDATE OF status ON runs FOR EACH ROW
+        WHEN (OLD.status = 'running' AND NEW.status NOT IN ('running', 'pending')
+              AND NEW.queue IS NOT NULL)
+        EXECUTE FUNCTION batonflow_wake();
+    """,
+)
+
+
+def channel_for(schema: str) -> str:
+    """The LISTEN/NOTIFY channel of the batonflow tables in ``schema`` (as the trigger names it:
+    one channel per schema, so databases sharing a PostgreSQL database do not wake each other)."""
+    return "batonflow_" + hashlib.md5(schema.encode()).hexdigest()[:16]
