@@ -188,20 +188,20 @@ def test_run_that_waits_for_an_event_exits_0_reporting_what_it_waits_for(cli: Cl
     assert "waiting" in result.stdout
     assert "event 'approve'" in result.stdout
     run_id = doc(cli("list", "--json"))[0]["id"]
-    assert f"batonflow event send approve --run {run_id} --db {db}" in result.stdout
+    assert f"batonflow events deliver approve --run {run_id} --db {db}" in result.stdout
     shown = doc(cli("show", run_id, "--json"))
     assert shown["waiting_on"] == [
         {
             "run_id": run_id, "step_id": "2", "kind": "event", "name": "approve",
             "wake_at": None, "topic": "approve", "key": None, "child_id": None,
-            "child_status": None,
+            "child_status": None, "detail": None,
         }
     ]  # fmt: skip
 
 
 def test_event_send_then_resume_wait_completes_the_run(cli: Cli) -> None:
     run_id = start_waiting(cli)
-    sent = ok(cli("event", "send", "approve", "--run", run_id, "--data", '{"ok": true}'))
+    sent = ok(cli("events", "deliver", "approve", "--run", run_id, "--data", '{"ok": true}'))
     assert f"to run {run_id}" in sent.stdout
     assert "is pending" in sent.stderr
     done = doc(cli("resume", run_id, "--wait", "--json"))
@@ -218,8 +218,8 @@ def test_event_by_correlation_key_and_from_a_file(cli: Cli, tmp_path: Path) -> N
     assert "--key order-7" in hint
     (tmp_path / "decision.json").write_text('{"approved": "yes"}', encoding="utf-8")
     event = doc(
-        cli("event", "send", "approve", "--key", "order-7", "--data", f"@{tmp_path}/decision.json",
-            "--json")
+        cli("events", "deliver", "approve", "--key", "order-7",
+            "--data", f"@{tmp_path}/decision.json", "--json")
     )  # fmt: skip
     assert event["key"] == "order-7"
     assert event["payload"] == {"approved": "yes"}
@@ -234,13 +234,13 @@ def test_a_parked_child_run_is_reported_with_what_it_waits_for(cli: Cli) -> None
         ("child", parent_id),
         ("event", child_id),
     ]
-    assert f"batonflow event send approve --run {child_id}" in ok(cli("show", parent_id)).stdout
+    assert f"batonflow events deliver approve --run {child_id}" in ok(cli("show", parent_id)).stdout
 
 
 def test_a_parked_child_run_completes_after_its_event(cli: Cli) -> None:
     """`resume --wait` on the parent executes the woken child, then the parent."""
     parent_id = start_waiting(cli, "parent")
-    ok(cli("event", "send", "approve", "--run", f"{parent_id}.1", "--data", "1"))
+    ok(cli("events", "deliver", "approve", "--run", f"{parent_id}.1", "--data", "1"))
     done = doc(cli("resume", parent_id, "--wait", "--json"))
     assert done["output"] == {"child": {"greeting": "HELLO ADA", "decision": 1}}
 
@@ -274,7 +274,7 @@ def test_list_is_newest_first_and_filters(cli: Cli) -> None:
 
 def test_show_renders_the_run_in_full(cli: Cli) -> None:
     run_id = start_waiting(cli)
-    ok(cli("event", "send", "approve", "--run", run_id, "--data", '"yes"'))
+    ok(cli("events", "deliver", "approve", "--run", run_id, "--data", '"yes"'))
     ok(cli("resume", run_id, "--wait"))
     out = ok(cli("show", run_id)).stdout
     for fragment in (run_id, "approval", "completed", "input", "output", "steps", "events"):
@@ -295,7 +295,9 @@ def test_cancel_a_waiting_run(cli: Cli) -> None:
     assert shown["error"]["message"] == f"run {run_id} was cancelled: customer withdrew"
     assert_error(cli("cancel", run_id), ExitCode.INVALID_TRANSITION, "already cancelled")
     assert_error(
-        cli("event", "send", "approve", "--run", run_id), ExitCode.INVALID_TRANSITION, "cancelled"
+        cli("events", "deliver", "approve", "--run", run_id),
+        ExitCode.INVALID_TRANSITION,
+        "cancelled",
     )
 
 
@@ -303,7 +305,7 @@ def test_suspend_and_resume(cli: Cli) -> None:
     run_id = start_waiting(cli)
     assert doc(cli("suspend", run_id, "--json"))["status"] == "suspended"
     assert "suspended by an operator" in ok(cli("show", run_id)).stdout
-    ok(cli("event", "send", "approve", "--run", run_id, "--data", "true"))  # kept for later
+    ok(cli("events", "deliver", "approve", "--run", run_id, "--data", "true"))  # kept for later
     resumed = ok(cli("resume", run_id))
     assert "suspended → pending" in resumed.stdout
     assert "batonflow worker" in resumed.stderr
@@ -387,9 +389,9 @@ def test_bad_input_file_names_the_file_and_position(cli: Cli, tmp_path: Path) ->
 
 def test_bad_event_data(cli: Cli) -> None:
     run_id = start_waiting(cli)
-    result = cli("event", "send", "approve", "--run", run_id, "--data", "[1,")
+    result = cli("events", "deliver", "approve", "--run", run_id, "--data", "[1,")
     assert_error(result, ExitCode.USAGE, "--data: invalid JSON at line 1 column 4")
-    assert_error(cli("event", "send", "approve"), ExitCode.USAGE, "--run RUN_ID or --key KEY")
+    assert_error(cli("events", "deliver", "approve"), ExitCode.USAGE, "--run RUN_ID or --key KEY")
 
 
 def test_bad_database_paths(cli: Cli, tmp_path: Path) -> None:
@@ -414,7 +416,7 @@ def test_unknown_run_ids_exit_3(cli: Cli) -> None:
     ok(cli("run", flow("greet"), "-i", '{"name": "a"}'))  # the database exists
     for command in (["show"], ["cancel"], ["suspend"], ["resume"], ["resume", "--wait"]):
         assert_error(cli(*command, "nope"), ExitCode.NOT_FOUND, "no run with id 'nope'")
-    result = cli("event", "send", "approve", "--run", "nope")
+    result = cli("events", "deliver", "approve", "--run", "nope")
     assert_error(result, ExitCode.NOT_FOUND, "'nope'")
 
 
@@ -516,7 +518,7 @@ def test_worker_continues_parked_runs_and_stops_on_sigterm(
     cli: Cli, env: dict[str, str], tmp_path: Path
 ) -> None:
     run_id = start_waiting(cli)
-    ok(cli("event", "send", "approve", "--run", run_id, "--data", '{"by": "ops"}'))
+    ok(cli("events", "deliver", "approve", "--run", run_id, "--data", '{"by": "ops"}'))
     worker = subprocess.Popen(
         [str(BIN), "worker"],
         env=env,

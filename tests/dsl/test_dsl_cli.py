@@ -90,3 +90,57 @@ def test_events_send_needs_a_cloudevent(tmp_path: Path) -> None:
     result = invoke("events", "send", "--data", '{"type": "x"}', "--db", str(db))
     assert result.exit_code == 2
     assert "needs id, source" in result.output
+
+
+def test_run_a_document_from_the_command_line(tmp_path: Path) -> None:
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(
+        "document: { dsl: '1.0.3', namespace: test, name: greet, version: '1.0.0' }\n"
+        "do:\n"
+        "  - greet:\n"
+        "      set: { greeting: '${ \"Hello \\(.name)\" }' }\n"
+    )
+    db = str(tmp_path / "runs.db")
+    result = invoke("run", str(flow), "--input", '{"name": "Ann"}', "--db", db, "--json")
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.output)
+    assert shown["status"] == "completed"
+    assert shown["output"] == {"greeting": "Hello Ann"}
+
+
+def test_a_listening_document_parks_then_continues_after_events_send(tmp_path: Path) -> None:
+    flow = tmp_path / "await.json"
+    flow.write_text(json.dumps(LISTENER))
+    db = str(tmp_path / "runs.db")
+    result = invoke("run", str(flow), "--db", db, "--detach")
+    assert result.exit_code == 0, result.output
+    run_id = result.stdout.strip().splitlines()[0]
+    result = invoke("resume", run_id, "--wait", "--db", db, "--linger", "0")
+    assert result.exit_code == 0, result.output
+    assert "a CloudEvent with type=com.shop.paid" in result.output
+    assert "batonflow events send" in result.output
+    event = json.dumps(
+        {"id": "9", "source": "shop", "type": "com.shop.paid", "data": {"amount": 7}}
+    )
+    assert invoke("events", "send", "--data", event, "--db", db).exit_code == 0
+    result = invoke("resume", run_id, "--wait", "--db", db, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["output"] == 7
+
+
+def test_processes_stay_refused_unless_allowed(tmp_path: Path) -> None:
+    flow = tmp_path / "shell.yaml"
+    flow.write_text(
+        "document: { dsl: '1.0.3', namespace: test, name: sh, version: '1.0.0' }\n"
+        "do:\n"
+        "  - hello:\n"
+        "      run:\n"
+        "        shell: { command: 'echo hello' }\n"
+    )
+    db = str(tmp_path / "runs.db")
+    refused = invoke("run", str(flow), "--db", db)
+    assert refused.exit_code == 4
+    assert "run: shell refused" in refused.output
+    allowed = invoke("run", str(flow), "--db", db, "--allow-processes", "--json")
+    assert allowed.exit_code == 0, allowed.output
+    assert json.loads(allowed.output)["output"] == "hello\n"

@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import Coroutine
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -45,8 +46,12 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-event_app = typer.Typer(help="Send events to runs that wait for them.", no_args_is_help=True)
-app.add_typer(event_app, name="event")
+events_app = typer.Typer(
+    help="Events: CloudEvents for listening workflow documents, raw events for Python"
+    " workflows, and a run's lifecycle events.",
+    no_args_is_help=True,
+)
+app.add_typer(events_app, name="events")
 
 Db = Annotated[
     str,
@@ -72,6 +77,22 @@ Linger = Annotated[
     ),
 ]
 DEFAULT_LINGER = 60.0
+WithDocuments = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--with",
+        metavar="FILE",
+        help="A workflow document that `run: workflow` tasks may start (repeatable).",
+    ),
+]
+AllowProcesses = Annotated[
+    bool,
+    typer.Option(
+        "--allow-processes",
+        help="Let workflow documents run local processes (`run: shell`, `run: script`)."
+        " Off by default: a workflow file cannot run programs on this machine unless you say so.",
+    ),
+]
 
 
 def _version(value: bool) -> None:
@@ -104,7 +125,8 @@ def run(
         str,
         typer.Argument(
             metavar="REF",
-            help="The workflow: module:function or path/to/file.py:function.",
+            help="The workflow: module:function, path/to/file.py:function, or a Serverless"
+            " Workflow document (.yaml, .yml, .json).",
             show_default=False,
         ),
     ],
@@ -135,6 +157,8 @@ def run(
         ),
     ] = False,
     linger: Linger = DEFAULT_LINGER,
+    documents: WithDocuments = None,
+    allow_processes: AllowProcesses = False,
     as_json: AsJson = False,
 ) -> None:
     """Start a run of a workflow and wait for it to end or to park.
@@ -145,19 +169,34 @@ def run(
     started: list[str] = []
     with cli_errors():
         value = read_json_option(input, "--input")
-        wf = load_workflow(ref)
+        timeout: float | None = None
+        if _dsl().is_document(ref):  # a workflow document: the DSL runtime runs it
+            document = _dsl().load(ref)
+            wf = _dsl().runtime(allow_processes=allow_processes, documents=documents).workflow
+            value, timeout = _dsl().payload(document, value), _dsl().timeout_of(document)
+        else:
+            wf = load_workflow(ref)
         path = resolve_db(db, must_exist=False)
         if detach:
-            details = asyncio.run(_ops.submit(path, wf, value, idempotency_key=idempotency_key))
+            details = asyncio.run(
+                _ops.submit(path, wf, value, idempotency_key=idempotency_key, timeout=timeout)
+            )
         else:
             details = _interruptible(
                 _ops.start_and_follow(
                     path, wf, value, idempotency_key=idempotency_key, linger=linger,
-                    started=started.append,
+                    started=started.append, timeout=timeout,
                 ),
                 started, db,
             )  # fmt: skip
     _report_run(details, db=db, as_json=as_json, detached=detach)
+
+
+def _dsl() -> ModuleType:
+    """The workflow-document commands' module (it registers on this app, so import it late)."""
+    from batonflow.cli import _dsl as module
+
+    return module
 
 
 def _interruptible(
@@ -257,6 +296,8 @@ def worker(
             " handing the rest back.",
         ),
     ] = 10.0,
+    documents: WithDocuments = None,
+    allow_processes: AllowProcesses = False,
 ) -> None:
     """Execute runs from the database until Ctrl-C or SIGTERM.
 
@@ -272,7 +313,12 @@ def worker(
         ensure_cwd_on_path()
         if logging.getLogger("batonflow").level > logging.WARNING:
             configure_logging(logging.WARNING)  # a worker reports faulted runs as they happen
-        options: dict[str, Any] = {"lease_seconds": lease, "poll_interval": poll}
+        dsl = _dsl().runtime(allow_processes=allow_processes, documents=documents)
+        options: dict[str, Any] = {
+            "lease_seconds": lease,
+            "poll_interval": poll,
+            "workflows": [dsl.workflow],  # workflow documents' runs carry their definition
+        }
         if concurrency is not None:
             options["max_concurrent_runs"] = concurrency
         if queue_limits:
@@ -398,6 +444,7 @@ def resume(
     ] = False,
     linger: Linger = DEFAULT_LINGER,
     db: Db = DEFAULT_DB,
+    allow_processes: AllowProcesses = False,
     as_json: AsJson = False,
 ) -> None:
     """Continue a suspended run, or retry a faulted run from the step that failed.
@@ -414,12 +461,13 @@ def resume(
         return
     with cli_errors():
         path = resolve_db(db, must_exist=True)
-        _, details = asyncio.run(_ops.resume_and_follow(path, run_id, linger))
+        dsl_workflow = _dsl().runtime(allow_processes=allow_processes).workflow
+        _, details = asyncio.run(_ops.resume_and_follow(path, run_id, linger, dsl_workflow))
     _report_run(details, db=db, as_json=as_json, detached=False)
 
 
-@event_app.command("send")
-def event_send(
+@events_app.command("deliver")
+def events_deliver(
     topic: Annotated[
         str, typer.Argument(metavar="TOPIC", help="The event's topic.", show_default=False)
     ],
@@ -437,7 +485,10 @@ def event_send(
     db: Db = DEFAULT_DB,
     as_json: AsJson = False,
 ) -> None:
-    """Deliver an event. It is stored first: a run that starts waiting for it later gets it."""
+    """Deliver a raw event to a Python workflow's `ctx.wait_for_event` (by run or by key).
+
+    It is stored first: a run that starts waiting for it later gets it.
+    """
     with cli_errors():
         payload = read_json_option(data, "--data")
         path = resolve_db(db, must_exist=True)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 import batonflow as bf
-from batonflow.cli._app import AsJson, Db, RunId, app
+from batonflow.cli._app import AsJson, Db, RunId, app, events_app
 from batonflow.cli._io import (
     DEFAULT_DB,
     cli_errors,
@@ -26,12 +26,6 @@ if TYPE_CHECKING:
     from batonflow.dsl import DslDocument, DslRuntime
 
 DOCUMENT_SUFFIXES = (".yaml", ".yml", ".json")
-
-events_app = typer.Typer(
-    help="CloudEvents: deliver them to listening runs, read a run's lifecycle events.",
-    no_args_is_help=True,
-)
-app.add_typer(events_app, name="events")
 
 
 def is_document(ref: str) -> bool:

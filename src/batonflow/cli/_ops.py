@@ -99,23 +99,30 @@ async def start_and_follow(
     idempotency_key: str | None,
     linger: float,
     started: Callable[[str], None],
+    timeout: float | None = None,
 ) -> RunDetails:
     """Start a run on an engine of our own and execute it until it ends or is parked."""
     async with bf.Engine(db, workflows=[wf]) as engine:
-        handle = await engine.start(wf, input, idempotency_key=idempotency_key)
+        handle = await engine.start(wf, input, idempotency_key=idempotency_key, timeout=timeout)
         started(handle.run_id)
         record = await follow(engine, handle.run_id, linger)
         return await details(engine.store, record)
 
 
 async def submit(
-    db: str, wf: bf.Workflow[Any, Any], input: Any, *, idempotency_key: str | None
+    db: str,
+    wf: bf.Workflow[Any, Any],
+    input: Any,
+    *,
+    idempotency_key: str | None,
+    timeout: float | None = None,
 ) -> RunDetails:
     """Record a PENDING run for a worker, without executing anything or taking the engine lock.
 
-    This mirrors ``Engine.start`` (which needs an open engine, and so the lock).
+    This mirrors ``Engine.start`` (which needs an open engine, and so the lock). Workers carry
+    the DSL runtime, so workflow documents need no module reference.
     """
-    if wf.ref is None:
+    if wf.ref is None and wf.name != _dsl_name():
         raise bf.ConfigError(
             f"workflow {wf.name!r} has no importable module:function reference, so a worker"
             " could not load it; run it without --detach"
@@ -131,7 +138,7 @@ async def submit(
         owner=None,
         lease_until=None,
         created_at=now,
-        deadline=now + wf.timeout if wf.timeout else None,
+        deadline=_deadline(now, timeout or wf.timeout),
         idempotency_key=idempotency_key,
         queue=wf.queue,
     )
@@ -140,6 +147,16 @@ async def submit(
         if not created:
             _check_same_start(record, wf, input_json, idempotency_key or new.id)
         return await details(store, record)
+
+
+def _deadline(now: float, timeout: float | None) -> float | None:
+    return now + timeout if timeout else None
+
+
+def _dsl_name() -> str:
+    from batonflow.dsl._runtime import WORKFLOW_NAME  # the DSL stack loads only when needed
+
+    return WORKFLOW_NAME
 
 
 def _check_same_start(record: bf.RunRecord, wf: bf.Workflow[Any, Any], text: str, key: str) -> None:
@@ -154,18 +171,23 @@ def _check_same_start(record: bf.RunRecord, wf: bf.Workflow[Any, Any], text: str
         )
 
 
-async def resume_and_follow(db: str, run_id: str, linger: float) -> tuple[bf.RunRecord, RunDetails]:
+async def resume_and_follow(
+    db: str, run_id: str, linger: float, dsl_workflow: bf.Workflow[Any, Any]
+) -> tuple[bf.RunRecord, RunDetails]:
     """Resume a run if it stopped, then execute it here like ``start_and_follow``."""
     async with opened_store(db) as store:
         before = await get_run(store, run_id)
     allowed = RESUME.sources | {bf.RunStatus.PENDING, bf.RunStatus.WAITING}
     _check_action(before, RESUME, allowed)
-    if not before.workflow_ref:
+    if before.workflow == _dsl_name():
+        wf = dsl_workflow
+    elif not before.workflow_ref:
         raise bf.ConfigError(
             f"run {run_id}'s workflow {before.workflow!r} has no module:function reference;"
             " continue it from the Python program that defines it"
         )
-    wf = load_workflow(before.workflow_ref)  # fails here, not by faulting the run
+    else:
+        wf = load_workflow(before.workflow_ref)  # fails here, not by faulting the run
     async with bf.Engine(db, workflows=[wf]) as engine:
         if before.status in RESUME.sources:
             await engine.resume(run_id)
@@ -209,9 +231,9 @@ async def send_event(
 ) -> tuple[bf.EventRecord, bf.RunRecord | None]:
     """Deliver an event; return it and (when addressed to a run) that run afterwards."""
     if not topic.strip():
-        raise bf.ConfigError("event send: the topic must not be empty")
+        raise bf.ConfigError("events deliver: the topic must not be empty")
     if run_id is None and key is None:
-        raise bf.ConfigError("event send needs --run RUN_ID or --key KEY to address the event")
+        raise bf.ConfigError("events deliver needs --run RUN_ID or --key KEY to address the event")
     payload_json = json.dumps(payload, separators=(",", ":"), allow_nan=False)
     async with opened_store(db) as store:
         if run_id is not None:

@@ -313,8 +313,10 @@ def describe_wait(w: Wait, now: float) -> str:
     if w.kind == "suspended":
         return f"run {w.run_id} is suspended by an operator"
     if w.kind == bf.StepKind.EVENT.value:
-        key = f" with key {w.key!r}" if w.key is not None else ""
         limit = f", times out {due}" if due else ", no timeout"
+        if w.topic == CLOUDEVENT:  # a workflow document's listen task
+            return f"a CloudEvent {_filters(w)} (task {w.key}{limit})"
+        key = f" with key {w.key!r}" if w.key is not None else ""
         return f"event {w.topic!r}{key} (step {w.step_id}{limit})"
     if w.kind == bf.StepKind.SLEEP.value:
         return f"sleep until {due} (step {w.step_id})"
@@ -325,14 +327,36 @@ def describe_wait(w: Wait, now: float) -> str:
     return f"{w.kind} {w.name!r} (step {w.step_id})"
 
 
+CLOUDEVENT = "cloudevent"  # the topic of a DSL listen task's waits
+
+
+def _filters(w: Wait) -> str:
+    """A listen wait's filters, briefly: "type=com.x.paid or type=com.x.refunded"."""
+    filters = (w.detail or {}).get("filters") or [{}]
+    shown = [
+        ", ".join(f"{k}={v}" for k, v in (f.get("with") or {}).items()) or "of any kind"
+        for f in filters
+    ]
+    return "with " + " or ".join(shown)
+
+
+def _example_attributes(w: Wait) -> dict[str, Any]:
+    filters = (w.detail or {}).get("filters") or [{}]
+    attributes = filters[0].get("with") or {}
+    return {k: v for k, v in attributes.items() if isinstance(v, str) and "${" not in v}
+
+
 def wait_hints(d: RunDetails, db: str) -> list[str]:
     flag = db_flag(db)
     hints: list[str] = []
     for w in d.waits:
-        if w.kind == bf.StepKind.EVENT.value:
+        if w.kind == bf.StepKind.EVENT.value and w.topic == CLOUDEVENT:
+            example = {"id": "1", "source": "/you", **_example_attributes(w)}
+            hints.append(f"batonflow events send{flag} --data {shlex.quote(json.dumps(example))}")
+        elif w.kind == bf.StepKind.EVENT.value:
             to = f"--run {w.run_id}" if w.key is None else f"--key {shlex.quote(w.key)}"
             hints.append(
-                f"batonflow event send {shlex.quote(w.topic or '')} {to}{flag} --data '...'"
+                f"batonflow events deliver {shlex.quote(w.topic or '')} {to}{flag} --data '...'"
             )
         elif w.kind == "suspended":
             hints.append(f"batonflow resume {w.run_id}{flag}")

@@ -11,6 +11,7 @@ waits for and leaves it to ``batonflow worker`` (or ``batonflow resume --wait``)
 from __future__ import annotations
 
 import contextlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,7 @@ class Wait:
     key: str | None = None
     child_id: str | None = None
     child_status: str | None = None
+    detail: Any = None  # what an event wait recorded it awaits (a DSL listen: its filters)
 
 
 async def follow(engine: bf.Engine, run_id: str, linger: float) -> bf.RunRecord:
@@ -107,5 +109,6 @@ def _wait(step: bf.StepRecord, child: bf.RunRecord | None) -> Wait:
         "key": step.key,
         "child_id": step.child_id,
         "child_status": child.status.value if child is not None else None,
+        "detail": json.loads(step.input_json) if step.input_json else None,
     }
     return Wait(step.run_id, step.step_id, step.kind.value, step.name, **fields)
