@@ -9,7 +9,6 @@ so a change in behaviour shows up as a failing row, not a silent skip.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -133,10 +132,10 @@ def test_the_table_covers_every_example() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(OUTCOMES))
-def test_the_example_runs_as_expected(name: str, tmp_path: Path) -> None:
+def test_the_example_runs_as_expected(name: str, store_url: str) -> None:
     expect = OUTCOMES[name]
     document = load_document(EXAMPLES / name).raw
-    session = Session(tmp_path / "ex.db", allow_processes=expect.processes)
+    session = Session(store_url, allow_processes=expect.processes)
     try:
         session.start(document, expect.input)
         session.advance(7 * 86400)  # let every wait, retry and timer run out
@@ -148,9 +147,9 @@ def test_the_example_runs_as_expected(name: str, tmp_path: Path) -> None:
         assert expect.problem in outcome.error.get("detail", ""), outcome.error
 
 
-def test_a_listening_example_completes_when_its_events_arrive(tmp_path: Path) -> None:
+def test_a_listening_example_completes_when_its_events_arrive(store_url: str) -> None:
     document = load_document(EXAMPLES / "listen-to-all.yaml").raw
-    session = Session(tmp_path / "listen.db")
+    session = Session(store_url)
     try:
         session.start(document, {})
         hospital = "com.fake-hospital.vitals.measurements"

@@ -22,11 +22,13 @@ import batonflow as bf
 from .harness import Outcome, Session, load_yaml, lookup
 
 CRASH_WORKER = Path(__file__).with_name("crash_worker.py")
+LEASE_SECONDS = 30.0  # the engine's default lease
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    state: dict[str, Any] = {"input": {}, "functions": {}, "available": [], "db": tmp_path / "w.db"}
+@pytest.fixture(autouse=True)  # autouse: collected with the scenario, so it is parametrized
+def world(store_url: str) -> Iterator[dict[str, Any]]:
+    """A scenario's state; its database is SQLite or PostgreSQL (every scenario runs on both)."""
+    state: dict[str, Any] = {"input": {}, "functions": {}, "available": [], "db": store_url}
     yield state
     if "session" in state:
         state["session"].close()
@@ -131,7 +133,8 @@ def _crash(world: dict[str, Any], task: str, tmp_path: Path) -> None:
     world["functions"]["blockInFirstEngine"] = lambda: "second engine"
     session = _session(world)
     session.handle = session.engine.handle(run_id)
-    session.do(session.engine.settle())
+    # SQLite hands a dead engine's runs over at once; PostgreSQL when its lease has expired
+    session.advance(LEASE_SECONDS + 1)
 
 
 def _append(path: Path, name: str) -> str:

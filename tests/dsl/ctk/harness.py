@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,12 +87,17 @@ class Session:
     """
 
     def __init__(
-        self, db: Path, *, functions: dict[str, Any] | None = None, allow_processes: bool = False
+        self,
+        db: Path | str,
+        *,
+        functions: dict[str, Any] | None = None,
+        allow_processes: bool = False,
     ) -> None:
         from batonflow.testing import FakeClock
 
         self.loop = asyncio.new_event_loop()
-        self.clock = FakeClock()
+        # starts at the real time: leases written by engine processes on real clocks compare
+        self.clock = FakeClock(start=time.time())
         self.db = db
         self.functions = functions or {}
         self._hosts = public_hosts()
