@@ -2,7 +2,8 @@
 
 from batonflow.core._clock import Clock, SystemClock
 from batonflow.core._context import Context, StepInfo, current_step
-from batonflow.core._engine import Engine, RunHandle
+from batonflow.core._engine import Engine
+from batonflow.core._handle import RunHandle
 from batonflow.core._loader import load_workflow
 from batonflow.core._queues import Queue, RateLimit
 from batonflow.core._retry import Retry

@@ -18,15 +18,15 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
-from batonflow._serde import dumps, error_from_dict, error_to_dict, loads, roundtrip
+from batonflow._serde import dumps, error_to_dict, loads, roundtrip
 from batonflow.core import _leases
 from batonflow.core._clock import Clock, SystemClock
 from batonflow.core._context import Context, _Suspend
+from batonflow.core._handle import Final, RunHandle
 from batonflow.core._loader import load_workflow
 from batonflow.core._queues import Queue, queue_limits, served
 from batonflow.core._workflow import Workflow
@@ -36,7 +36,6 @@ from batonflow.errors import (
     LeaseLost,
     NonDeterminismError,
     RunCancelled,
-    RunFailed,
     RunNotFound,
     RunTimeout,
     StoreError,
@@ -57,8 +56,6 @@ from batonflow.store import (
 
 log = logging.getLogger("batonflow.engine")
 O = TypeVar("O")  # noqa: E741
-
-_ENDED = (RunStatus.COMPLETED, RunStatus.FAULTED, RunStatus.CANCELLED)
 
 
 class _Activation:
@@ -135,7 +132,7 @@ class Engine:
             self.register(wf)
         self._active: dict[str, _Activation] = {}
         # futures of RunHandle.result() callers: resolved with the run's end, or None to re-read
-        self._waiters: dict[str, list[asyncio.Future[_Final | None]]] = {}
+        self._waiters: dict[str, list[asyncio.Future[Final | None]]] = {}
         self._wake = asyncio.Event()
         self._claim_lock = asyncio.Lock()
         self._busy = asyncio.Event()  # set while runs are active: the heartbeat idles otherwise
@@ -463,7 +460,7 @@ class Engine:
             log.warning("run %s: lease lost before it could finish", act.run.id)
             return
         run = act.run
-        self._notify(run.id, _Final(run.id, run.workflow, status, output_json, error_json))
+        self._notify(run.id, Final(run.id, run.workflow, status, output_json, error_json))
         if status is RunStatus.FAULTED:
             log.warning("run %s (%s) faulted: %s", act.run.id, act.run.workflow, error_json)
         if act.run.parent_id is not None:
@@ -597,12 +594,12 @@ class Engine:
                 act.fence_at = fence
 
     # -- waiting for results ------------------------------------------------------------------
-    def _watch(self, run_id: str) -> asyncio.Future[_Final | None]:
-        fut: asyncio.Future[_Final | None] = asyncio.get_running_loop().create_future()
+    def _watch(self, run_id: str) -> asyncio.Future[Final | None]:
+        fut: asyncio.Future[Final | None] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(run_id, []).append(fut)
         return fut
 
-    def _notify(self, run_id: str, final: _Final | None = None) -> None:
+    def _notify(self, run_id: str, final: Final | None = None) -> None:
         for fut in self._waiters.pop(run_id, ()):
             if not fut.done():
                 fut.set_result(final)
@@ -610,87 +607,6 @@ class Engine:
     def _notify_all(self) -> None:
         for run_id in list(self._waiters):
             self._notify(run_id)
-
-
-class RunHandle(Generic[O]):
-    """A started run: await its result, or read its status."""
-
-    def __init__(self, engine: Engine, run_id: str) -> None:
-        self.engine = engine
-        self.run_id = run_id
-
-    def __repr__(self) -> str:
-        return f"<RunHandle {self.run_id}>"
-
-    async def record(self) -> RunRecord:
-        return await self.engine.get_run(self.run_id)
-
-    async def status(self) -> RunStatus:
-        return (await self.record()).status
-
-    async def result(self, timeout: float | None = None) -> O:
-        """The run's output once it completes.
-
-        Raises ``RunFailed`` (with the recorded error as ``.error`` and the rebuilt original
-        exception as ``__cause__``) if it faulted, ``RunCancelled`` if it was cancelled, and
-        ``TimeoutError`` if ``timeout`` seconds (of the engine's clock) pass first.
-        """
-        engine = self.engine
-        deadline = None if timeout is None else engine.clock.now() + timeout
-        while True:
-            watch = engine._watch(self.run_id)
-            if self.run_id in engine._active:  # it will tell us how it ends
-                status = RunStatus.RUNNING
-            else:
-                record = await self.record()
-                status = record.status
-                if status in _ENDED:
-                    watch.cancel()
-                    return _outcome(_Final.of(record))  # type: ignore[no-any-return]
-            delay = engine.poll_interval
-            if deadline is not None:
-                remaining = deadline - engine.clock.now()
-                if remaining <= 0:
-                    watch.cancel()
-                    raise TimeoutError(f"run {self.run_id} is still {status.value}")
-                delay = min(delay, remaining)
-            poll = asyncio.ensure_future(engine.clock.sleep(delay))
-            waits: set[asyncio.Future[Any]] = {watch, poll}
-            try:
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                poll.cancel()
-                watch.cancel()
-            final = watch.result() if watch.done() and not watch.cancelled() else None
-            if final is not None:
-                return _outcome(final)  # type: ignore[no-any-return]
-
-
-@dataclass(frozen=True, slots=True)
-class _Final:
-    """How a run ended, as result() needs it."""
-
-    run_id: str
-    workflow: str
-    status: RunStatus
-    output_json: str | None
-    error_json: str | None
-
-    @classmethod
-    def of(cls, record: RunRecord) -> _Final:
-        return cls(record.id, record.workflow, record.status, record.output_json, record.error_json)
-
-
-def _outcome(final: _Final) -> Any:
-    if final.status is RunStatus.COMPLETED:
-        return loads(final.output_json)
-    error = loads(final.error_json) or {}
-    if final.status is RunStatus.CANCELLED:
-        raise RunCancelled(error.get("message") or f"run {final.run_id} was cancelled")
-    cause = error_from_dict(error)
-    raise RunFailed(
-        f"run {final.run_id} ({final.workflow}) faulted: {error.get('message', '')}", error
-    ) from cause
 
 
 def _deadline(now: float, timeout: float | None) -> float | None:
