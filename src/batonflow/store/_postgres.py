@@ -20,7 +20,6 @@ How workers share it:
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -28,6 +27,7 @@ from typing import Any
 from batonflow.errors import ConfigError, InvalidTransition, LeaseLost, RunNotFound, StoreError
 from batonflow.store import _postgres_claim
 from batonflow.store import _postgres_sql as q
+from batonflow.store import _rows as shared
 from batonflow.store._model import (
     OPERATOR_ACTIONS,
     AttemptRecord,
@@ -84,11 +84,11 @@ class PostgresStore(Connections):
         async def create(conn: Conn, retried: bool) -> tuple[RunRecord, bool]:
             row = await (await conn.execute(q.CREATE_RUN, params)).fetchone()
             if row is not None:
-                return q.run_record(row), True
+                return shared.run_record(row), True
             row = await (await conn.execute(q.EXISTING_RUN, params)).fetchone()
             if row is None:  # the conflicting run vanished: cannot happen, runs are not deleted
                 raise StoreError(f"run {run.id} conflicts with a run that is not there")
-            existing = q.run_record(row)
+            existing = shared.run_record(row)
             mine = (existing.id, existing.owner, existing.created_at) == (
                 run.id, run.owner, run.created_at,
             )  # fmt: skip
@@ -98,7 +98,7 @@ class PostgresStore(Connections):
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         rows = await self._rows(q.GET_RUN, (run_id,))
-        return q.run_record(rows[0]) if rows else None
+        return shared.run_record(rows[0]) if rows else None
 
     async def list_runs(
         self,
@@ -115,10 +115,11 @@ class PostgresStore(Connections):
                 params.append(str(value))
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = await self._rows(
-            f"SELECT {q.RUN_COLS} FROM runs {where} ORDER BY created_at DESC, id DESC LIMIT %s",
+            f"SELECT {shared.RUN_COLS} FROM runs {where}"
+            " ORDER BY created_at DESC, id DESC LIMIT %s",
             [*params, limit],
         )
-        return [q.run_record(r) for r in rows]
+        return [shared.run_record(r) for r in rows]
 
     async def transition(
         self, run_id: str, target: RunStatus, now: float, error_json: str | None = None
@@ -147,7 +148,7 @@ class PostgresStore(Connections):
                     await conn.execute(q.RESUME_BY_OPERATOR, (now, run_id))
                 row = await (await conn.execute(q.GET_RUN, (run_id,))).fetchone()
                 assert row is not None
-                return q.run_record(row)
+                return shared.run_record(row)
 
         return await self._run(change)
 
@@ -172,7 +173,7 @@ class PostgresStore(Connections):
             taken: list[RunRecord] = []
             if retried:  # what our first try claimed before its outcome got lost
                 rows = await (await conn.execute(q.RECLAIM, base)).fetchall()
-                taken.extend(q.run_record(r) for r in rows)
+                taken.extend(shared.run_record(r) for r in rows)
             room = limit - len(taken)
             if room > 0:
                 taken.extend(await _postgres_claim.claim(conn, base, room, queues or {}, serve))
@@ -191,7 +192,9 @@ class PostgresStore(Connections):
 
     async def load_steps(self, run_id: str) -> list[StepRecord]:
         rows = await self._rows(q.LOAD_STEPS, (run_id,))
-        return sorted((q.step_record(r) for r in rows), key=lambda s: q.natural(s.step_id))
+        return sorted(
+            (shared.step_record(r) for r in rows), key=lambda s: shared.natural(s.step_id)
+        )
 
     async def load_attempts(self, run_id: str) -> list[AttemptRecord]:
         rows = await self._rows(q.LOAD_ATTEMPTS, (run_id,))
@@ -221,7 +224,7 @@ class PostgresStore(Connections):
                 await conn.execute(q.INSERT_WAIT, _step_values(step))
                 row = await (await conn.execute(q.GET_STEP, (step.run_id, step.step_id))).fetchone()
                 assert row is not None
-                current = q.step_record(row)
+                current = shared.step_record(row)
                 if current.status is not StepStatus.PENDING:
                     return current
                 match = {"topic": step.topic, "run_id": step.run_id, "key": step.key}
@@ -234,7 +237,7 @@ class PostgresStore(Connections):
                 }  # fmt: skip
                 row = await (await conn.execute(q.CONSUME_EVENT, consume)).fetchone()
                 assert row is not None
-                return q.step_record(row)
+                return shared.step_record(row)
 
         return await self._run(wait)
 
@@ -330,22 +333,23 @@ class PostgresStore(Connections):
 
     async def list_waits(self, topic: str, *, limit: int = 1000) -> list[StepRecord]:
         rows = await self._rows(
-            f"SELECT {q.STEP_COLS} FROM steps WHERE status='pending' AND kind='event' AND topic=%s"
+            f"SELECT {shared.STEP_COLS} FROM steps"
+            " WHERE status='pending' AND kind='event' AND topic=%s"
             " ORDER BY started_at, run_id, step_id LIMIT %s",
             (topic, limit),
         )
-        return [q.step_record(r) for r in rows]
+        return [shared.step_record(r) for r in rows]
 
     async def list_events(
         self, *, run_id: str | None = None, limit: int = 100
     ) -> list[EventRecord]:
         if run_id is None:
             rows = await self._rows(
-                f"SELECT {q.EVENT_COLS} FROM events ORDER BY id LIMIT %s", (limit,)
+                f"SELECT {shared.EVENT_COLS} FROM events ORDER BY id LIMIT %s", (limit,)
             )
         else:
             rows = await self._rows(
-                f"SELECT {q.EVENT_COLS} FROM events WHERE run_id=%s OR consumed_run=%s"
+                f"SELECT {shared.EVENT_COLS} FROM events WHERE run_id=%s OR consumed_run=%s"
                 " ORDER BY id LIMIT %s",
                 (run_id, run_id, limit),
             )
@@ -383,7 +387,7 @@ async def _locked_run(conn: Conn, run_id: str) -> RunRecord:
     row = await (await conn.execute(q.LOCK_RUN, (run_id,))).fetchone()
     if row is None:
         raise RunNotFound(f"no run with id {run_id!r}")
-    return q.run_record(row)
+    return shared.run_record(row)
 
 
 async def _end_run(
@@ -412,10 +416,7 @@ async def _end_run(
 async def _reopen_failed_step(conn: Conn, run: RunRecord, now: float) -> None:
     """Resuming a faulted run tries the step that failed it again, with a fresh retry budget;
     when that step was a child run, the child is resumed too and the parent waits for it."""
-    try:
-        step_id = json.loads(run.error_json or "{}").get("step")
-    except (ValueError, AttributeError):
-        step_id = None
+    step_id = shared.failed_step(run)
     if step_id is None:
         return
     row = await (

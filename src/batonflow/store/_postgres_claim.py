@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 
 from batonflow.store import _postgres_sql as q
+from batonflow.store import _rows as shared
 from batonflow.store._model import QueueLimits, RunRecord
 
 Conn = psycopg.AsyncConnection[Any]
@@ -61,7 +62,7 @@ async def claim(
             where += f" AND {_SERVED}"
         params = {**base, "limit": room, "limited": limited, "serve": list(serve or ())}
         rows = await (await conn.execute(q.claim_sql(where), params)).fetchall()
-        taken.extend(q.run_record(r) for r in rows)
+        taken.extend(shared.run_record(r) for r in rows)
     return taken
 
 
@@ -94,4 +95,4 @@ async def _claim_queue(
 async def _take(conn: Conn, params: dict[str, Any], where: str, limit: int) -> list[RunRecord]:
     query = q.claim_sql(where)
     rows = await (await conn.execute(query, {**params, "limit": limit})).fetchall()
-    return [q.run_record(r) for r in rows]
+    return [shared.run_record(r) for r in rows]

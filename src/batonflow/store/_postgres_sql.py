@@ -15,49 +15,19 @@ from typing import Any
 from batonflow.store._model import (
     AttemptRecord,
     EventRecord,
-    RunRecord,
     RunStatus,
-    StepKind,
     StepRecord,
     StepStatus,
 )
-
-RUN_COLS = (
-    "id, workflow, workflow_ref, status, input_json, output_json, error_json, idempotency_key,"
-    " parent_id, parent_step, created_at, updated_at, started_at, finished_at, deadline, wake_at,"
-    " owner, lease_until, signal, activations, queue"
-)
-STEP_COLS = (
-    "run_id, step_id, kind, name, status, input_json, output_json, error_json, attempts,"
-    " started_at, finished_at, wake_at, topic, key, child_id"
-)
-EVENT_COLS = "id, topic, key, run_id, payload_json, created_at, consumed_run, consumed_step"
-ATTEMPT_COLS = "run_id, step_id, attempt, started_at, finished_at, error_json"
-UNFINISHED = "('pending','running','waiting','suspended')"
+from batonflow.store._rows import ATTEMPT_COLS, RUN_COLS, STEP_COLS, UNFINISHED
 
 _STEP_UPDATE = ", ".join(f"{c}=EXCLUDED.{c}" for c in STEP_COLS.replace(" ", "").split(",")[2:])
 
 # -- conversions -------------------------------------------------------------------------------
 
 
-def run_record(row: Sequence[Any]) -> RunRecord:
-    values = list(row)
-    values[3] = RunStatus(values[3])
-    return RunRecord(*values)
-
-
-def step_record(row: Sequence[Any]) -> StepRecord:
-    values = list(row)
-    values[2], values[4] = StepKind(values[2]), StepStatus(values[4])
-    return StepRecord(*values)
-
-
 def event_record(row: Sequence[Any]) -> EventRecord:
     return EventRecord(*row)
-
-
-def natural(step_id: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in step_id.split("."))
 
 
 def steps_json(steps: Sequence[StepRecord]) -> str:

@@ -38,22 +38,17 @@ from batonflow.store._model import (
     StepRecord,
     StepStatus,
 )
+from batonflow.store._rows import EVENT_COLS, RUN_COLS, STEP_COLS, natural, run_record, step_record
 from batonflow.store._sqlite_schema import MIGRATIONS
 from batonflow.store._sqlite_sql import (
-    EVENT_COLS,
-    RUN_COLS,
-    STEP_COLS,
     check_owner,
     end_run,
     existing_run,
     get_run,
     insert_attempts,
     insert_steps,
-    natural,
     reopen_failed_step,
-    run_record,
     signal,
-    step_record,
 )
 from batonflow.store._sqlite_writer import Writer, connect
 

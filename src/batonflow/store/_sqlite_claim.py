@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from batonflow.store._model import QueueLimits, RunRecord
-from batonflow.store._sqlite_sql import RUN_COLS, run_record
+from batonflow.store._rows import RUN_COLS, run_record
 
 _RUNNABLE = (
     "(status='pending' OR (status='waiting' AND wake_at<=:now)"

@@ -17,30 +17,7 @@ from batonflow.store._model import (
     StepRecord,
     StepStatus,
 )
-
-RUN_COLS = (
-    "id, workflow, workflow_ref, status, input_json, output_json, error_json, idempotency_key,"
-    " parent_id, parent_step, created_at, updated_at, started_at, finished_at, deadline, wake_at,"
-    " owner, lease_until, signal, activations, queue"
-)
-STEP_COLS = (
-    "run_id, step_id, kind, name, status, input_json, output_json, error_json, attempts,"
-    " started_at, finished_at, wake_at, topic, key, child_id"
-)
-EVENT_COLS = "id, topic, key, run_id, payload_json, created_at, consumed_run, consumed_step"
-UNFINISHED = "('pending','running','waiting','suspended')"
-
-
-def run_record(row: Sequence[Any]) -> RunRecord:
-    values = list(row)
-    values[3] = RunStatus(values[3])
-    return RunRecord(*values)
-
-
-def step_record(row: Sequence[Any]) -> StepRecord:
-    values = list(row)
-    values[2], values[4] = StepKind(values[2]), StepStatus(values[4])
-    return StepRecord(*values)
+from batonflow.store._rows import RUN_COLS, STEP_COLS, UNFINISHED, failed_step, run_record
 
 
 def step_params(s: StepRecord) -> tuple[Any, ...]:
@@ -49,10 +26,6 @@ def step_params(s: StepRecord) -> tuple[Any, ...]:
         s.error_json, s.attempts, s.started_at, s.finished_at, s.wake_at, s.topic, s.key,
         s.child_id,
     )  # fmt: skip
-
-
-def natural(step_id: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in step_id.split("."))
 
 
 def get_run(conn: sqlite3.Connection, run_id: str) -> RunRecord:
@@ -187,10 +160,7 @@ def reopen_failed_step(conn: sqlite3.Connection, run: RunRecord, now: float) -> 
 
     When that step was a child run, the child is resumed too and the parent waits for it again.
     """
-    try:
-        step_id = json.loads(run.error_json or "{}").get("step")
-    except (ValueError, AttributeError):
-        step_id = None
+    step_id = failed_step(run)
     if step_id is None:
         return
     row = conn.execute(

@@ -1,0 +1,48 @@
+"""What both SQL stores share: column lists, row conversions, and reading a recorded error."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from batonflow.store._model import RunRecord, RunStatus, StepKind, StepRecord, StepStatus
+
+RUN_COLS = (
+    "id, workflow, workflow_ref, status, input_json, output_json, error_json, idempotency_key,"
+    " parent_id, parent_step, created_at, updated_at, started_at, finished_at, deadline, wake_at,"
+    " owner, lease_until, signal, activations, queue"
+)
+STEP_COLS = (
+    "run_id, step_id, kind, name, status, input_json, output_json, error_json, attempts,"
+    " started_at, finished_at, wake_at, topic, key, child_id"
+)
+EVENT_COLS = "id, topic, key, run_id, payload_json, created_at, consumed_run, consumed_step"
+ATTEMPT_COLS = "run_id, step_id, attempt, started_at, finished_at, error_json"
+UNFINISHED = "('pending','running','waiting','suspended')"
+
+
+def run_record(row: Sequence[Any]) -> RunRecord:
+    values = list(row)
+    values[3] = RunStatus(values[3])
+    return RunRecord(*values)
+
+
+def step_record(row: Sequence[Any]) -> StepRecord:
+    values = list(row)
+    values[2], values[4] = StepKind(values[2]), StepStatus(values[4])
+    return StepRecord(*values)
+
+
+def natural(step_id: str) -> tuple[int, ...]:
+    """Sort key for positions: "10" after "9", "3.0.1" after "3"."""
+    return tuple(int(p) for p in step_id.split("."))
+
+
+def failed_step(run: RunRecord) -> str | None:
+    """The position of the step whose failure faulted ``run``, if its error names one."""
+    try:
+        step = json.loads(run.error_json or "{}").get("step")
+    except (ValueError, AttributeError):
+        return None
+    return step if isinstance(step, str) else None
