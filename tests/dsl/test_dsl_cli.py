@@ -144,3 +144,20 @@ def test_processes_stay_refused_unless_allowed(tmp_path: Path) -> None:
     allowed = invoke("run", str(flow), "--db", db, "--allow-processes", "--json")
     assert allowed.exit_code == 0, allowed.output
     assert json.loads(allowed.output)["output"] == "hello\n"
+
+
+def test_the_document_example_runs(tmp_path: Path) -> None:
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    db = str(tmp_path / "runs.db")
+    assert invoke("validate", str(examples / "enquiry.yaml")).exit_code == 0
+    result = invoke(
+        "run", str(examples / "enquiry.yaml"), "--input", f"@{examples / 'enquiry.json'}",
+        "--db", db, "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    output = json.loads(result.output)["output"]
+    assert output["label"] == "complaint"
+    assert output["reply"]["to"] == "jane.doe@example.com"
+    shown = invoke("show", json.loads(result.output)["id"], "--db", db)
+    assert "/do/1/complaint" in shown.output  # the path the run took
+    assert " now " not in shown.output  # the interpreter's bookkeeping stays out of the table

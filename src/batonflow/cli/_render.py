@@ -259,8 +259,14 @@ def _steps_table(d: RunDetails, *, full: bool) -> Table:
     if full:
         table.add_column("started", no_wrap=True)
     table.add_column("duration", justify="right", no_wrap=True)
+    document_run = d.run.workflow == DSL_WORKFLOW
     for s in d.steps:
         started = [clock(s.started_at)] if full else []
+        if document_run and s.kind is bf.StepKind.VALUE:  # the interpreter's bookkeeping
+            if s.name.startswith("task "):  # a task's start: the path the run took
+                pointer = s.name.removeprefix("task ")
+                table.add_row(s.step_id, "task", pointer, "", "", *started, "")
+            continue
         table.add_row(
             s.step_id, s.kind.value, _step_name(s), status_text(s.status.value),
             str(s.attempts) if s.kind is bf.StepKind.STEP else "", *started, _step_time(s),
@@ -328,6 +334,7 @@ def describe_wait(w: Wait, now: float) -> str:
 
 
 CLOUDEVENT = "cloudevent"  # the topic of a DSL listen task's waits
+DSL_WORKFLOW = "serverless-workflow"  # the kernel workflow that runs workflow documents
 
 
 def _filters(w: Wait) -> str:
