@@ -209,12 +209,13 @@ async def test_swallowing_the_nondeterminism_error_does_not_help(engine: bf.Engi
     assert isinstance(ctx.nondeterminism, bf.NonDeterminismError)
 
 
-async def test_unknown_workflow_faults_with_a_clear_error(
-    make_engine: EngineFactory, clock: FakeClock
+async def test_an_engine_without_the_workflow_sets_the_run_aside_unharmed(
+    make_engine: EngineFactory, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     @bf.workflow(name="ephemeral")
-    async def ephemeral(ctx: bf.Context) -> None:
+    async def ephemeral(ctx: bf.Context) -> str:
         await ctx.sleep(5)
+        return "done"
 
     async with make_engine() as engine:
         handle = await engine.start(ephemeral)
@@ -222,8 +223,14 @@ async def test_unknown_workflow_faults_with_a_clear_error(
     async with make_engine() as engine:  # does not know 'ephemeral' and cannot import it
         await clock.advance(5)
         await engine.settle()
-        with pytest.raises(bf.RunFailed, match="does not know"):
-            await engine.handle(handle.run_id).result()
+        record = await engine.get_run(handle.run_id)
+    assert record.status is bf.RunStatus.WAITING  # not faulted: its code is missing only here
+    assert record.wake_at == clock.now() + 60
+    assert "does not know" in caplog.text
+    async with make_engine(workflows=[ephemeral]) as engine:  # one that has the code
+        await clock.advance(60)
+        await engine.settle()
+        assert await engine.handle(handle.run_id).result() == "done"
 
 
 async def test_result_timeout(engine: bf.Engine, clock: FakeClock) -> None:

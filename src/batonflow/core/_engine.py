@@ -55,6 +55,8 @@ from batonflow.store import (
 )
 
 log = logging.getLogger("batonflow.engine")
+#: How long a run waits before an engine tries again to load a workflow it could not find.
+UNKNOWN_WORKFLOW_RETRY = 60.0
 O = TypeVar("O")  # noqa: E741
 
 
@@ -392,7 +394,11 @@ class Engine:
         ctx: Context | None = None
         timer: asyncio.Task[None] | None = None
         try:
-            wf = self._workflow_for(run)
+            try:
+                wf = self._workflow_for(run)
+            except WorkflowNotFound as missing:
+                await self._set_aside(act, missing)
+                return
             ctx = Context(self, run, [] if fresh else await self.store.load_steps(run.id))
             if run.deadline is not None:
                 if self.clock.now() >= run.deadline:
@@ -423,6 +429,20 @@ class Engine:
             self._notify(run.id)
             if self._saturated or run.queue in self._limits:
                 self._poke()  # room for a run that waits for this one's slot
+
+    async def _set_aside(self, act: _Activation, missing: WorkflowNotFound) -> None:
+        """An engine that cannot load a run's workflow does not fault it (its code may be
+        missing here only: a misconfigured worker must not destroy runs); it parks the run for
+        a while so that an engine that knows the workflow takes it, and says so loudly."""
+        log.error(
+            "run %s: %s; parked for %gs for an engine that has it", act.run.id, missing,
+            UNKNOWN_WORKFLOW_RETRY,
+        )  # fmt: skip
+        act.finishing = True
+        now = self.clock.now()
+        await self.store.suspend_run(
+            act.run.id, self.owner, now + UNKNOWN_WORKFLOW_RETRY, act.run.signal, [], [], now
+        )
 
     async def _deadline(self, act: _Activation, deadline: float) -> None:
         await self.clock.sleep(deadline - self.clock.now())
