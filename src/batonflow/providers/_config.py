@@ -1,0 +1,208 @@
+"""Provider configuration in one place: a TOML file, with secrets from environment variables.
+
+::
+
+    [providers.claude]
+    kind = "anthropic"
+    model = "claude-sonnet-4-5"
+    api_key_env = "ANTHROPIC_API_KEY"
+    price_in = 3.0      # per million input tokens
+    price_out = 15.0    # per million output tokens
+
+    [providers.local]
+    kind = "openai"
+    base_url = "http://localhost:11434/v1"
+    model = "llama3.2"
+
+    [fallback]
+    chain = ["claude", "local"]
+
+The file names the environment variable that holds a key, never the key. Keys are read when a
+provider is built and appear in no repr, log line or error message.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+
+from batonflow.core import Clock, SystemClock
+from batonflow.errors import ConfigError
+from batonflow.providers._anthropic import AnthropicProvider
+from batonflow.providers._openai import OpenAIProvider
+from batonflow.providers._protocol import Provider
+from batonflow.providers._records import CallHook, Prices
+from batonflow.providers._reliability import (
+    CircuitBreaker,
+    FallbackChain,
+    ReliableProvider,
+    RetryPolicy,
+)
+
+__all__ = ["ProviderConfig", "ProvidersConfig", "build_providers", "load_config"]
+
+Kind = Literal["openai", "anthropic"]
+_KINDS = ("openai", "anthropic")
+#: Local OpenAI-compatible servers (Ollama, llama.cpp, LM Studio) ignore the key but the SDK
+#: needs one.
+_NO_KEY = "unused"
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    """One configured provider. ``api_key_env`` names the variable holding the key."""
+
+    name: str
+    kind: Kind
+    model: str
+    base_url: str | None = None
+    api_key_env: str | None = None
+    prices: Prices = field(default_factory=Prices)
+    timeout: float = 60.0
+    max_attempts: int = 3
+    failure_threshold: int = 5
+    reset_after: float = 30.0
+
+    def api_key(self, env: Mapping[str, str]) -> str:
+        if self.api_key_env is None:
+            return _NO_KEY
+        key = env.get(self.api_key_env)
+        if not key:
+            raise ConfigError(
+                f"provider {self.name!r}: environment variable {self.api_key_env} is not set"
+            )
+        return key
+
+
+@dataclass(frozen=True, slots=True)
+class ProvidersConfig:
+    providers: Mapping[str, ProviderConfig]
+    fallback: tuple[str, ...] = ()
+    source: str = "<memory>"
+
+
+def load_config(path: str | Path) -> ProvidersConfig:
+    """Read a providers TOML file; errors name the file and the offending key."""
+    source = str(path)
+    try:
+        with open(path, "rb") as file:
+            data = tomllib.load(file)
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+    return parse_config(data, source)
+
+
+def parse_config(data: Mapping[str, Any], source: str = "<memory>") -> ProvidersConfig:
+    table = data.get("providers")
+    if not isinstance(table, dict) or not table:
+        raise ConfigError(f"{source}: [providers] must name at least one provider")
+    providers = {name: _provider(source, name, entry) for name, entry in table.items()}
+    chain = _get(source, data.get("fallback", {}), "fallback", "chain", list, [])
+    for index, name in enumerate(chain):
+        if name not in providers:
+            raise ConfigError(f"{source}: fallback.chain[{index}]: no provider named {name!r}")
+    return ProvidersConfig(providers, tuple(chain), source)
+
+
+def _provider(source: str, name: str, entry: Any) -> ProviderConfig:
+    where = f"providers.{name}"
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{source}: {where} must be a table")
+    known = {
+        "kind", "model", "base_url", "api_key_env", "price_in", "price_out", "timeout",
+        "max_attempts", "failure_threshold", "reset_after",
+    }  # fmt: skip
+    for key in entry:
+        if key not in known:
+            raise ConfigError(f"{source}: {where}.{key}: unknown key")
+    kind = _get(source, entry, where, "kind", str)
+    if kind not in _KINDS:
+        raise ConfigError(f"{source}: {where}.kind: must be one of {_KINDS}, got {kind!r}")
+    number = (int, float)
+    return ProviderConfig(
+        name=name,
+        kind=kind,
+        model=_get(source, entry, where, "model", str),
+        base_url=_get(source, entry, where, "base_url", str, None),
+        api_key_env=_get(source, entry, where, "api_key_env", str, None),
+        prices=Prices(
+            float(_get(source, entry, where, "price_in", number, 0.0)),
+            float(_get(source, entry, where, "price_out", number, 0.0)),
+        ),
+        timeout=float(_get(source, entry, where, "timeout", number, 60.0)),
+        max_attempts=_get(source, entry, where, "max_attempts", int, 3),
+        failure_threshold=_get(source, entry, where, "failure_threshold", int, 5),
+        reset_after=float(_get(source, entry, where, "reset_after", number, 30.0)),
+    )
+
+
+_MISSING: Any = object()
+
+
+def _get(source: str, table: Any, where: str, key: str, kind: Any, default: Any = _MISSING) -> Any:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: {where} must be a table")
+    if key not in table:
+        if default is _MISSING:
+            raise ConfigError(f"{source}: {where}.{key}: required")
+        return default
+    value = table[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ConfigError(f"{source}: {where}.{key}: wrong type {type(value).__name__}")
+    return value
+
+
+def build_providers(
+    config: ProvidersConfig,
+    *,
+    client: httpx.AsyncClient,
+    clock: Clock | None = None,
+    env: Mapping[str, str] | None = None,
+    on_call: CallHook | None = None,
+    rng: random.Random | None = None,
+) -> dict[str, Provider]:
+    """Every configured provider, reliable (retries, breaker), plus the ``"fallback"`` chain
+    when the file configures one. ``client`` comes from ``batonflow._net.make_client``."""
+    clock = clock or SystemClock()
+    environ = os.environ if env is None else env
+    built: dict[str, Provider] = {}
+    for name, cfg in config.providers.items():
+        adapter = _adapter(cfg, client, clock, cfg.api_key(environ), on_call)
+        built[name] = ReliableProvider(
+            adapter,
+            clock=clock,
+            retry=RetryPolicy(max_attempts=cfg.max_attempts),
+            breaker=CircuitBreaker(
+                clock, failure_threshold=cfg.failure_threshold, reset_after=cfg.reset_after
+            ),
+            rng=rng,
+        )
+    if config.fallback:
+        built["fallback"] = FallbackChain([built[n] for n in config.fallback])
+    return built
+
+
+def _adapter(
+    cfg: ProviderConfig, client: httpx.AsyncClient, clock: Clock, key: str, hook: CallHook | None
+) -> Provider:
+    cls = OpenAIProvider if cfg.kind == "openai" else AnthropicProvider
+    return cls(
+        cfg.name,
+        client=client,
+        model=cfg.model,
+        api_key=key,
+        base_url=cfg.base_url,
+        timeout=cfg.timeout,
+        prices=cfg.prices,
+        on_call=hook,
+        clock=clock,
+    )
