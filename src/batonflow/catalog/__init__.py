@@ -6,6 +6,16 @@ Structured answers are validated against their JSON Schema and re-asked, with th
 a bounded number of times; then :class:`InvalidModelOutput` (not retryable).
 """
 
+from batonflow.catalog._agent import (
+    AgentBudgetExceeded,
+    AgentResult,
+    AgentTool,
+    ApprovalHook,
+    ApprovalUnavailable,
+    agent,
+    http_tool,
+    tool,
+)
 from batonflow.catalog._catalog import Catalog
 from batonflow.catalog._errors import InvalidModelOutput
 from batonflow.catalog._functions import (
@@ -17,6 +27,7 @@ from batonflow.catalog._functions import (
     llm,
     llm_pinned,
 )
+from batonflow.catalog._mcp import McpServer, McpToolError
 
 __all__ = [
     "Answer",
@@ -28,4 +39,14 @@ __all__ = [
     "extract_pinned",
     "llm",
     "llm_pinned",
+    "AgentBudgetExceeded",
+    "AgentResult",
+    "AgentTool",
+    "ApprovalHook",
+    "ApprovalUnavailable",
+    "McpServer",
+    "McpToolError",
+    "agent",
+    "http_tool",
+    "tool",
 ]
