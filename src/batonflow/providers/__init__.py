@@ -27,6 +27,7 @@ from batonflow.providers._errors import (
     ProviderUnavailable,
     RateLimited,
 )
+from batonflow.providers._local import LocalModelCannot, LocalModelMissing, LocalProvider
 from batonflow.providers._openai import OpenAIProvider
 from batonflow.providers._protocol import (
     ChatRequest,
@@ -77,4 +78,7 @@ __all__ = [
     "build_providers",
     "load_config",
     "parse_config",
+    "LocalModelCannot",
+    "LocalModelMissing",
+    "LocalProvider",
 ]
