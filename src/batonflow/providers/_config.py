@@ -9,13 +9,16 @@
     price_in = 3.0      # per million input tokens
     price_out = 15.0    # per million output tokens
 
-    [providers.local]
+    [providers.ollama]
     kind = "openai"
     base_url = "http://localhost:11434/v1"
     model = "llama3.2"
 
+    [providers.offline]
+    kind = "local"      # the embedded model: classification only, no key, no network
+
     [fallback]
-    chain = ["claude", "local"]
+    chain = ["claude", "ollama"]
 
 The file names the environment variable that holds a key, never the key. Keys are read when a
 provider is built and appear in no repr, log line or error message.
@@ -36,6 +39,7 @@ import httpx
 from batonflow.core import Clock, SystemClock
 from batonflow.errors import ConfigError
 from batonflow.providers._anthropic import AnthropicProvider
+from batonflow.providers._local import MODEL_ID, LocalProvider
 from batonflow.providers._openai import OpenAIProvider
 from batonflow.providers._protocol import Provider
 from batonflow.providers._records import CallHook, Prices
@@ -48,8 +52,10 @@ from batonflow.providers._reliability import (
 
 __all__ = ["ProviderConfig", "ProvidersConfig", "build_providers", "load_config"]
 
-Kind = Literal["openai", "anthropic"]
-_KINDS = ("openai", "anthropic")
+Kind = Literal["openai", "anthropic", "local"]
+_KINDS = ("openai", "anthropic", "local")
+#: The key build_providers always fills: what a Catalog uses unless told otherwise.
+DEFAULT = "default"
 #: Local OpenAI-compatible servers (Ollama, llama.cpp, LM Studio) ignore the key but the SDK
 #: needs one.
 _NO_KEY = "unused"
@@ -131,7 +137,7 @@ def _provider(source: str, name: str, entry: Any) -> ProviderConfig:
     return ProviderConfig(
         name=name,
         kind=kind,
-        model=_get(source, entry, where, "model", str),
+        model=_get(source, entry, where, "model", str, MODEL_ID if kind == "local" else _MISSING),
         base_url=_get(source, entry, where, "base_url", str, None),
         api_key_env=_get(source, entry, where, "api_key_env", str, None),
         prices=Prices(
@@ -162,7 +168,7 @@ def _get(source: str, table: Any, where: str, key: str, kind: Any, default: Any 
 
 
 def build_providers(
-    config: ProvidersConfig,
+    config: ProvidersConfig | None,
     *,
     client: httpx.AsyncClient,
     clock: Clock | None = None,
@@ -171,11 +177,19 @@ def build_providers(
     rng: random.Random | None = None,
 ) -> dict[str, Provider]:
     """Every configured provider, reliable (retries, breaker), plus the ``"fallback"`` chain
-    when the file configures one. ``client`` comes from ``batonflow._net.make_client``."""
+    when the file configures one, plus ``"default"``: the fallback chain, else the first
+    provider configured, else (nothing configured at all) the offline local model, which needs
+    no key and no network. ``client`` comes from ``batonflow._net.make_client``."""
+    if config is None or not config.providers:
+        local = LocalProvider()
+        return {"local": local, DEFAULT: local}
     clock = clock or SystemClock()
     environ = os.environ if env is None else env
     built: dict[str, Provider] = {}
     for name, cfg in config.providers.items():
+        if cfg.kind == "local":  # offline: no client, no retries, no breaker
+            built[name] = LocalProvider(name)
+            continue
         adapter = _adapter(cfg, client, clock, cfg.api_key(environ), on_call)
         built[name] = ReliableProvider(
             adapter,
@@ -188,6 +202,8 @@ def build_providers(
         )
     if config.fallback:
         built["fallback"] = FallbackChain([built[n] for n in config.fallback])
+    if DEFAULT not in built:
+        built[DEFAULT] = built.get("fallback") or next(iter(built.values()))
     return built
 
 
