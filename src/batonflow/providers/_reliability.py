@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from opentelemetry.trace import TracerProvider
+
 from batonflow.core import Clock
 from batonflow.errors import ConfigError
 from batonflow.providers._errors import (
@@ -27,6 +29,7 @@ from batonflow.providers._errors import (
     RateLimited,
 )
 from batonflow.providers._protocol import ChatRequest, ChatResponse, Provider
+from batonflow.providers._tracing import traced_call
 
 __all__ = ["CircuitBreaker", "FallbackChain", "ReliableProvider", "RetryPolicy"]
 
@@ -133,8 +136,10 @@ class ReliableProvider:
         retry: RetryPolicy | None = None,
         breaker: CircuitBreaker | None = None,
         rng: random.Random | None = None,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         self.inner = inner
+        self._tracer_provider = tracer_provider  # None: the global one (a no-op without an SDK)
         self._clock = clock
         self.retry = retry or RetryPolicy()
         self.breaker = breaker or CircuitBreaker(clock)
@@ -154,7 +159,12 @@ class ReliableProvider:
             if not self.breaker.allow():
                 raise CircuitOpen(self.name, "circuit breaker is open")
             try:
-                response = await self.inner.complete(request)
+                response = await traced_call(
+                    self.inner,
+                    request,
+                    lambda: self.inner.complete(request),
+                    tracer_provider=self._tracer_provider,
+                )
             except ProviderError as exc:
                 if exc.retryable:
                     self.breaker.failure()
