@@ -9,7 +9,8 @@ import anthropic
 import httpx
 import httpx2
 
-from batonflow.core import Clock, SystemClock
+from batonflow.core import Clock
+from batonflow.providers._adapter import SdkAdapter
 from batonflow.providers._bridge import EgressBridge
 from batonflow.providers._errors import (
     BadResponse,
@@ -19,7 +20,7 @@ from batonflow.providers._errors import (
     from_status,
 )
 from batonflow.providers._protocol import ChatRequest, ChatResponse, Message, ToolCall, Usage
-from batonflow.providers._records import CallHook, Prices, parse_retry_after, record_attempt
+from batonflow.providers._records import CallHook, Prices, parse_retry_after
 
 __all__ = ["AnthropicProvider"]
 
@@ -28,7 +29,7 @@ _RESPOND = "respond"
 _DEFAULT_MAX_TOKENS = 1024
 
 
-class AnthropicProvider:
+class AnthropicProvider(SdkAdapter):
     """Messages on ``base_url`` (default: Anthropic's API) through the egress ``client``.
 
     The SDK never retries (retrying is :class:`~batonflow.providers.ReliableProvider`'s job).
@@ -48,11 +49,7 @@ class AnthropicProvider:
         on_call: CallHook | None = None,
         clock: Clock | None = None,
     ) -> None:
-        self._name = name
-        self.model = model
-        self._prices = prices or Prices()
-        self._on_call = on_call
-        self._clock: Clock = clock or SystemClock()
+        super().__init__(name, model=model, prices=prices, on_call=on_call, clock=clock)
         bridged = httpx2.AsyncClient(
             transport=EgressBridge(client), timeout=timeout, trust_env=False
         )
@@ -62,24 +59,6 @@ class AnthropicProvider:
             timeout=timeout,
             max_retries=0,
             http_client=bridged,
-        )
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    def __repr__(self) -> str:
-        return f"AnthropicProvider(name={self._name!r}, model={self.model!r})"
-
-    async def complete(self, request: ChatRequest) -> ChatResponse:
-        model = request.model or self.model
-        return await record_attempt(
-            provider=self._name,
-            model=model,
-            clock=self._clock,
-            prices=self._prices,
-            hook=self._on_call,
-            call=lambda: self._call(request, model),
         )
 
     async def _call(self, request: ChatRequest, model: str) -> ChatResponse:

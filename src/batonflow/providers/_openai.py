@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 import openai
 
-from batonflow.core import Clock, SystemClock
+from batonflow.core import Clock
+from batonflow.providers._adapter import SdkAdapter
 from batonflow.providers._errors import (
     BadResponse,
     ConnectionDropped,
@@ -18,12 +19,12 @@ from batonflow.providers._errors import (
     from_status,
 )
 from batonflow.providers._protocol import ChatRequest, ChatResponse, Message, ToolCall, Usage
-from batonflow.providers._records import CallHook, Prices, parse_retry_after, record_attempt
+from batonflow.providers._records import CallHook, Prices, parse_retry_after
 
 __all__ = ["OpenAIProvider"]
 
 
-class OpenAIProvider:
+class OpenAIProvider(SdkAdapter):
     """Chat completions on ``base_url`` (OpenAI, Azure OpenAI, Ollama, vLLM, OpenRouter, ...).
 
     ``client`` is the engine's egress-controlled client (``batonflow._net.make_client``); the SDK
@@ -45,11 +46,7 @@ class OpenAIProvider:
         clock: Clock | None = None,
         default_headers: Mapping[str, str] | None = None,
     ) -> None:
-        self._name = name
-        self.model = model
-        self._prices = prices or Prices()
-        self._on_call = on_call
-        self._clock: Clock = clock or SystemClock()
+        super().__init__(name, model=model, prices=prices, on_call=on_call, clock=clock)
         self._sdk = openai.AsyncOpenAI(
             api_key=api_key,
             base_url=base_url,
@@ -57,24 +54,6 @@ class OpenAIProvider:
             max_retries=0,
             http_client=client,  # type: ignore[arg-type]  # the SDK accepts legacy httpx clients
             default_headers=dict(default_headers or {}),
-        )
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    def __repr__(self) -> str:
-        return f"OpenAIProvider(name={self._name!r}, model={self.model!r})"
-
-    async def complete(self, request: ChatRequest) -> ChatResponse:
-        model = request.model or self.model
-        return await record_attempt(
-            provider=self._name,
-            model=model,
-            clock=self._clock,
-            prices=self._prices,
-            hook=self._on_call,
-            call=lambda: self._call(request, model),
         )
 
     async def _call(self, request: ChatRequest, model: str) -> ChatResponse:
