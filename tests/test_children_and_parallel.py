@@ -217,8 +217,10 @@ class SignallingStore(bf.SQLiteStore):
         super().__init__(path)
         self.watch, self.saved = watch, asyncio.Event()
 
-    async def save_steps(self, run_id: str, owner: str, steps: Any, *rest: Any) -> None:
-        await super().save_steps(run_id, owner, steps, *rest)
+    async def save_steps(
+        self, run_id: str, owner: str, steps: Any, *rest: Any, **options: Any
+    ) -> None:
+        await super().save_steps(run_id, owner, steps, *rest, **options)
         if any(s.step_id == self.watch for s in steps):
             self.saved.set()
 

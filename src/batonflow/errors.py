@@ -18,7 +18,11 @@
     ├── RunCancelled                the run was cancelled
     ├── RunFailed                   awaiting a run whose workflow raised; carries the recorded error
     │   └── ChildWorkflowFailed     a child run ended without a result
-    └── RecordedError               a replayed step error whose original class cannot be rebuilt
+    ├── RecordedError               a replayed step error whose original class cannot be rebuilt
+    ├── ConnectorDisabled           a connector or provider is switched off: the step waits
+    ├── EgressDenied                an outbound call to a host the egress policy does not allow
+    ├── AccessDenied                an identity without the role or token for the action
+    └── ApprovalRefused             a decision the approval's rules do not accept
 
 Errors raised by user code keep their own class: a step that raised ``KeyError`` raises
 ``KeyError`` again when the run is replayed after a crash.
@@ -29,10 +33,14 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 __all__ = [
+    "AccessDenied",
+    "ApprovalRefused",
     "BatonflowError",
     "ChildWorkflowFailed",
     "ConfigError",
+    "ConnectorDisabled",
     "DeadlineExceeded",
+    "EgressDenied",
     "EngineLocked",
     "EventTimeout",
     "IdempotencyConflict",
@@ -144,3 +152,32 @@ class RecordedError(BatonflowError):
     def __init__(self, type_name: str, message: str) -> None:
         super().__init__(f"{type_name}: {message}")
         self.type_name = type_name
+
+
+class ConnectorDisabled(BatonflowError):
+    """A connector or model provider is switched off (``batonflow connector disable``).
+
+    A step that raises it does not fail and does not use up a retry: the run parks and tries the
+    step again ``retry_after`` seconds later, until the connector is enabled again.
+    """
+
+    def __init__(self, connector: str, retry_after: float = 15.0) -> None:
+        super().__init__(
+            f"connector {connector!r} is disabled; the run waits until "
+            f"`batonflow connector enable {connector}`"
+        )
+        self.connector = connector
+        self.retry_after = retry_after
+
+
+class EgressDenied(BatonflowError):
+    """The egress policy refused an outbound call (host not allow-listed, private address)."""
+
+
+class AccessDenied(BatonflowError):
+    """The identity is unknown, its token is revoked, or it lacks the role for the action."""
+
+
+class ApprovalRefused(BatonflowError):
+    """A decision the approval's rules refuse (not an approver, self-approval, counted twice,
+    already decided, a comment required)."""

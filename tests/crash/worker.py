@@ -46,8 +46,10 @@ class TracingStore(bf.SQLiteStore):
         say("PARKED", run_id, status.value)
         return status
 
-    async def finish_run(self, run_id: str, owner: str, status: bf.RunStatus, *args: Any) -> None:
-        await super().finish_run(run_id, owner, status, *args)
+    async def finish_run(
+        self, run_id: str, owner: str, status: bf.RunStatus, *args: Any, **kwargs: Any
+    ) -> None:
+        await super().finish_run(run_id, owner, status, *args, **kwargs)
         say("FINISHED", run_id, status.value)
 
 

@@ -53,6 +53,12 @@ events_app = typer.Typer(
 )
 app.add_typer(events_app, name="events")
 
+
+def _governance_commands() -> None:
+    from batonflow.cli._audit import audit_app
+
+    app.add_typer(audit_app, name="audit")
+
 Db = Annotated[
     str,
     typer.Option(
@@ -584,3 +590,6 @@ def _render_validation(results: list[DslDocument | DslValidationError]) -> None:
         out.print(line, soft_wrap=True)
         for warning in result.warnings:
             out.print(Text(f"warning: {warning}", style="yellow"), soft_wrap=True)
+
+
+_governance_commands()

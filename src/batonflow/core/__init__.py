@@ -7,7 +7,16 @@ from batonflow.core._handle import RunHandle
 from batonflow.core._loader import load_workflow
 from batonflow.core._queues import Queue, RateLimit
 from batonflow.core._retry import Retry
-from batonflow.core._workflow import Step, StepOptions, Workflow, step, workflow
+from batonflow.core._trail import TrailEntry, audit
+from batonflow.core._workflow import (
+    Step,
+    StepOptions,
+    Workflow,
+    step,
+    takes_context,
+    wants_context,
+    workflow,
+)
 
 __all__ = [
     "Clock",
@@ -21,9 +30,13 @@ __all__ = [
     "StepInfo",
     "StepOptions",
     "SystemClock",
+    "TrailEntry",
     "Workflow",
+    "audit",
     "current_step",
     "load_workflow",
     "step",
+    "takes_context",
+    "wants_context",
     "workflow",
 ]

@@ -30,15 +30,17 @@ from batonflow._serde import (
     loads,
     roundtrip,
 )
+from batonflow.core._trail import TrailEntry, collecting
 from batonflow.core._workflow import Workflow, step_options
 from batonflow.errors import (
     ConfigError,
+    ConnectorDisabled,
     DeadlineExceeded,
     EventTimeout,
     NonDeterminismError,
     StepTimeout,
 )
-from batonflow.store import AttemptRecord, RunRecord, StepKind, StepRecord, StepStatus
+from batonflow.store import AttemptRecord, AuditEntry, RunRecord, StepKind, StepRecord, StepStatus
 
 if TYPE_CHECKING:
     from batonflow.core._engine import Engine
@@ -79,6 +81,7 @@ class StepInfo:
     step_id: str
     name: str
     attempt: int
+    workflow: str = ""
 
     @property
     def idempotency_key(self) -> str:
@@ -119,6 +122,8 @@ class Context:
         self.wakes: list[float | None] = []
         self.nondeterminism: NonDeterminismError | None = None
         self.started_children = False
+        # audit entries raised inside steps, by position: they go to the store with the records
+        self.trail: list[tuple[str, TrailEntry]] = []
 
     @property
     def run_id(self) -> str:
@@ -188,14 +193,24 @@ class Context:
         self._buffer, self._attempts = {}, []
         return steps, attempts
 
+    def take_trail(self) -> list[AuditEntry]:
+        """The audit entries raised inside steps since the last call, for the store."""
+        trail, self.trail = self.trail, []
+        subjects = self.run.subjects
+        return [
+            AuditEntry(e.kind, dumps_lenient(e.data), self.run_id, step_id, "engine", subjects)
+            for step_id, e in trail
+        ]
+
     async def flush(self) -> None:
         """Make every buffered record durable (waits for writes other branches started)."""
         async with self._flush_lock:
-            if self._buffer or self._attempts:
+            if self._buffer or self._attempts or self.trail:
                 steps, attempts = self.take_buffer()
                 await self._engine.store.save_steps(
-                    self.run_id, self._engine.owner, steps, attempts, self._clock.now()
-                )
+                    self.run_id, self._engine.owner, steps, attempts, self._clock.now(),
+                    audit=self.take_trail(),
+                )  # fmt: skip
 
     def unvisited(self) -> list[str]:
         return [sid for sid in self._journal if sid not in self._visited]
@@ -235,10 +250,14 @@ class Context:
         attempt = attempts + 1
         started = self._clock.now()
         timeout, clipped = self._step_timeout(options.timeout, started, name)
-        info = StepInfo(self.run_id, step_id, name, attempt)
+        info = StepInfo(self.run_id, step_id, name, attempt, self.workflow)
         try:
             try:
-                value = await self._invoke(call, args, kwargs, is_async, timeout, info)
+                with collecting() as raised:
+                    try:
+                        value = await self._invoke(call, args, kwargs, is_async, timeout, info)
+                    finally:
+                        self.trail.extend((step_id, entry) for entry in raised)
             except StepTimeout:
                 if not clipped:
                     raise
@@ -289,6 +308,15 @@ class Context:
     ) -> None:
         now = self._clock.now()
         error_json = dumps_lenient(error_to_dict(exc))
+        if isinstance(exc, ConnectorDisabled):
+            # Not a failure: the run waits for the connector without using up an attempt.
+            waiting = StepRecord(
+                self.run_id, step_id, StepKind.STEP, name, StepStatus.PENDING,
+                input_json=_args_json(args, kwargs), error_json=error_json,
+                attempts=attempt - 1, started_at=started, wake_at=now + exc.retry_after,
+            )  # fmt: skip
+            self._record(waiting)
+            raise self._suspend(now + exc.retry_after) from exc
         self._attempts.append(
             AttemptRecord(self.run_id, step_id, attempt, started, now, error_json)
         )

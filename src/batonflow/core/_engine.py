@@ -230,12 +230,15 @@ class Engine:
         idempotency_key: str | None = None,
         run_id: str | None = None,
         timeout: float | None = None,
+        started_by: str | None = None,
     ) -> RunHandle[O]:
         """Start a run and return its handle once the run is durably recorded.
 
         With an ``idempotency_key`` already used, the handle of that earlier run is returned and
         nothing new starts; reusing a key for another workflow or input is an IdempotencyConflict.
-        ``timeout`` (seconds) overrides the workflow's own deadline for this run.
+        ``timeout`` (seconds) overrides the workflow's own deadline for this run. ``started_by``
+        names the identity starting it (audited; an approval's separation of duties uses it).
+        The run is tagged with the data subjects the workflow's ``subjects`` finds in ``input``.
         """
         if timeout is not None and timeout <= 0:
             raise ConfigError(f"a run timeout must be positive seconds, got {timeout}")
@@ -257,6 +260,8 @@ class Engine:
             deadline=_deadline(now, timeout or wf.timeout),
             idempotency_key=idempotency_key,
             queue=queue,
+            subjects=wf.subjects_of(input),
+            started_by=started_by,
         )
         record, created = await self.store.create_run(new)
         if not created:
@@ -295,6 +300,8 @@ class Engine:
             parent_id=ctx.run_id,
             parent_step=step_id,
             queue=wf.queue,
+            subjects=tuple(dict.fromkeys((*ctx.run.subjects, *wf.subjects_of(input)))),
+            started_by=ctx.run.started_by,
         )
         pending = StepRecord(
             ctx.run_id, step_id, StepKind.CHILD, wf.name, StepStatus.PENDING,
@@ -307,22 +314,29 @@ class Engine:
             self._poke()
 
     # -- operator actions and events ----------------------------------------------------------
-    async def cancel(self, run_id: str) -> RunRecord:
-        """Cancel a run and its unfinished child runs; a parent waiting on it sees the failure."""
+    async def cancel(self, run_id: str, *, actor: str | None = None) -> RunRecord:
+        """Cancel a run and its unfinished child runs; a parent waiting on it sees the failure.
+        ``actor``: who did it, for the audit trail (likewise for suspend and resume)."""
         error = dumps(error_to_dict(RunCancelled(f"run {run_id} was cancelled")))
-        record = await self.store.transition(run_id, RunStatus.CANCELLED, self.clock.now(), error)
+        record = await self.store.transition(
+            run_id, RunStatus.CANCELLED, self.clock.now(), error, actor=actor
+        )
         await self._after_operator_action(run_id, "cancelled")
         return record
 
-    async def suspend(self, run_id: str) -> RunRecord:
+    async def suspend(self, run_id: str, *, actor: str | None = None) -> RunRecord:
         """Pause a run at its next step boundary until ``resume``."""
-        record = await self.store.transition(run_id, RunStatus.SUSPENDED, self.clock.now())
+        record = await self.store.transition(
+            run_id, RunStatus.SUSPENDED, self.clock.now(), actor=actor
+        )
         await self._after_operator_action(run_id, "suspended")
         return record
 
-    async def resume(self, run_id: str) -> RunRecord:
+    async def resume(self, run_id: str, *, actor: str | None = None) -> RunRecord:
         """Continue a suspended run, or retry a faulted run from the step that failed."""
-        record = await self.store.transition(run_id, RunStatus.PENDING, self.clock.now())
+        record = await self.store.transition(
+            run_id, RunStatus.PENDING, self.clock.now(), actor=actor
+        )
         self._poke()
         return record
 
@@ -456,8 +470,9 @@ class Engine:
         steps, attempts = ctx.take_buffer()
         act.finishing = True
         status = await self.store.suspend_run(
-            act.run.id, self.owner, wake_at, act.run.signal, steps, attempts, self.clock.now()
-        )
+            act.run.id, self.owner, wake_at, act.run.signal, steps, attempts, self.clock.now(),
+            audit=ctx.take_trail(),
+        )  # fmt: skip
         if status is RunStatus.PENDING or wake_at is not None:
             self._poke()
 
@@ -474,7 +489,7 @@ class Engine:
         try:
             await self.store.finish_run(
                 act.run.id, self.owner, status, output_json, error_json, steps, attempts,
-                self.clock.now(),
+                self.clock.now(), audit=ctx.take_trail() if ctx is not None else (),
             )  # fmt: skip
         except LeaseLost:
             log.warning("run %s: lease lost before it could finish", act.run.id)
@@ -496,9 +511,10 @@ class Engine:
         elif act.reason == "shutdown" and ctx is not None:
             steps, attempts = ctx.take_buffer()
             try:
-                if steps or attempts:
+                trail = ctx.take_trail()
+                if steps or attempts or trail:
                     await self.store.save_steps(
-                        run_id, self.owner, steps, attempts, self.clock.now()
+                        run_id, self.owner, steps, attempts, self.clock.now(), audit=trail
                     )
                 await self.store.release_run(run_id, self.owner, self.clock.now())
             except StoreError as exc:  # the lease will expire and another engine resumes it

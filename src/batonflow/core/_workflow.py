@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
@@ -118,6 +118,7 @@ class Workflow(Generic[I, O]):
         timeout: float | None = None,
         ref: str | None = None,
         queue: str | None = None,
+        subjects: Callable[[Any], Iterable[str] | str | None] | None = None,
     ) -> None:
         if not inspect.iscoroutinefunction(fn):
             raise ConfigError(
@@ -142,7 +143,28 @@ class Workflow(Generic[I, O]):
         self.queue = queue_name(queue)  # None: the default queue, which has no limits
         self.takes_input = len(params) == 2
         self.ref = ref or _default_ref(fn)
+        self.subjects = subjects
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+
+    def subjects_of(self, input: Any) -> tuple[str, ...]:
+        """The data subjects ``subjects`` finds in a run's input (distinct, in order)."""
+        if self.subjects is None:
+            return ()
+        try:
+            found = self.subjects(input)
+        except Exception as exc:
+            raise ConfigError(
+                f"workflow {self.name!r}: its subjects function failed on the input: {exc}"
+            ) from exc
+        if found is None:
+            return ()
+        items = [found] if isinstance(found, str) else list(found)
+        bad = [s for s in items if not isinstance(s, str) or not s.strip()]
+        if bad:
+            raise ConfigError(
+                f"workflow {self.name!r}: data subjects must be non-empty strings, got {bad!r}"
+            )
+        return tuple(dict.fromkeys(s.strip() for s in items))
 
     def __repr__(self) -> str:
         return f"<Workflow {self.name!r}>"
@@ -157,7 +179,11 @@ def workflow(fn: Callable[[Context, I], Awaitable[O]], /) -> Workflow[I, O]: ...
 def workflow(fn: Callable[[Context], Awaitable[O]], /) -> Workflow[None, O]: ...
 @overload
 def workflow(
-    *, name: str | None = ..., timeout: float | None = ..., queue: str | None = ...
+    *,
+    name: str | None = ...,
+    timeout: float | None = ...,
+    queue: str | None = ...,
+    subjects: Callable[[Any], Iterable[str] | str | None] | None = ...,
 ) -> Callable[[Callable[..., Awaitable[O]]], Workflow[Any, O]]: ...
 def workflow(
     fn: Callable[..., Awaitable[Any]] | None = None,
@@ -166,17 +192,21 @@ def workflow(
     name: str | None = None,
     timeout: float | None = None,
     queue: str | None = None,
+    subjects: Callable[[Any], Iterable[str] | str | None] | None = None,
 ) -> Workflow[Any, Any] | Callable[[Callable[..., Awaitable[Any]]], Workflow[Any, Any]]:
     """Declare a workflow: ``@workflow`` or ``@workflow(name="triage", timeout=3600)``.
 
     ``timeout`` (seconds) is the run's deadline, counted from its creation, including time spent
     sleeping or waiting; past it the run faults with ``RunTimeout``. ``queue`` names the queue
     its runs join: the engine's ``queues={...}`` says how many may run at once and how fast
-    they may start, across all workers.
+    they may start, across all workers. ``subjects(input)`` names the data subjects a run
+    concerns (an e-mail address, a client number): runs are tagged with them, their data is
+    sealed with per-subject keys when the store is sealed, and ``batonflow subject export`` /
+    ``erase`` find them.
     """
 
     def wrap(f: Callable[..., Awaitable[Any]]) -> Workflow[Any, Any]:
-        return Workflow(f, name=name, timeout=timeout, queue=queue)
+        return Workflow(f, name=name, timeout=timeout, queue=queue, subjects=subjects)
 
     return wrap(fn) if fn is not None else wrap
 
@@ -192,3 +222,21 @@ def _default_ref(fn: Callable[..., Any]) -> str | None:
         file = getattr(module, "__file__", None)
         return f"{Path(file).resolve()}:{fn.__qualname__}" if file else None
     return f"{fn.__module__}:{fn.__qualname__}"
+
+
+_TAKES_CONTEXT = "__batonflow_takes_context__"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def takes_context(fn: F) -> F:
+    """Mark ``fn(ctx, **arguments)`` as a function that runs at workflow level with the run's
+    :class:`Context` (it makes its own steps and waits: an agent, an approval), instead of
+    being wrapped in one step. A DSL ``call:`` of a registered function so marked passes the
+    context first."""
+    setattr(fn, _TAKES_CONTEXT, True)
+    return fn
+
+
+def wants_context(fn: Callable[..., Any]) -> bool:
+    """True when ``fn`` was marked with :func:`takes_context`."""
+    return getattr(fn, _TAKES_CONTEXT, False) is True

@@ -97,6 +97,8 @@ class NewRun:
     parent_id: str | None = None
     parent_step: str | None = None
     queue: str | None = None  # the named queue whose limits govern claiming it (None: none)
+    subjects: tuple[str, ...] = ()  # data-subject references the run concerns
+    started_by: str | None = None  # the identity that started it (None: a child, or unknown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +124,8 @@ class RunRecord:
     signal: int
     activations: int
     queue: str | None = None
+    subjects: tuple[str, ...] = ()
+    started_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +186,40 @@ class EventRecord:
     created_at: float
     consumed_run: str | None
     consumed_step: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """An entry to append to the audit trail (the store chains it in the same transaction).
+
+    ``data_json`` is a JSON object, already redacted (and sealed for runs with data subjects)
+    by the layer that built it; ``actor`` names who did it (an identity, ``engine``, ``system``);
+    ``subjects`` are the data-subject references the entry concerns.
+    """
+
+    kind: str
+    data_json: str = "{}"
+    run_id: str | None = None
+    step_id: str | None = None
+    actor: str | None = None
+    subjects: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """An entry as chained: ``hash`` = SHA-256 over ``prev_hash`` and the canonical encoding of
+    the other fields (``batonflow.store.audit_hash``)."""
+
+    seq: int
+    at: float
+    kind: str
+    run_id: str | None
+    step_id: str | None
+    actor: str | None
+    subjects: tuple[str, ...]
+    data_json: str
+    prev_hash: str
+    hash: str
 
 
 def _check_operator_actions() -> None:

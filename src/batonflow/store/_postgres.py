@@ -25,12 +25,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from batonflow.errors import ConfigError, InvalidTransition, LeaseLost, RunNotFound, StoreError
-from batonflow.store import _postgres_claim
+from batonflow.store import _audit, _postgres_claim
 from batonflow.store import _postgres_sql as q
 from batonflow.store import _rows as shared
 from batonflow.store._model import (
     OPERATOR_ACTIONS,
     AttemptRecord,
+    AuditEntry,
+    AuditRecord,
     EventRecord,
     NewRun,
     QueueLimits,
@@ -67,7 +69,11 @@ class PostgresStore(Connections):
 
     # -- runs ---------------------------------------------------------------------------------
     async def create_run(
-        self, run: NewRun, parent_step: StepRecord | None = None
+        self,
+        run: NewRun,
+        parent_step: StepRecord | None = None,
+        *,
+        audit: Sequence[AuditEntry] = (),
     ) -> tuple[RunRecord, bool]:
         running = run.status is RunStatus.RUNNING
         params = {
@@ -77,14 +83,28 @@ class PostgresStore(Connections):
             "parent_step": run.parent_step, "created_at": run.created_at,
             "started_at": run.created_at if running else None, "deadline": run.deadline,
             "owner": run.owner, "lease_until": run.lease_until, "activations": int(running),
-            "queue": run.queue,
+            "queue": run.queue, "subjects": _audit.subjects_json(run.subjects),
+            "started_by": run.started_by,
             "steps": q.steps_json([parent_step] if parent_step is not None else []),
         }  # fmt: skip
+        op = uuid.uuid4().hex
 
         async def create(conn: Conn, retried: bool) -> tuple[RunRecord, bool]:
-            row = await (await conn.execute(q.CREATE_RUN, params)).fetchone()
-            if row is not None:
-                return shared.run_record(row), True
+            async with conn.transaction():
+                row = await (await conn.execute(q.CREATE_RUN, params)).fetchone()
+                if row is not None:
+                    if run.subjects:
+                        await conn.cursor().executemany(
+                            "INSERT INTO run_subjects (subject, run_id) VALUES (%s,%s)"
+                            " ON CONFLICT DO NOTHING",
+                            [(subject, run.id) for subject in run.subjects],
+                        )
+                    entries = [_audit.run_created(run, run.subjects)]
+                    if parent_step is not None:
+                        parent = await _subjects_of(conn, run.parent_id)
+                        entries += _audit.step_entries([parent_step], [], parent)
+                    await _append(conn, [*entries, *audit], run.created_at, op, retried)
+                    return shared.run_record(row), True
             row = await (await conn.execute(q.EXISTING_RUN, params)).fetchone()
             if row is None:  # the conflicting run vanished: cannot happen, runs are not deleted
                 raise StoreError(f"run {run.id} conflicts with a run that is not there")
@@ -106,6 +126,7 @@ class PostgresStore(Connections):
         status: RunStatus | None = None,
         workflow: str | None = None,
         parent_id: str | None = None,
+        subject: str | None = None,
         limit: int = 50,
     ) -> list[RunRecord]:
         clauses, params = [], []
@@ -113,6 +134,9 @@ class PostgresStore(Connections):
             if value is not None:
                 clauses.append(f"{column}=%s")
                 params.append(str(value))
+        if subject is not None:
+            clauses.append("id IN (SELECT run_id FROM run_subjects WHERE subject=%s)")
+            params.append(subject)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = await self._rows(
             f"SELECT {shared.RUN_COLS} FROM runs {where}"
@@ -122,11 +146,18 @@ class PostgresStore(Connections):
         return [shared.run_record(r) for r in rows]
 
     async def transition(
-        self, run_id: str, target: RunStatus, now: float, error_json: str | None = None
+        self,
+        run_id: str,
+        target: RunStatus,
+        now: float,
+        error_json: str | None = None,
+        *,
+        actor: str | None = None,
     ) -> RunRecord:
         sources = OPERATOR_ACTIONS.get(target)
         if sources is None:
             raise InvalidTransition(f"{target.value} is not an operator action")
+        op = uuid.uuid4().hex
 
         async def change(conn: Conn, retried: bool) -> RunRecord:
             async with conn.transaction():
@@ -146,6 +177,8 @@ class PostgresStore(Connections):
                     if run.status is RunStatus.FAULTED:
                         await _reopen_failed_step(conn, run, now)
                     await conn.execute(q.RESUME_BY_OPERATOR, (now, run_id))
+                entry = _audit.operator_action(run_id, run.status, target, actor, run.subjects)
+                await _append(conn, [entry], now, op, retried)
                 row = await (await conn.execute(q.GET_RUN, (run_id,))).fetchone()
                 assert row is not None
                 return shared.run_record(row)
@@ -207,29 +240,47 @@ class PostgresStore(Connections):
         steps: Sequence[StepRecord],
         attempts: Sequence[AttemptRecord],
         now: float,
+        *,
+        audit: Sequence[AuditEntry] = (),
     ) -> None:
         params = _journal_params(run_id, owner, steps, attempts, now)
-        rows = await self._rows(q.SAVE_STEPS, params)
-        if not rows[0][0]:
-            raise LeaseLost(f"run {run_id} is no longer held by this engine")
+        op = uuid.uuid4().hex
+
+        async def save(conn: Conn, retried: bool) -> None:
+            async with conn.transaction():
+                row = await (await conn.execute(q.SAVE_STEPS, params)).fetchone()
+                if not (row and row[0]):
+                    raise LeaseLost(f"run {run_id} is no longer held by this engine")
+                subjects = _audit.subjects_of(row[1])
+                entries = _audit.step_entries(steps, attempts, subjects, audit)
+                await _append(conn, entries, now, op, retried)
+
+        await self._run(save)
 
     async def begin_wait(self, step: StepRecord, owner: str, now: float) -> StepRecord:
-        async def wait(conn: Conn, _retried: bool) -> StepRecord:
+        op = uuid.uuid4().hex
+
+        async def wait(conn: Conn, retried: bool) -> StepRecord:
             async with conn.transaction():
                 if step.key is not None:
                     await conn.execute(q.KEY_LOCK, (step.topic, step.key))
-                held = await conn.execute(q.HOLD_RUN, (now, step.run_id, owner))
-                if held.rowcount == 0:
+                held = await (await conn.execute(q.HOLD_RUN, (now, step.run_id, owner))).fetchone()
+                if held is None:
                     raise LeaseLost(f"run {step.run_id} is no longer held by this engine")
-                await conn.execute(q.INSERT_WAIT, _step_values(step))
+                subjects = _audit.subjects_of(held[0])
+                entries = []
+                if (await conn.execute(q.INSERT_WAIT, _step_values(step))).rowcount:
+                    entries = _audit.step_entries([step], [], subjects)
                 row = await (await conn.execute(q.GET_STEP, (step.run_id, step.step_id))).fetchone()
                 assert row is not None
                 current = shared.step_record(row)
                 if current.status is not StepStatus.PENDING:
+                    await _append(conn, entries, now, op, retried)
                     return current
                 match = {"topic": step.topic, "run_id": step.run_id, "key": step.key}
                 event = await (await conn.execute(q.MATCH_EVENT, match)).fetchone()
                 if event is None:
+                    await _append(conn, entries, now, op, retried)
                     return current
                 consume = {
                     "run_id": step.run_id, "step_id": step.step_id, "event_id": event[0],
@@ -237,6 +288,8 @@ class PostgresStore(Connections):
                 }  # fmt: skip
                 row = await (await conn.execute(q.CONSUME_EVENT, consume)).fetchone()
                 assert row is not None
+                entries.append(_audit.event_consumed(event[0], step.run_id, step.step_id, subjects))
+                await _append(conn, entries, now, op, retried)
                 return shared.step_record(row)
 
         return await self._run(wait)
@@ -250,13 +303,25 @@ class PostgresStore(Connections):
         steps: Sequence[StepRecord],
         attempts: Sequence[AttemptRecord],
         now: float,
+        *,
+        audit: Sequence[AuditEntry] = (),
     ) -> RunStatus:
         params = _journal_params(run_id, owner, steps, attempts, now)
         params.update(signal=signal, wake_at=wake_at)
-        rows = await self._rows(q.SUSPEND_RUN, params)
-        if not rows:
-            raise LeaseLost(f"run {run_id} is no longer held by this engine")
-        return RunStatus(rows[0][0])
+        op = uuid.uuid4().hex
+
+        async def suspend(conn: Conn, retried: bool) -> RunStatus:
+            async with conn.transaction():
+                row = await (await conn.execute(q.SUSPEND_RUN, params)).fetchone()
+                if row is None:
+                    raise LeaseLost(f"run {run_id} is no longer held by this engine")
+                status, subjects = RunStatus(row[0]), _audit.subjects_of(row[1])
+                entries = _audit.step_entries(steps, attempts, subjects, audit)
+                entries.append(_audit.run_parked(run_id, status, wake_at, subjects))
+                await _append(conn, entries, now, op, retried)
+                return status
+
+        return await self._run(suspend)
 
     async def release_run(self, run_id: str, owner: str, now: float) -> None:
         await self._write(q.RELEASE_RUN, (now, run_id, owner))
@@ -271,14 +336,22 @@ class PostgresStore(Connections):
         steps: Sequence[StepRecord],
         attempts: Sequence[AttemptRecord],
         now: float,
+        *,
+        audit: Sequence[AuditEntry] = (),
     ) -> None:
         if status not in (RunStatus.COMPLETED, RunStatus.FAULTED):
             raise ValueError(f"finish_run ends a run as completed or faulted, not {status}")
+        op = uuid.uuid4().hex
 
-        async def finish(conn: Conn, _retried: bool) -> None:
-            args = (conn, run_id, owner, status, output_json, error_json, steps, attempts, now)
-            if not await _end_run(*args):
-                raise LeaseLost(f"run {run_id} is no longer held by this engine")
+        async def finish(conn: Conn, retried: bool) -> None:
+            async with conn.transaction():
+                args = (conn, run_id, owner, status, output_json, error_json, steps, attempts, now)
+                ended = await _end_run(*args)
+                if ended is None:
+                    raise LeaseLost(f"run {run_id} is no longer held by this engine")
+                entries = _audit.step_entries(steps, attempts, ended, audit)
+                entries.append(_audit.run_ended(run_id, status, output_json, error_json, ended))
+                await _append(conn, entries, now, op, retried)
 
         await self._run(finish)
 
@@ -296,15 +369,18 @@ class PostgresStore(Connections):
         *,
         key: str | None = None,
         run_id: str | None = None,
+        actor: str | None = None,
     ) -> EventRecord:
         if run_id is None and key is None:
             raise ConfigError("an event needs a run id or a correlation key to address")
         token = uuid.uuid4().hex  # makes a retried delivery find the first try's event
 
-        async def deliver(conn: Conn, _retried: bool) -> EventRecord:
+        async def deliver(conn: Conn, retried: bool) -> EventRecord:
+            subjects: tuple[str, ...] = ()
             async with conn.transaction():
                 if run_id is not None:
                     target = await _locked_run(conn, run_id)  # serialises with its waits
+                    subjects = target.subjects
                     if target.status in (RunStatus.COMPLETED, RunStatus.CANCELLED):
                         raise InvalidTransition(
                             f"run {run_id} is {target.status.value}; it will never receive this"
@@ -327,6 +403,10 @@ class PostgresStore(Connections):
                         q.SIGNAL_RUNS.format(ids="SELECT unnest(%(ids)s::text[])"),
                         {"now": now, "ids": waiting},
                     )
+                received = _audit.event_received(
+                    row[0], topic, key, run_id, payload_json, subjects, actor
+                )
+                await _append(conn, [received], now, token, retried)
                 return EventRecord(row[0], topic, key, run_id, payload_json, now, None, None)
 
         return await self._run(deliver)
@@ -355,8 +435,130 @@ class PostgresStore(Connections):
             )
         return [q.event_record(r) for r in rows]
 
+    # -- audit trail and governance records -----------------------------------------------------
+    async def append_audit(self, entries: Sequence[AuditEntry], now: float) -> None:
+        if not entries:
+            return
+        op = uuid.uuid4().hex
+
+        async def append(conn: Conn, retried: bool) -> None:
+            async with conn.transaction():
+                await _append(conn, entries, now, op, retried)
+
+        await self._run(append)
+
+    async def read_audit(
+        self, *, after: int = 0, limit: int = 1000, run_id: str | None = None
+    ) -> list[AuditRecord]:
+        cols = shared.AUDIT_COLS
+        if run_id is None:
+            query = f"SELECT {cols} FROM audit WHERE seq>%s ORDER BY seq LIMIT %s"
+            rows = await self._rows(query, (after, limit))
+        else:
+            query = f"SELECT {cols} FROM audit WHERE run_id=%s AND seq>%s ORDER BY seq LIMIT %s"
+            rows = await self._rows(query, (run_id, after, limit))
+        return [shared.audit_record(r) for r in rows]
+
+    async def put_record(
+        self,
+        kind: str,
+        key: str,
+        data_json: str | None,
+        now: float,
+        *,
+        audit: Sequence[AuditEntry] = (),
+    ) -> None:
+        op = uuid.uuid4().hex
+
+        async def put(conn: Conn, retried: bool) -> None:
+            async with conn.transaction():
+                if data_json is None:
+                    await conn.execute("DELETE FROM records WHERE kind=%s AND key=%s", (kind, key))
+                else:
+                    await conn.execute(
+                        "INSERT INTO records (kind, key, data_json, updated_at)"
+                        " VALUES (%s,%s,%s,%s) ON CONFLICT (kind, key) DO UPDATE SET"
+                        " data_json=EXCLUDED.data_json, updated_at=EXCLUDED.updated_at",
+                        (kind, key, data_json, now),
+                    )
+                await _append(conn, audit, now, op, retried)
+
+        await self._run(put)
+
+    async def get_record(self, kind: str, key: str) -> str | None:
+        rows = await self._rows(
+            "SELECT data_json FROM records WHERE kind=%s AND key=%s", (kind, key)
+        )
+        return str(rows[0][0]) if rows else None
+
+    async def list_records(self, kind: str) -> list[tuple[str, str]]:
+        rows = await self._rows(
+            "SELECT key, data_json FROM records WHERE kind=%s ORDER BY key", (kind,)
+        )
+        return [(str(k), str(v)) for k, v in rows]
+
+    async def delete_run(
+        self, run_id: str, now: float, *, audit: Sequence[AuditEntry] = ()
+    ) -> None:
+        op = uuid.uuid4().hex
+
+        async def delete(conn: Conn, retried: bool) -> None:
+            async with conn.transaction():
+                row = await (await conn.execute(q.LOCK_RUN, (run_id,))).fetchone()
+                if row is None:
+                    if retried:
+                        return  # our first try deleted it
+                    raise RunNotFound(f"no run with id {run_id!r}")
+                run = shared.run_record(row)
+                if not run.status.is_terminal and run.status is not RunStatus.FAULTED:
+                    raise InvalidTransition(
+                        f"run {run_id} is {run.status.value}; only an ended run can be deleted"
+                    )
+                for sql in (
+                    "DELETE FROM steps WHERE run_id=%s",
+                    "DELETE FROM attempts WHERE run_id=%s",
+                    "DELETE FROM events WHERE run_id=%s OR consumed_run=%s",
+                    "DELETE FROM run_subjects WHERE run_id=%s",
+                    "DELETE FROM runs WHERE id=%s",
+                ):
+                    await conn.execute(sql, (run_id,) * sql.count("%s"))
+                await _append(conn, audit, now, op, retried)
+
+        await self._run(delete)
+
 
 # -- helpers shared by the operations -------------------------------------------------------
+
+
+async def _append(
+    conn: Conn, entries: Sequence[AuditEntry], now: float, op: str, retried: bool
+) -> None:
+    """Chain ``entries`` onto the trail in the caller's transaction. ``op`` marks them, so that
+    a retry after an unknown outcome does not append them twice."""
+    if not entries:
+        return
+    if retried and await (await conn.execute(q.AUDIT_OP_DONE, (op,))).fetchone():
+        return
+    head = await (await conn.execute(q.LOCK_AUDIT_HEAD)).fetchone()
+    assert head is not None, "migration 2 creates the audit head"
+    records = _audit.chain(entries, now, int(head[0]), str(head[1]))
+    await conn.cursor().executemany(
+        q.INSERT_AUDIT,
+        [
+            (r.seq, r.at, r.kind, r.run_id, r.step_id, r.actor,
+             _audit.subjects_json(r.subjects), r.data_json, r.prev_hash, r.hash,
+             op if i == 0 else None)
+            for i, r in enumerate(records)
+        ],
+    )  # fmt: skip
+    await conn.execute(q.SET_AUDIT_HEAD, (records[-1].seq, records[-1].hash))
+
+
+async def _subjects_of(conn: Conn, run_id: str | None) -> tuple[str, ...]:
+    if run_id is None:
+        return ()
+    row = await (await conn.execute("SELECT subjects FROM runs WHERE id=%s", (run_id,))).fetchone()
+    return _audit.subjects_of(row[0]) if row else ()
 
 
 def _journal_params(
@@ -400,8 +602,9 @@ async def _end_run(
     steps: Sequence[StepRecord],
     attempts: Sequence[AttemptRecord],
     now: float,
-) -> bool:
-    """End the run (only if ``owner`` holds it, unless None); False if it did not."""
+) -> tuple[str, ...] | None:
+    """End the run (only if ``owner`` holds it, unless None); its data subjects, or None if it
+    did not."""
     p_status, p_output, p_error = q.settlement(run_id, status, output_json, error_json)
     params = _journal_params(run_id, owner or "", steps, attempts, now)
     params.update(
@@ -410,7 +613,7 @@ async def _end_run(
     )  # fmt: skip
     query = q.end_run_sql(owned=owner is not None)
     row = await (await conn.execute(query, params)).fetchone()
-    return bool(row and row[0])
+    return _audit.subjects_of(row[1]) if row and row[0] else None
 
 
 async def _reopen_failed_step(conn: Conn, run: RunRecord, now: float) -> None:

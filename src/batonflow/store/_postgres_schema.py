@@ -112,6 +112,48 @@ MIGRATIONS: tuple[str, ...] = (
               AND NEW.queue IS NOT NULL)
         EXECUTE FUNCTION batonflow_wake();
     """,
+    # 2: governance: data subjects and starters of runs, the hash-chained audit trail (with a
+    # one-row head whose row lock serialises appends), and generic records
+    """
+    ALTER TABLE runs ADD COLUMN subjects TEXT;
+    ALTER TABLE runs ADD COLUMN started_by TEXT;
+    CREATE TABLE run_subjects (
+        subject TEXT NOT NULL,
+        run_id  TEXT NOT NULL,
+        PRIMARY KEY (subject, run_id)
+    );
+
+    CREATE TABLE audit (
+        seq       BIGINT PRIMARY KEY,
+        at        DOUBLE PRECISION NOT NULL,
+        kind      TEXT NOT NULL,
+        run_id    TEXT,
+        step_id   TEXT,
+        actor     TEXT,
+        subjects  TEXT,
+        data_json TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash      TEXT NOT NULL,
+        op        TEXT
+    );
+    CREATE INDEX audit_by_run ON audit (run_id) WHERE run_id IS NOT NULL;
+    CREATE INDEX audit_by_time ON audit (at);
+    CREATE INDEX audit_by_op ON audit (op) WHERE op IS NOT NULL;
+    CREATE TABLE audit_head (
+        only_row BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (only_row),
+        seq      BIGINT NOT NULL,
+        hash     TEXT NOT NULL
+    );
+    INSERT INTO audit_head (seq, hash) VALUES (0, repeat('0', 64));
+
+    CREATE TABLE records (
+        kind       TEXT NOT NULL,
+        key        TEXT NOT NULL,
+        data_json  TEXT NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (kind, key)
+    );
+    """,
 )
 
 

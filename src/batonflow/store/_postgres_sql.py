@@ -19,7 +19,7 @@ from batonflow.store._model import (
     StepRecord,
     StepStatus,
 )
-from batonflow.store._rows import ATTEMPT_COLS, RUN_COLS, STEP_COLS, UNFINISHED
+from batonflow.store._rows import ATTEMPT_COLS, AUDIT_COLS, RUN_COLS, STEP_COLS, UNFINISHED
 
 _STEP_UPDATE = ", ".join(f"{c}=EXCLUDED.{c}" for c in STEP_COLS.replace(" ", "").split(",")[2:])
 
@@ -101,10 +101,11 @@ CREATE_RUN = (
     "WITH ins AS ("
     "  INSERT INTO runs (id, workflow, workflow_ref, status, input_json, idempotency_key,"
     "   parent_id, parent_step, created_at, updated_at, started_at, deadline, owner,"
-    "   lease_until, activations, queue)"
+    "   lease_until, activations, queue, subjects, started_by)"
     "  VALUES (%(id)s, %(workflow)s, %(workflow_ref)s, %(status)s, %(input_json)s,"
     "   %(idempotency_key)s, %(parent_id)s, %(parent_step)s, %(created_at)s, %(created_at)s,"
-    "   %(started_at)s, %(deadline)s, %(owner)s, %(lease_until)s, %(activations)s, %(queue)s)"
+    "   %(started_at)s, %(deadline)s, %(owner)s, %(lease_until)s, %(activations)s, %(queue)s,"
+    "   %(subjects)s, %(started_by)s)"
     f"  ON CONFLICT DO NOTHING RETURNING {RUN_COLS}),"
     " own AS (SELECT 1 FROM ins),"
     f" s AS ({_INSERT_STEPS.replace('DO UPDATE SET ' + _STEP_UPDATE, 'DO NOTHING')})"
@@ -155,20 +156,21 @@ LOAD_ATTEMPTS = f"SELECT {ATTEMPT_COLS} FROM attempts WHERE run_id=%s ORDER BY i
 
 _OWN = (
     "own AS (UPDATE runs SET updated_at=%(now)s"
-    " WHERE id=%(run_id)s AND owner=%(owner)s AND status='running' RETURNING 1)"
+    " WHERE id=%(run_id)s AND owner=%(owner)s AND status='running' RETURNING subjects)"
 )
 
 SAVE_STEPS = (
-    f"WITH {_OWN}, s AS ({_INSERT_STEPS}), a AS ({_INSERT_ATTEMPTS}) SELECT count(*) FROM own"
+    f"WITH {_OWN}, s AS ({_INSERT_STEPS}), a AS ({_INSERT_ATTEMPTS})"
+    " SELECT count(*), max(subjects) FROM own"
 )
 
 SUSPEND_RUN = (
     "WITH own AS (UPDATE runs SET"
     "  status=CASE WHEN signal<>%(signal)s THEN 'pending' ELSE 'waiting' END,"
     "  wake_at=%(wake_at)s, owner=NULL, lease_until=NULL, updated_at=%(now)s"
-    "  WHERE id=%(run_id)s AND owner=%(owner)s AND status='running' RETURNING status),"
+    "  WHERE id=%(run_id)s AND owner=%(owner)s AND status='running' RETURNING status, subjects),"
     f" s AS ({_INSERT_STEPS}), a AS ({_INSERT_ATTEMPTS})"
-    " SELECT status FROM own"
+    " SELECT status, subjects FROM own"
 )
 
 RELEASE_RUN = (
@@ -190,7 +192,7 @@ def end_run_sql(*, owned: bool) -> str:
         "WITH RECURSIVE own AS (UPDATE runs SET status=%(status)s, output_json=%(output_json)s,"
         "  error_json=%(error_json)s, finished_at=%(now)s, updated_at=%(now)s, owner=NULL,"
         "  lease_until=NULL, wake_at=NULL, signal=signal+1"
-        f"  WHERE id=%(run_id)s{held} RETURNING parent_id, parent_step),"
+        f"  WHERE id=%(run_id)s{held} RETURNING parent_id, parent_step, subjects),"
         f" s AS ({_INSERT_STEPS}), a AS ({_INSERT_ATTEMPTS}),"
         " d(id) AS (SELECT id FROM runs WHERE parent_id=%(run_id)s AND EXISTS (SELECT 1 FROM own)"
         "  UNION SELECT r.id FROM runs r JOIN d ON r.parent_id=d.id),"
@@ -202,7 +204,7 @@ def end_run_sql(*, owned: bool) -> str:
         "  WHERE ps.run_id=own.parent_id AND ps.step_id=own.parent_step AND ps.status='pending'"
         "  RETURNING ps.run_id),"
         f" w AS ({SIGNAL_RUNS.format(ids='SELECT run_id FROM p')})"
-        " SELECT count(*) FROM own"
+        " SELECT count(*), max(subjects) FROM own"
     )
 
 
@@ -234,7 +236,9 @@ REOPEN_STEP = (
 #: serialised by the run's row lock instead), so neither can miss the other.
 KEY_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%s::text || chr(31) || %s::text, 7))"
 
-HOLD_RUN = "UPDATE runs SET updated_at=%s WHERE id=%s AND owner=%s AND status='running'"
+HOLD_RUN = (
+    "UPDATE runs SET updated_at=%s WHERE id=%s AND owner=%s AND status='running' RETURNING subjects"
+)
 INSERT_WAIT = (
     f"INSERT INTO steps ({STEP_COLS}) VALUES"
     " (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING"
@@ -266,3 +270,12 @@ WAITERS_FOR_KEY = (
     "SELECT DISTINCT run_id FROM steps WHERE status='pending' AND kind='event'"
     " AND topic=%s AND key=%s"
 )
+
+# -- audit trail ---------------------------------------------------------------------------------
+
+#: The chain's head, locked until commit: appends are serialised across all workers, and taken
+#: last in every transaction so that no lock order can deadlock against it.
+LOCK_AUDIT_HEAD = "SELECT seq, hash FROM audit_head FOR UPDATE"
+SET_AUDIT_HEAD = "UPDATE audit_head SET seq=%s, hash=%s"
+INSERT_AUDIT = f"INSERT INTO audit ({AUDIT_COLS}, op) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+AUDIT_OP_DONE = "SELECT 1 FROM audit WHERE op=%s LIMIT 1"

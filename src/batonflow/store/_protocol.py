@@ -7,6 +7,8 @@ from typing import Protocol, runtime_checkable
 
 from batonflow.store._model import (
     AttemptRecord,
+    AuditEntry,
+    AuditRecord,
     EventRecord,
     NewRun,
     QueueLimits,
@@ -38,9 +40,14 @@ class Store(Protocol):
 
     # -- runs -------------------------------------------------------------------------------
     async def create_run(
-        self, run: NewRun, parent_step: StepRecord | None = None
+        self,
+        run: NewRun,
+        parent_step: StepRecord | None = None,
+        *,
+        audit: Sequence[AuditEntry] = (),
     ) -> tuple[RunRecord, bool]:
-        """Insert ``run`` (and the parent's pending child step, atomically).
+        """Insert ``run`` (and the parent's pending child step, atomically), with its
+        ``run.created`` audit entry and ``audit``.
 
         With an idempotency key that already exists, return that run and ``False``.
         """
@@ -53,14 +60,22 @@ class Store(Protocol):
         status: RunStatus | None = None,
         workflow: str | None = None,
         parent_id: str | None = None,
+        subject: str | None = None,
         limit: int = 50,
     ) -> list[RunRecord]:
-        """Newest first."""
+        """Newest first. ``subject``: runs tagged with that data-subject reference."""
 
     async def transition(
-        self, run_id: str, target: RunStatus, now: float, error_json: str | None = None
+        self,
+        run_id: str,
+        target: RunStatus,
+        now: float,
+        error_json: str | None = None,
+        *,
+        actor: str | None = None,
     ) -> RunRecord:
-        """An operator's status change (cancel, suspend, resume), checked against the table.
+        """An operator's status change (cancel, suspend, resume), checked against the table,
+        audited as done by ``actor``.
 
         Cancelling also cancels the run's unfinished descendants and fails the parent's waiting
         child step; resuming a FAULTED run re-opens its failed step so it is tried again.
@@ -102,8 +117,11 @@ class Store(Protocol):
         steps: Sequence[StepRecord],
         attempts: Sequence[AttemptRecord],
         now: float,
+        *,
+        audit: Sequence[AuditEntry] = (),
     ) -> None:
-        """Upsert journal entries and append attempts, in one transaction."""
+        """Upsert journal entries and append attempts, in one transaction (with their audit
+        entries and ``audit``: entries raised while the steps ran)."""
 
     async def begin_wait(self, step: StepRecord, owner: str, now: float) -> StepRecord:
         """Record a pending event wait if new, then consume the oldest matching event if any.
@@ -120,6 +138,8 @@ class Store(Protocol):
         steps: Sequence[StepRecord],
         attempts: Sequence[AttemptRecord],
         now: float,
+        *,
+        audit: Sequence[AuditEntry] = (),
     ) -> RunStatus:
         """Park the run (WAITING) after saving ``steps``; if anything happened to it since its
         activation loaded ``signal`` (an event, a child's end), make it PENDING instead."""
@@ -137,6 +157,8 @@ class Store(Protocol):
         steps: Sequence[StepRecord],
         attempts: Sequence[AttemptRecord],
         now: float,
+        *,
+        audit: Sequence[AuditEntry] = (),
     ) -> None:
         """End the run (COMPLETED or FAULTED) with its last journal entries, cancel its
         unfinished descendants, and settle the parent's child step if it has a parent."""
@@ -153,8 +175,10 @@ class Store(Protocol):
         *,
         key: str | None = None,
         run_id: str | None = None,
+        actor: str | None = None,
     ) -> EventRecord:
-        """Store an event and wake the runs waiting for it. It stays until a wait consumes it."""
+        """Store an event and wake the runs waiting for it. It stays until a wait consumes it.
+        ``actor``: who sent it, for the audit trail."""
 
     async def list_waits(self, topic: str, *, limit: int = 1000) -> list[StepRecord]:
         """Pending event waits on ``topic`` across all runs, oldest first (for publishers that
@@ -164,6 +188,38 @@ class Store(Protocol):
         self, *, run_id: str | None = None, limit: int = 100
     ) -> list[EventRecord]:
         """Events addressed to or consumed by ``run_id`` (all events when None), oldest first."""
+
+    # -- audit trail and governance records -----------------------------------------------------
+    async def append_audit(self, entries: Sequence[AuditEntry], now: float) -> None:
+        """Chain ``entries`` onto the audit trail, in one transaction."""
+
+    async def read_audit(
+        self, *, after: int = 0, limit: int = 1000, run_id: str | None = None
+    ) -> list[AuditRecord]:
+        """Entries with ``seq > after`` (of ``run_id`` only, when given), oldest first."""
+
+    async def put_record(
+        self,
+        kind: str,
+        key: str,
+        data_json: str | None,
+        now: float,
+        *,
+        audit: Sequence[AuditEntry] = (),
+    ) -> None:
+        """Set (``None``: delete) the governance record ``kind``/``key`` (an identity, a token
+        hash, a connector switch, a subject key), with ``audit`` entries, in one transaction."""
+
+    async def get_record(self, kind: str, key: str) -> str | None: ...
+
+    async def list_records(self, kind: str) -> list[tuple[str, str]]:
+        """``(key, data_json)`` of every record of ``kind``, by key."""
+
+    async def delete_run(
+        self, run_id: str, now: float, *, audit: Sequence[AuditEntry] = ()
+    ) -> None:
+        """Delete an ended run with its journal, attempts and events (retention purge); its
+        audit entries stay. InvalidTransition for a run that has not ended."""
 
 
 @runtime_checkable

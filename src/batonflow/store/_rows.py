@@ -6,12 +6,19 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from batonflow.store._model import RunRecord, RunStatus, StepKind, StepRecord, StepStatus
+from batonflow.store._model import (
+    AuditRecord,
+    RunRecord,
+    RunStatus,
+    StepKind,
+    StepRecord,
+    StepStatus,
+)
 
 RUN_COLS = (
     "id, workflow, workflow_ref, status, input_json, output_json, error_json, idempotency_key,"
     " parent_id, parent_step, created_at, updated_at, started_at, finished_at, deadline, wake_at,"
-    " owner, lease_until, signal, activations, queue"
+    " owner, lease_until, signal, activations, queue, subjects, started_by"
 )
 STEP_COLS = (
     "run_id, step_id, kind, name, status, input_json, output_json, error_json, attempts,"
@@ -19,12 +26,14 @@ STEP_COLS = (
 )
 EVENT_COLS = "id, topic, key, run_id, payload_json, created_at, consumed_run, consumed_step"
 ATTEMPT_COLS = "run_id, step_id, attempt, started_at, finished_at, error_json"
+AUDIT_COLS = "seq, at, kind, run_id, step_id, actor, subjects, data_json, prev_hash, hash"
 UNFINISHED = "('pending','running','waiting','suspended')"
 
 
 def run_record(row: Sequence[Any]) -> RunRecord:
     values = list(row)
     values[3] = RunStatus(values[3])
+    values[21] = tuple(json.loads(values[21])) if values[21] else ()
     return RunRecord(*values)
 
 
@@ -32,6 +41,12 @@ def step_record(row: Sequence[Any]) -> StepRecord:
     values = list(row)
     values[2], values[4] = StepKind(values[2]), StepStatus(values[4])
     return StepRecord(*values)
+
+
+def audit_record(row: Sequence[Any]) -> AuditRecord:
+    values = list(row)
+    values[6] = tuple(json.loads(values[6])) if values[6] else ()
+    return AuditRecord(*values)
 
 
 def natural(step_id: str) -> tuple[int, ...]:

@@ -26,10 +26,13 @@ from batonflow.errors import (
     InvalidTransition,
     StoreError,
 )
-from batonflow.store import _sqlite_claim
+from batonflow.store import _audit, _sqlite_claim
+from batonflow.store._audit import subjects_json
 from batonflow.store._model import (
     OPERATOR_ACTIONS,
     AttemptRecord,
+    AuditEntry,
+    AuditRecord,
     EventRecord,
     NewRun,
     QueueLimits,
@@ -38,9 +41,19 @@ from batonflow.store._model import (
     StepRecord,
     StepStatus,
 )
-from batonflow.store._rows import EVENT_COLS, RUN_COLS, STEP_COLS, natural, run_record, step_record
+from batonflow.store._rows import (
+    AUDIT_COLS,
+    EVENT_COLS,
+    RUN_COLS,
+    STEP_COLS,
+    audit_record,
+    natural,
+    run_record,
+    step_record,
+)
 from batonflow.store._sqlite_schema import MIGRATIONS
 from batonflow.store._sqlite_sql import (
+    append_audit,
     check_owner,
     end_run,
     existing_run,
@@ -49,6 +62,7 @@ from batonflow.store._sqlite_sql import (
     insert_steps,
     reopen_failed_step,
     signal,
+    subjects_for,
 )
 from batonflow.store._sqlite_writer import Writer, connect
 
@@ -179,7 +193,11 @@ class SQLiteStore:
 
     # -- runs ---------------------------------------------------------------------------------
     async def create_run(
-        self, run: NewRun, parent_step: StepRecord | None = None
+        self,
+        run: NewRun,
+        parent_step: StepRecord | None = None,
+        *,
+        audit: Sequence[AuditEntry] = (),
     ) -> tuple[RunRecord, bool]:
         def create(conn: sqlite3.Connection) -> tuple[RunRecord, bool]:
             if run.idempotency_key is not None or run.parent_id is not None:
@@ -189,8 +207,8 @@ class SQLiteStore:
             row = conn.execute(
                 "INSERT INTO runs (id, workflow, workflow_ref, status, input_json,"
                 " idempotency_key, parent_id, parent_step, created_at, updated_at, started_at,"
-                " deadline, owner, lease_until, activations, queue)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                " deadline, owner, lease_until, activations, queue, subjects, started_by)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
                 f" ON CONFLICT DO NOTHING RETURNING {RUN_COLS}",
                 (
                     run.id, run.workflow, run.workflow_ref, run.status.value, run.input_json,
@@ -198,12 +216,22 @@ class SQLiteStore:
                     run.created_at, run.created_at if run.status is RunStatus.RUNNING else None,
                     run.deadline, run.owner, run.lease_until,
                     1 if run.status is RunStatus.RUNNING else 0, run.queue,
+                    subjects_json(run.subjects), run.started_by,
                 ),
             ).fetchone()  # fmt: skip
             if row is None:  # the id is taken (a caller-chosen run id used before)
                 return get_run(conn, run.id), False
             if parent_step is not None:
                 insert_steps(conn, [parent_step], replace=False)
+            if run.subjects:
+                conn.executemany(
+                    "INSERT OR IGNORE INTO run_subjects (subject, run_id) VALUES (?,?)",
+                    [(subject, run.id) for subject in run.subjects],
+                )
+            entries = [_audit.run_created(run, run.subjects)]
+            if parent_step is not None:
+                entries += _audit.step_entries([parent_step], [], subjects_for(conn, run.parent_id))
+            append_audit(conn, [*entries, *audit], run.created_at)
             return run_record(row), True
 
         result: tuple[RunRecord, bool] = await self._write(create)
@@ -219,6 +247,7 @@ class SQLiteStore:
         status: RunStatus | None = None,
         workflow: str | None = None,
         parent_id: str | None = None,
+        subject: str | None = None,
         limit: int = 50,
     ) -> list[RunRecord]:
         clauses, params = [], []
@@ -226,6 +255,9 @@ class SQLiteStore:
             if value is not None:
                 clauses.append(f"{column}=?")
                 params.append(str(value))
+        if subject is not None:
+            clauses.append("id IN (SELECT run_id FROM run_subjects WHERE subject=?)")
+            params.append(subject)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self._read(
             f"SELECT {RUN_COLS} FROM runs {where} ORDER BY created_at DESC, id DESC LIMIT ?",
@@ -234,7 +266,13 @@ class SQLiteStore:
         return [run_record(r) for r in rows]
 
     async def transition(
-        self, run_id: str, target: RunStatus, now: float, error_json: str | None = None
+        self,
+        run_id: str,
+        target: RunStatus,
+        now: float,
+        error_json: str | None = None,
+        *,
+        actor: str | None = None,
     ) -> RunRecord:
         def change(conn: sqlite3.Connection) -> RunRecord:
             run = get_run(conn, run_id)
@@ -262,6 +300,9 @@ class SQLiteStore:
                     " finished_at=NULL, signal=signal+1, updated_at=? WHERE id=?",
                     (now, run_id),
                 )
+            append_audit(
+                conn, [_audit.operator_action(run_id, run.status, target, actor, run.subjects)], now
+            )
             return get_run(conn, run_id)
 
         result: RunRecord = await self._write(change)
@@ -353,18 +394,22 @@ class SQLiteStore:
         steps: Sequence[StepRecord],
         attempts: Sequence[AttemptRecord],
         now: float,
+        *,
+        audit: Sequence[AuditEntry] = (),
     ) -> None:
         def save(conn: sqlite3.Connection) -> None:
-            check_owner(conn, run_id, owner, now)
+            subjects = check_owner(conn, run_id, owner, now)
             insert_steps(conn, steps, replace=True)
             insert_attempts(conn, attempts)
+            append_audit(conn, _audit.step_entries(steps, attempts, subjects, audit), now)
 
         await self._write(save)
 
     async def begin_wait(self, step: StepRecord, owner: str, now: float) -> StepRecord:
         def wait(conn: sqlite3.Connection) -> StepRecord:
-            check_owner(conn, step.run_id, owner, now)
-            insert_steps(conn, [step], replace=False)
+            subjects = check_owner(conn, step.run_id, owner, now)
+            if insert_steps(conn, [step], replace=False):
+                append_audit(conn, _audit.step_entries([step], [], subjects), now)
             current = step_record(
                 conn.execute(
                     f"SELECT {STEP_COLS} FROM steps WHERE run_id=? AND step_id=?",
@@ -390,6 +435,8 @@ class SQLiteStore:
                 " WHERE run_id=? AND step_id=?",
                 (event[1], now, step.run_id, step.step_id),
             )
+            consumed = _audit.event_consumed(event[0], step.run_id, step.step_id, subjects)
+            append_audit(conn, [consumed], now)
             return step_record(
                 conn.execute(
                     f"SELECT {STEP_COLS} FROM steps WHERE run_id=? AND step_id=?",
@@ -409,9 +456,11 @@ class SQLiteStore:
         steps: Sequence[StepRecord],
         attempts: Sequence[AttemptRecord],
         now: float,
+        *,
+        audit: Sequence[AuditEntry] = (),
     ) -> RunStatus:
         def suspend(conn: sqlite3.Connection) -> RunStatus:
-            check_owner(conn, run_id, owner, now)
+            subjects = check_owner(conn, run_id, owner, now)
             insert_steps(conn, steps, replace=True)
             insert_attempts(conn, attempts)
             (current,) = conn.execute("SELECT signal FROM runs WHERE id=?", (run_id,)).fetchone()
@@ -421,6 +470,9 @@ class SQLiteStore:
                 " WHERE id=?",
                 (status.value, wake_at, now, run_id),
             )
+            entries = _audit.step_entries(steps, attempts, subjects, audit)
+            entries.append(_audit.run_parked(run_id, status, wake_at, subjects))
+            append_audit(conn, entries, now)
             return status
 
         result: RunStatus = await self._write(suspend)
@@ -446,14 +498,19 @@ class SQLiteStore:
         steps: Sequence[StepRecord],
         attempts: Sequence[AttemptRecord],
         now: float,
+        *,
+        audit: Sequence[AuditEntry] = (),
     ) -> None:
         if status not in (RunStatus.COMPLETED, RunStatus.FAULTED):
             raise ValueError(f"finish_run ends a run as completed or faulted, not {status}")
 
         def finish(conn: sqlite3.Connection) -> None:
-            check_owner(conn, run_id, owner, now)
+            subjects = check_owner(conn, run_id, owner, now)
             insert_steps(conn, steps, replace=True)
             insert_attempts(conn, attempts)
+            entries = _audit.step_entries(steps, attempts, subjects, audit)
+            entries.append(_audit.run_ended(run_id, status, output_json, error_json, subjects))
+            append_audit(conn, entries, now)
             end_run(conn, run_id, status, output_json, error_json, now)
 
         await self._write(finish)
@@ -472,6 +529,7 @@ class SQLiteStore:
         *,
         key: str | None = None,
         run_id: str | None = None,
+        actor: str | None = None,
     ) -> EventRecord:
         if run_id is None and key is None:
             raise ConfigError("an event needs a run id or a correlation key to address")
@@ -503,6 +561,10 @@ class SQLiteStore:
                 ).fetchall()
             for (rid,) in waiting:
                 signal(conn, rid, now)
+            received = _audit.event_received(
+                event_id or 0, topic, key, run_id, payload_json, subjects_for(conn, run_id), actor
+            )
+            append_audit(conn, [received], now)
             return EventRecord(event_id or 0, topic, key, run_id, payload_json, now, None, None)
 
         result: EventRecord = await self._write(deliver)
@@ -528,3 +590,84 @@ class SQLiteStore:
                 (run_id, run_id, limit),
             )
         return [EventRecord(*r) for r in rows]
+
+    # -- audit trail and governance records -----------------------------------------------------
+    async def append_audit(self, entries: Sequence[AuditEntry], now: float) -> None:
+        if entries:
+            await self._write(lambda conn: append_audit(conn, entries, now))
+
+    async def read_audit(
+        self, *, after: int = 0, limit: int = 1000, run_id: str | None = None
+    ) -> list[AuditRecord]:
+        if run_id is None:
+            rows = self._read(
+                f"SELECT {AUDIT_COLS} FROM audit WHERE seq>? ORDER BY seq LIMIT ?", (after, limit)
+            )
+        else:
+            rows = self._read(
+                f"SELECT {AUDIT_COLS} FROM audit WHERE run_id=? AND seq>? ORDER BY seq LIMIT ?",
+                (run_id, after, limit),
+            )
+        return [audit_record(r) for r in rows]
+
+    async def put_record(
+        self,
+        kind: str,
+        key: str,
+        data_json: str | None,
+        now: float,
+        *,
+        audit: Sequence[AuditEntry] = (),
+    ) -> None:
+        def put(conn: sqlite3.Connection) -> None:
+            if data_json is None:
+                conn.execute("DELETE FROM records WHERE kind=? AND key=?", (kind, key))
+            else:
+                conn.execute(
+                    "INSERT INTO records (kind, key, data_json, updated_at) VALUES (?,?,?,?)"
+                    " ON CONFLICT (kind, key) DO UPDATE SET data_json=excluded.data_json,"
+                    " updated_at=excluded.updated_at",
+                    (kind, key, data_json, now),
+                )
+            append_audit(conn, audit, now)
+
+        await self._write(put)
+
+    async def get_record(self, kind: str, key: str) -> str | None:
+        rows = self._read("SELECT data_json FROM records WHERE kind=? AND key=?", (kind, key))
+        return str(rows[0][0]) if rows else None
+
+    async def list_records(self, kind: str) -> list[tuple[str, str]]:
+        rows = self._read("SELECT key, data_json FROM records WHERE kind=? ORDER BY key", (kind,))
+        return [(str(k), str(v)) for k, v in rows]
+
+    async def delete_run(
+        self, run_id: str, now: float, *, audit: Sequence[AuditEntry] = ()
+    ) -> None:
+        def delete(conn: sqlite3.Connection) -> None:
+            run = get_run(conn, run_id)  # raises RunNotFound
+            if not run.status.is_terminal and run.status is not RunStatus.FAULTED:
+                raise InvalidTransition(
+                    f"run {run_id} is {run.status.value}; only an ended run can be deleted"
+                )
+            for sql in (
+                "DELETE FROM steps WHERE run_id=?",
+                "DELETE FROM attempts WHERE run_id=?",
+                "DELETE FROM events WHERE run_id=? OR consumed_run=?",
+                "DELETE FROM run_subjects WHERE run_id=?",
+                "DELETE FROM runs WHERE id=?",
+            ):
+                conn.execute(sql, (run_id,) * sql.count("?"))
+            append_audit(conn, audit, now)
+
+        await self._write(delete)
+
+    async def compact(self) -> None:
+        """Checkpoint the WAL into the database file and truncate it: after an erasure, no copy
+        of a destroyed key or a deleted row lingers in the -wal file (deleted content in the
+        main file is already zeroed: ``secure_delete``)."""
+        await self._write(lambda conn: None)
+        if self._reader is None:
+            raise StoreError("the store is not open")
+        with self._read_lock:
+            self._reader.execute("PRAGMA wal_checkpoint(TRUNCATE)")

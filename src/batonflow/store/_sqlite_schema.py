@@ -86,4 +86,38 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX runs_by_queue ON runs (queue, status) WHERE queue IS NOT NULL;
     CREATE INDEX runs_queue_starts ON runs (queue, started_at) WHERE queue IS NOT NULL;
     """,
+    # 3: governance: data subjects and starters of runs, the hash-chained audit trail, and
+    # generic records (identities, token hashes, connector switches, subject keys)
+    """
+    ALTER TABLE runs ADD COLUMN subjects TEXT;
+    ALTER TABLE runs ADD COLUMN started_by TEXT;
+    CREATE TABLE run_subjects (
+        subject TEXT NOT NULL,
+        run_id  TEXT NOT NULL,
+        PRIMARY KEY (subject, run_id)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE audit (
+        seq       INTEGER PRIMARY KEY,
+        at        REAL NOT NULL,
+        kind      TEXT NOT NULL,
+        run_id    TEXT,
+        step_id   TEXT,
+        actor     TEXT,
+        subjects  TEXT,
+        data_json TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash      TEXT NOT NULL
+    );
+    CREATE INDEX audit_by_run ON audit (run_id) WHERE run_id IS NOT NULL;
+    CREATE INDEX audit_by_time ON audit (at);
+
+    CREATE TABLE records (
+        kind       TEXT NOT NULL,
+        key        TEXT NOT NULL,
+        data_json  TEXT NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (kind, key)
+    ) WITHOUT ROWID;
+    """,
 )

@@ -8,8 +8,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from batonflow.errors import InvalidTransition, LeaseLost, RunNotFound
+from batonflow.store._audit import GENESIS, chain, subjects_json, subjects_of
 from batonflow.store._model import (
     AttemptRecord,
+    AuditEntry,
     NewRun,
     RunRecord,
     RunStatus,
@@ -17,7 +19,14 @@ from batonflow.store._model import (
     StepRecord,
     StepStatus,
 )
-from batonflow.store._rows import RUN_COLS, STEP_COLS, UNFINISHED, failed_step, run_record
+from batonflow.store._rows import (
+    AUDIT_COLS,
+    RUN_COLS,
+    STEP_COLS,
+    UNFINISHED,
+    failed_step,
+    run_record,
+)
 
 
 def step_params(s: StepRecord) -> tuple[Any, ...]:
@@ -44,24 +53,55 @@ def existing_run(conn: sqlite3.Connection, run: NewRun) -> RunRecord | None:
     return run_record(row) if row is not None else None
 
 
-def check_owner(conn: sqlite3.Connection, run_id: str, owner: str, now: float) -> None:
-    """Raise LeaseLost unless ``owner`` holds the running run (a read: it writes no page)."""
+def check_owner(conn: sqlite3.Connection, run_id: str, owner: str, now: float) -> tuple[str, ...]:
+    """Raise LeaseLost unless ``owner`` holds the running run (a read: it writes no page);
+    return the run's data subjects (for its audit entries)."""
     held = conn.execute(
-        "SELECT 1 FROM runs WHERE id=? AND owner=? AND status='running'", (run_id, owner)
+        "SELECT subjects FROM runs WHERE id=? AND owner=? AND status='running'", (run_id, owner)
     ).fetchone()
     if held is None:
         raise LeaseLost(f"run {run_id} is no longer held by this engine")
+    return subjects_of(held[0])
 
 
-def insert_steps(conn: sqlite3.Connection, steps: Sequence[StepRecord], *, replace: bool) -> None:
-    if steps:
-        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+def subjects_for(conn: sqlite3.Connection, run_id: str | None) -> tuple[str, ...]:
+    if run_id is None:
+        return ()
+    row = conn.execute("SELECT subjects FROM runs WHERE id=?", (run_id,)).fetchone()
+    return subjects_of(row[0]) if row else ()
+
+
+def append_audit(conn: sqlite3.Connection, entries: Sequence[AuditEntry], now: float) -> None:
+    """Chain ``entries`` onto the trail inside the current transaction (which serialises every
+    writer of the file, other processes included, so the head read here stays the head)."""
+    if not entries:
+        return
+    head = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+    seq, prev = (head[0], head[1]) if head else (0, GENESIS)
+    conn.executemany(
+        f"INSERT INTO audit ({AUDIT_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        [
+            (r.seq, r.at, r.kind, r.run_id, r.step_id, r.actor, subjects_json(r.subjects),
+             r.data_json, r.prev_hash, r.hash)
+            for r in chain(entries, now, seq, prev)
+        ],
+    )  # fmt: skip
+
+
+def insert_steps(conn: sqlite3.Connection, steps: Sequence[StepRecord], *, replace: bool) -> bool:
+    """Write journal entries; True if any row was written."""
+    if not steps:
+        return False
+    verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+    return (
         conn.executemany(
             f"INSERT INTO steps ({STEP_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)".replace(
                 "INSERT", verb, 1
             ),
             [step_params(s) for s in steps],
-        )
+        ).rowcount
+        > 0
+    )
 
 
 def insert_attempts(conn: sqlite3.Connection, attempts: Sequence[AttemptRecord]) -> None:

@@ -30,6 +30,9 @@ def connect(path: str) -> sqlite3.Connection:
     # survives power loss, not only a process crash.
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA busy_timeout=30000")
+    # Deleted content is overwritten with zeros, so an erased subject's key (or a purged run)
+    # does not linger in free pages of the file.
+    conn.execute("PRAGMA secure_delete=ON")
     return conn
 
 

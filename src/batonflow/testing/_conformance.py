@@ -23,6 +23,7 @@ from typing import Any
 from batonflow.errors import ConfigError, InvalidTransition, LeaseLost, RunNotFound
 from batonflow.store import (
     AttemptRecord,
+    AuditEntry,
     NewRun,
     RunStatus,
     StepKind,
@@ -30,6 +31,7 @@ from batonflow.store import (
     StepStatus,
     Store,
 )
+from batonflow.store._audit import GENESIS, verify_records
 
 T0 = 1_000_000.0
 ME, OTHER = "engine-a", "engine-b"
@@ -334,3 +336,69 @@ class StoreConformance:
         await store.deliver_event("ce", "1", T0, run_id="a")
         await store.begin_wait(_event_wait("a", "1", "ce"), ME, T0)  # consumes it
         assert [w.run_id for w in await store.list_waits("ce")] == ["b"]
+
+    # -- audit trail and records ---------------------------------------------------------------
+    async def test_state_changes_are_audited_in_a_chain(self, store: Store) -> None:
+        await store.create_run(_new("r1", running=True, subjects=("s:a",), started_by="ann"))
+        await store.save_steps(
+            "r1", ME, [_step("r1", "1", output_json='{"x":1}')], [], T0 + 1,
+            audit=[AuditEntry("model.call", '{"tokens":3}', "r1", "1", "engine")],
+        )  # fmt: skip
+        await store.suspend_run("r1", ME, T0 + 50, 0, [_step("r1", "2", StepStatus.PENDING,
+                                kind=StepKind.SLEEP, wake_at=T0 + 50)], [], T0 + 2)  # fmt: skip
+        await store.transition("r1", RunStatus.CANCELLED, T0 + 3, actor="bob")
+        await store.deliver_event("t", "{}", T0 + 4, key="k", actor="hook")
+        trail = await store.read_audit()
+        kinds = [r.kind for r in trail]
+        assert kinds == [
+            "run.created", "step.completed", "model.call", "step.sleeping", "run.parked",
+            "run.cancelled", "event.received",
+        ]  # fmt: skip
+        assert trail[0].actor == "ann"
+        assert trail[0].subjects == ("s:a",)
+        assert json.loads(trail[1].data_json)["output"] == {"x": 1}
+        assert trail[5].actor == "bob"
+        assert trail[6].actor == "hook"
+        assert [r.seq for r in trail] == list(range(1, 8))
+        checked, _, problem = verify_records(trail, start=(0, GENESIS))
+        assert (checked, problem) == (7, None)
+        assert [r.seq for r in await store.read_audit(run_id="r1", after=1)] == [2, 3, 4, 5, 6]
+
+    async def test_audit_pages_and_plain_appends(self, store: Store) -> None:
+        await store.append_audit([AuditEntry(f"k{i}", actor="x") for i in range(5)], T0)
+        await store.append_audit([AuditEntry("k5")], T0 + 1)
+        page = await store.read_audit(after=2, limit=2)
+        assert [r.seq for r in page] == [3, 4]
+        assert page[0].prev_hash == (await store.read_audit(after=1, limit=1))[0].hash
+        checked, _, problem = verify_records(await store.read_audit(), start=(0, GENESIS))
+        assert (checked, problem) == (6, None)
+
+    async def test_records_are_set_listed_and_deleted_with_their_audit(self, store: Store) -> None:
+        await store.put_record("identity", "b", '{"n":2}', T0, audit=[AuditEntry("id.created")])
+        await store.put_record("identity", "a", '{"n":1}', T0)
+        await store.put_record("identity", "a", '{"n":3}', T0 + 1)
+        await store.put_record("token", "a", "{}", T0)
+        assert await store.get_record("identity", "a") == '{"n":3}'
+        assert await store.list_records("identity") == [("a", '{"n":3}'), ("b", '{"n":2}')]
+        await store.put_record("identity", "a", None, T0 + 2, audit=[AuditEntry("id.deleted")])
+        assert await store.get_record("identity", "a") is None
+        assert [r.kind for r in await store.read_audit()] == ["id.created", "id.deleted"]
+
+    async def test_runs_are_found_by_subject_and_deleted_when_ended(self, store: Store) -> None:
+        await store.create_run(_new("r1", running=True, subjects=("s:a", "s:b")))
+        await store.create_run(_new("r2", subjects=("s:b",)))
+        await store.create_run(_new("r3"))
+        assert {r.id for r in await store.list_runs(subject="s:b")} == {"r1", "r2"}
+        assert [r.id for r in await store.list_runs(subject="s:a")] == ["r1"]
+        assert (await store.get_run("r1")).subjects == ("s:a", "s:b")  # type: ignore[union-attr]
+        with _raises(InvalidTransition):
+            await store.delete_run("r1", T0)
+        await store.finish_run("r1", ME, RunStatus.COMPLETED, "{}", None,
+                               [_step("r1", "1")], [], T0 + 1)  # fmt: skip
+        await store.delete_run("r1", T0 + 2, audit=[AuditEntry("run.purged", run_id="r1")])
+        assert await store.get_run("r1") is None
+        assert await store.load_steps("r1") == []
+        assert await store.list_runs(subject="s:a") == []
+        assert (await store.read_audit())[-1].kind == "run.purged"
+        with _raises(RunNotFound):
+            await store.delete_run("r1", T0 + 3)

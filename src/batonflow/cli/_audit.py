@@ -1,0 +1,214 @@
+"""``batonflow audit``: verify the trail's chain, sign its head, export it."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.text import Text
+
+import batonflow as bf
+from batonflow.cli._io import (
+    DB_ENV,
+    DEFAULT_DB,
+    cli_errors,
+    console,
+    note,
+    print_error,
+    print_json,
+    resolve_db,
+)
+from batonflow.cli._ops import opened_store
+from batonflow.governance import _audit
+
+audit_app = typer.Typer(
+    help="The audit trail: verify that nobody changed it, sign its head, export it.",
+    no_args_is_help=True,
+)
+
+#: `audit verify` found the trail changed (the exit-code table's AUDIT_BROKEN).
+AUDIT_BROKEN = 10
+
+Db = Annotated[
+    str,
+    typer.Option("--db", envvar=DB_ENV, metavar="PATH|URL", help="The database."),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+
+@audit_app.command("verify")
+def verify(
+    heads: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--head",
+            metavar="FILE",
+            help="A signed head kept elsewhere (from `audit sign --out`); repeatable.",
+        ),
+    ] = None,
+    public_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--public-key",
+            metavar="FILE",
+            help="Trust only heads signed by this Ed25519 public key (PEM).",
+        ),
+    ] = None,
+    db: Db = DEFAULT_DB,
+    as_json: AsJson = False,
+) -> None:
+    """Recompute every entry's hash and check the chain and every signed head.
+
+    Names the first entry that was edited, deleted, inserted or reordered. Exit code 10 when
+    the trail does not verify.
+    """
+    with cli_errors():
+        given = [_audit.SignedHead.from_json(p.read_text(), str(p)) for p in heads or []]
+        key = _audit.load_public_key(public_key) if public_key else None
+        path = resolve_db(db, must_exist=True)
+        result = asyncio.run(_verify(path, given, key))
+    if as_json:
+        print_json(
+            {"ok": result.ok, "entries": result.entries, "head_seq": result.head_seq,
+             "head_hash": result.head_hash, "signed_heads": result.heads_checked,
+             "problem": result.problem}
+        )  # fmt: skip
+    elif result.ok:
+        console().print(
+            Text(f"ok  {result.entries} entries, head {result.head_seq} {result.head_hash[:16]}…"
+                 f", {result.heads_checked} signed head(s) match", style="green")
+        )  # fmt: skip
+    else:
+        print_error(f"the audit trail does not verify: {result.problem}")
+    if not result.ok:
+        raise typer.Exit(AUDIT_BROKEN)
+
+
+async def _verify(path: str, heads: list[_audit.SignedHead], key: Any) -> _audit.Verification:
+    async with opened_store(path) as store:
+        return await _audit.verify_chain(store, heads=heads, public_key=key)
+
+
+@audit_app.command("keygen")
+def keygen(
+    out: Annotated[
+        Path, typer.Option("--out", metavar="FILE", help="Where to write the private key.")
+    ],
+) -> None:
+    """Create an Ed25519 signing key (FILE, mode 0600) and its public key (FILE.pub)."""
+    with cli_errors():
+        public = _audit.generate_signing_key(out)
+    console().print(f"private key: {out}\npublic key:  {public}", markup=False)
+    note("keep the private key off the database server; give the public key to your auditor")
+
+
+@audit_app.command("sign")
+def sign(
+    key: Annotated[
+        Path, typer.Option("--key", metavar="FILE", help="The Ed25519 private key (PEM).")
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", metavar="FILE", help="Also write the signed head to FILE."),
+    ] = None,
+    db: Db = DEFAULT_DB,
+    as_json: AsJson = False,
+) -> None:
+    """Sign the trail's current head; keep the copy (--out) somewhere the database is not."""
+    with cli_errors():
+        private = _audit.load_private_key(key)
+        path = resolve_db(db, must_exist=True)
+        head = asyncio.run(_sign(path, private))
+        if out is not None:
+            out.write_text(head.to_json() + "\n")
+    if as_json:
+        sys.stdout.write(head.to_json() + "\n")
+        return
+    console().print(f"signed head: entry {head.seq} {head.hash}", markup=False)
+    if out is not None:
+        note(f"wrote {out}: `batonflow audit verify --head {out}` checks the trail against it")
+
+
+async def _sign(path: str, key: Any) -> _audit.SignedHead:
+    async with opened_store(path) as store:
+        return await _audit.sign_head(store, key, time.time(), actor=_actor())
+
+
+def _actor() -> str:
+    import getpass
+
+    return f"local:{getpass.getuser()}"
+
+
+def _when(value: str | None, option: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise bf.ConfigError(
+            f"{option} {value!r}: expected an ISO 8601 date or time, e.g. 2026-11-24 or"
+            " 2026-11-24T09:30:00Z"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.timestamp()
+
+
+@audit_app.command("export")
+def export(
+    fmt: Annotated[
+        str, typer.Option("--format", metavar="jsonl|csv", help="CloudEvents JSON Lines or CSV.")
+    ] = "jsonl",
+    run_id: Annotated[
+        str | None, typer.Option("--run", metavar="RUN_ID", help="One run (and its children).")
+    ] = None,
+    workflow: Annotated[
+        str | None, typer.Option("--workflow", metavar="NAME", help="Runs of this workflow.")
+    ] = None,
+    subject: Annotated[
+        str | None,
+        typer.Option("--subject", metavar="ID", help="Entries concerning this data subject."),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", metavar="TIME", help="From this time (ISO 8601).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", metavar="TIME", help="Before this time (ISO 8601).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", metavar="FILE", help="Write here, not to stdout.")
+    ] = None,
+    db: Db = DEFAULT_DB,
+) -> None:
+    """Write audit entries as CloudEvents (JSON Lines) or CSV, oldest first.
+
+    Payloads of runs with data subjects are shown decrypted while the subject's key exists,
+    and as erased after `batonflow subject erase`.
+    """
+    with cli_errors():
+        where = _audit.AuditFilter(
+            run_id=run_id, workflow=workflow, since=_when(since, "--since"),
+            until=_when(until, "--until"),
+        )  # fmt: skip
+        path = resolve_db(db, must_exist=True)
+        if out is None:
+            count = asyncio.run(_export(path, sys.stdout, fmt, where, subject))
+        else:
+            with out.open("w", newline="" if fmt == "csv" else None) as handle:
+                count = asyncio.run(_export(path, handle, fmt, where, subject))
+            note(f"wrote {count} entries to {out}")
+
+
+async def _export(
+    path: str, handle: Any, fmt: str, where: _audit.AuditFilter, subject: str | None
+) -> int:
+    async with opened_store(path) as store:
+        if subject is not None:
+            raise bf.ConfigError("--subject: not wired yet")
+        return await _audit.export(store, handle, fmt=fmt, where=where)
