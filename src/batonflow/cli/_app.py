@@ -56,8 +56,11 @@ app.add_typer(events_app, name="events")
 
 def _governance_commands() -> None:
     from batonflow.cli._audit import audit_app
+    from batonflow.cli._connectors import connector_app
 
     app.add_typer(audit_app, name="audit")
+    app.add_typer(connector_app, name="connector")
+
 
 Db = Annotated[
     str,

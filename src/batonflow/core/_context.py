@@ -19,7 +19,7 @@ import contextvars
 import datetime as dt
 import functools
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
@@ -123,7 +123,7 @@ class Context:
         self.nondeterminism: NonDeterminismError | None = None
         self.started_children = False
         # audit entries raised inside steps, by position: they go to the store with the records
-        self.trail: list[tuple[str, TrailEntry]] = []
+        self.trail: list[tuple[str | None, TrailEntry]] = []
 
     @property
     def run_id(self) -> str:
@@ -193,6 +193,16 @@ class Context:
         self._buffer, self._attempts = {}, []
         return steps, attempts
 
+    def note(self, kind: str, data: Mapping[str, Any]) -> None:
+        """Put a decision the workflow code made here (a route it chose) on the audit trail,
+        once: while a replay re-runs code its journal has already gone past, nothing is noted.
+        The entry goes to the store with the run's next write."""
+        scope = _scope.get(None)
+        upcoming = f"{scope.prefix}{scope.counter + 1}" if scope is not None else "1"
+        if upcoming in self._journal:
+            return  # replaying: this was noted when the run first passed here
+        self.trail.append((None, TrailEntry(kind, dict(data))))
+
     def take_trail(self) -> list[AuditEntry]:
         """The audit entries raised inside steps since the last call, for the store."""
         trail, self.trail = self.trail, []
@@ -211,6 +221,13 @@ class Context:
                     self.run_id, self._engine.owner, steps, attempts, self._clock.now(),
                     audit=self.take_trail(),
                 )  # fmt: skip
+
+    def _args_json(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+        """A step's arguments as recorded (redacted by the step's persist policy)."""
+        if not args and not kwargs:
+            return None
+        value = {"args": list(args), "kwargs": kwargs} if kwargs else list(args)
+        return dumps_lenient(self._engine.redacted(self.workflow, name, value))
 
     def unvisited(self) -> list[str]:
         return [sid for sid in self._journal if sid not in self._visited]
@@ -256,6 +273,8 @@ class Context:
                 with collecting() as raised:
                     try:
                         value = await self._invoke(call, args, kwargs, is_async, timeout, info)
+                        # what is recorded is what the flow goes on with, now and on replay
+                        value = self._engine.redacted(self.workflow, name, value)
                     finally:
                         self.trail.extend((step_id, entry) for entry in raised)
             except StepTimeout:
@@ -271,8 +290,8 @@ class Context:
         self._record(
             StepRecord(
                 self.run_id, step_id, StepKind.STEP, name, StepStatus.COMPLETED,
-                input_json=_args_json(args, kwargs), output_json=output_json, attempts=attempt,
-                started_at=started, finished_at=self._clock.now(),
+                input_json=self._args_json(name, args, kwargs), output_json=output_json,
+                attempts=attempt, started_at=started, finished_at=self._clock.now(),
             )
         )  # fmt: skip
         if _scope.get().prefix:
@@ -312,7 +331,7 @@ class Context:
             # Not a failure: the run waits for the connector without using up an attempt.
             waiting = StepRecord(
                 self.run_id, step_id, StepKind.STEP, name, StepStatus.PENDING,
-                input_json=_args_json(args, kwargs), error_json=error_json,
+                input_json=self._args_json(name, args, kwargs), error_json=error_json,
                 attempts=attempt - 1, started_at=started, wake_at=now + exc.retry_after,
             )  # fmt: skip
             self._record(waiting)
@@ -322,7 +341,7 @@ class Context:
         )
         base = StepRecord(
             self.run_id, step_id, StepKind.STEP, name, StepStatus.FAILED,
-            input_json=_args_json(args, kwargs), error_json=error_json, attempts=attempt,
+            input_json=self._args_json(name, args, kwargs), error_json=error_json, attempts=attempt,
             started_at=started, finished_at=now,
         )  # fmt: skip
         if options.retry.should_retry(exc, attempt):
@@ -609,9 +628,3 @@ def _tag(error: BaseException, step_id: str) -> None:
     """Remember which step raised, so ``resume`` of a faulted run knows what to try again."""
     with contextlib.suppress(AttributeError):  # exceptions with __slots__
         error.__batonflow_step__ = step_id  # type: ignore[attr-defined]
-
-
-def _args_json(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
-    if not args and not kwargs:
-        return None
-    return dumps_lenient({"args": list(args), "kwargs": kwargs} if kwargs else list(args))

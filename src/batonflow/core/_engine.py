@@ -80,6 +80,15 @@ class _Activation:
         return False
 
 
+#: The ``step`` the redact hook is given for a run's result.
+OUTPUT = "$output"
+
+#: ``redact(workflow, step, value) -> value``: what may be stored of a workflow's input (step
+#: None), a step's arguments and result, and its output (``OUTPUT``); see
+#: ``batonflow.governance.Redactor.persist``.
+Redact = Callable[[str, str | None, Any], Any]
+
+
 class Engine:
     """Executes workflows durably against a store.
 
@@ -88,6 +97,10 @@ class Engine:
     Workflows started through the engine are registered automatically; list the others (or
     rely on their module reference) so that runs found in the store after a restart can be
     resumed.
+
+    ``redact`` removes personal data before anything of a run is stored: its input, each step's
+    arguments and result (the flow goes on with the redacted result, the same on replay), its
+    output. Sealing (encryption per data subject) is the store's: see ``SealedStore``.
 
     Scale-out (PostgreSQL, several engines on one store): ``queues`` gives the limits of named
     queues (``{"llm": Queue(concurrency=4, rate=RateLimit(50, per=60))}``), enforced across all
@@ -110,6 +123,7 @@ class Engine:
         autoload: bool = True,
         queues: Mapping[str, Queue] | None = None,
         serve: Iterable[str] | None = None,
+        redact: Redact | None = None,
     ) -> None:
         if max_concurrent_runs < 1:
             raise ConfigError("max_concurrent_runs must be at least 1")
@@ -126,6 +140,7 @@ class Engine:
         self.queues = dict(queues or {})
         self._limits = queue_limits(self.queues)
         self._serve = served(serve)
+        self._redact = redact
         self._fenced: set[str] = set()  # runs stopped by their lease fence, to hand back
         self._unsubscribe: Callable[[], None] | None = None
         self._step_threads = step_threads
@@ -231,6 +246,7 @@ class Engine:
         run_id: str | None = None,
         timeout: float | None = None,
         started_by: str | None = None,
+        subjects: Iterable[str] | None = None,
     ) -> RunHandle[O]:
         """Start a run and return its handle once the run is durably recorded.
 
@@ -238,12 +254,17 @@ class Engine:
         nothing new starts; reusing a key for another workflow or input is an IdempotencyConflict.
         ``timeout`` (seconds) overrides the workflow's own deadline for this run. ``started_by``
         names the identity starting it (audited; an approval's separation of duties uses it).
-        The run is tagged with the data subjects the workflow's ``subjects`` finds in ``input``.
+        The run is tagged with the data subjects the workflow's ``subjects`` finds in ``input``
+        (or with ``subjects``, when given).
         """
         if timeout is not None and timeout <= 0:
             raise ConfigError(f"a run timeout must be positive seconds, got {timeout}")
         self._require_open()
         self.register(wf)
+        # before redaction: it may remove what names them
+        tags = wf.subjects_of(input) if subjects is None else tuple(dict.fromkeys(subjects))
+        if not wf.redacts_itself:
+            input = self.redacted(wf.name, None, input)
         _, input_json = roundtrip(input, what=f"the input of workflow {wf.name!r}")
         now, requested_at = self.clock.now(), time.monotonic()
         queue = wf.queue
@@ -260,7 +281,7 @@ class Engine:
             deadline=_deadline(now, timeout or wf.timeout),
             idempotency_key=idempotency_key,
             queue=queue,
-            subjects=wf.subjects_of(input),
+            subjects=tags,
             started_by=started_by,
         )
         record, created = await self.store.create_run(new)
@@ -276,6 +297,11 @@ class Engine:
         """Start a run and wait for its result."""
         return await (await self.start(wf, input, **start)).result()
 
+    def redacted(self, workflow: str, step: str | None, value: Any) -> Any:
+        """``value`` as it may be stored: after the ``redact`` hook's persist policy for
+        ``workflow``'s ``step`` (None: the run's input; ``OUTPUT``: its result)."""
+        return value if self._redact is None else self._redact(workflow, step, value)
+
     def handle(self, run_id: str) -> RunHandle[Any]:
         return RunHandle(self, run_id)
 
@@ -283,6 +309,9 @@ class Engine:
         self, ctx: Context, wf: Workflow[Any, Any], input: Any, step_id: str
     ) -> None:
         self.register(wf)
+        subjects = (*ctx.run.subjects, *wf.subjects_of(input))
+        if not wf.redacts_itself:
+            input = self.redacted(wf.name, None, input)
         _, input_json = roundtrip(input, what=f"the input of child workflow {wf.name!r}")
         now, requested_at = self.clock.now(), time.monotonic()
         child_id = f"{ctx.run_id}.{step_id}"
@@ -300,7 +329,7 @@ class Engine:
             parent_id=ctx.run_id,
             parent_step=step_id,
             queue=wf.queue,
-            subjects=tuple(dict.fromkeys((*ctx.run.subjects, *wf.subjects_of(input)))),
+            subjects=tuple(dict.fromkeys(subjects)),
             started_by=ctx.run.started_by,
         )
         pending = StepRecord(
@@ -424,6 +453,8 @@ class Engine:
                 await self._park(act, ctx)
                 return
             _check_replayed_everything(ctx)
+            if not wf.redacts_itself:
+                output = self.redacted(wf.name, OUTPUT, output)
             _, output_json = roundtrip(output, what=f"the result of workflow {wf.name!r}")
             await self._finish(act, ctx, RunStatus.COMPLETED, output_json, None)
         except asyncio.CancelledError:

@@ -119,6 +119,7 @@ class Workflow(Generic[I, O]):
         ref: str | None = None,
         queue: str | None = None,
         subjects: Callable[[Any], Iterable[str] | str | None] | None = None,
+        redacts_itself: bool = False,
     ) -> None:
         if not inspect.iscoroutinefunction(fn):
             raise ConfigError(
@@ -144,6 +145,9 @@ class Workflow(Generic[I, O]):
         self.takes_input = len(params) == 2
         self.ref = ref or _default_ref(fn)
         self.subjects = subjects
+        # the engine leaves the input and output of such a workflow to it (the DSL interpreter,
+        # whose input wraps the user's input with the document, redacts per document)
+        self.redacts_itself = redacts_itself
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
 
     def subjects_of(self, input: Any) -> tuple[str, ...]:

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from batonflow.dsl import _model_checks
+from batonflow.dsl import _model_checks, _policy
 from batonflow.dsl._model_base import describe
 from batonflow.dsl._model_errors import Finding, translate
 from batonflow.dsl._model_workflow import Workflow
@@ -157,6 +157,7 @@ def _validate(name: str, parsed: Parsed) -> DslDocument:
         problems.extend(located(f) for f in translate(exc, data, context))
         raise DslValidationError(name, _in_order(problems)) from None
     problems.extend(located(f) for f in _model_checks.check(model))
+    problems.extend(located(f) for f in _policy.findings(data))
     if problems:
         raise DslValidationError(name, _in_order(problems))
     warnings = tuple(_in_order([located(f) for f in _model_checks.warnings(model)]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -9,11 +10,15 @@ import httpx
 
 import batonflow as bf
 from batonflow import _net
+from batonflow.core._engine import OUTPUT
 from batonflow.dsl import _events
 from batonflow.dsl._durations import to_seconds
 from batonflow.dsl._interpreter import Interpreter
+from batonflow.dsl._policy import EGRESS_POINTER, DocumentPolicy, policy_of
 from batonflow.dsl._problems import ErrorType, Problem, WorkflowError
 from batonflow.dsl._schemas import SchemaValidator
+from batonflow.governance._egress import egress_scope
+from batonflow.governance._redaction_rules import redaction_scope
 
 #: The kernel workflow that interprets every DSL run; the document travels in the run's input.
 WORKFLOW_NAME = "serverless-workflow"
@@ -46,7 +51,7 @@ class DslRuntime:
         self.schemas = SchemaValidator()
         self.descriptor = {"name": "batonflow", "version": bf.__version__, "metadata": {}}
         self.workflow: bf.Workflow[dict[str, Any], Any] = bf.Workflow(
-            self._interpret, name=WORKFLOW_NAME, ref=None
+            self._interpret, name=WORKFLOW_NAME, ref=None, subjects=_subjects, redacts_itself=True
         )
         self._documents: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = {}
 
@@ -96,13 +101,19 @@ class DslRuntime:
         input: Any = None,
         *,
         idempotency_key: str | None = None,
+        started_by: str | None = None,
     ) -> bf.RunHandle[Any]:
-        """Start a run of ``document`` (a validated document's plain data)."""
+        """Start a run of ``document`` (a validated document's plain data); ``started_by``
+        names who started it (audited, and kept from deciding its approvals)."""
         engine.register(self.workflow)
+        subjects = self.workflow.subjects_of({"definition": document, "input": input})
+        with redaction_scope(policy_of(document).redaction):
+            input = engine.redacted(WORKFLOW_NAME, None, input)
         payload = {"definition": dict(document), "input": input}
         return await engine.start(
-            self.workflow, payload, idempotency_key=idempotency_key, timeout=_timeout(document)
-        )
+            self.workflow, payload, idempotency_key=idempotency_key, timeout=_timeout(document),
+            started_by=started_by, subjects=subjects,
+        )  # fmt: skip
 
     async def run(self, engine: bf.Engine, document: Mapping[str, Any], input: Any = None) -> Any:
         return await (await self.start(engine, document, input)).result()
@@ -118,7 +129,32 @@ class DslRuntime:
     async def _interpret(self, ctx: bf.Context, payload: dict[str, Any]) -> Any:
         document = payload["definition"]
         interpreter = Interpreter(self, ctx, document, payload.get("input"), secrets=self.secrets)
-        return await interpreter.run()
+        policy = policy_of(document)
+        header = document.get("document") or {}
+        # outbound calls of this run belong to its document (for the egress allow-list)
+        name = f"{header.get('namespace', '')}/{policy.name}"
+        with (
+            egress_scope(name, policy.egress, where=EGRESS_POINTER),
+            redaction_scope(policy.redaction),
+        ):
+            output = await interpreter.run()
+            return ctx.engine.redacted(WORKFLOW_NAME, OUTPUT, output)
+
+
+def _subjects(payload: Any) -> tuple[str, ...]:
+    """A DSL run's data subjects: its document's ``metadata.batonflow.subjects`` on its input."""
+    if not isinstance(payload, Mapping) or not isinstance(payload.get("definition"), Mapping):
+        return ()
+    return policy_of(payload["definition"]).subjects_of(payload.get("input"))
+
+
+def policy_for(run: bf.RunRecord) -> DocumentPolicy | None:
+    """The document settings of a DSL run (None for other runs), read from its input."""
+    if run.workflow != WORKFLOW_NAME:
+        return None
+    payload = json.loads(run.input_json)
+    definition = payload.get("definition") if isinstance(payload, dict) else None
+    return policy_of(definition) if isinstance(definition, Mapping) else None
 
 
 def _timeout(document: Mapping[str, Any]) -> float | None:

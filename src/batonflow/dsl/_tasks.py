@@ -85,16 +85,40 @@ async def do_task(it: Interpreter, call: TaskCall) -> TaskResult:
 
 async def switch_task(it: Interpreter, call: TaskCall) -> TaskResult:
     args = it.arguments(call.scope, task=call.descriptor, input=call.input)
-    default: str | None = None
+    default: tuple[str, str] | None = None
+    passed: list[str] = []
     for index, case in enumerate(call.task["switch"]):
         name, spec = next(iter(case.items()))
         if "when" not in spec:
-            default = spec["then"]
+            default = name, spec["then"]
             continue
         where = f"{call.pointer}/switch/{index}/{name}/when"
         if it.condition(spec["when"], call.input, args, where):
+            _note_route(it, call, name, spec["then"], spec["when"], passed)
             return TaskResult(call.input, then=spec["then"])
-    return TaskResult(call.input, then=default)
+        passed.append(name)
+    if default is None:
+        _note_route(it, call, None, None, None, passed)
+        return TaskResult(call.input)
+    _note_route(it, call, default[0], default[1], None, passed)
+    return TaskResult(call.input, then=default[1])
+
+
+def _note_route(
+    it: Interpreter,
+    call: TaskCall,
+    case: str | None,
+    then: str | None,
+    when: str | None,
+    not_matched: list[str],
+) -> None:
+    """The routing decision on the audit trail: the case taken, the condition that chose it
+    (None: the default case, or no case and the flow continues), and the cases passed over."""
+    it.ctx.note(
+        "route.decision",
+        {"task": call.pointer, "case": case, "when": when, "then": then,
+         "not_matched": not_matched},
+    )  # fmt: skip
 
 
 async def for_task(it: Interpreter, call: TaskCall) -> TaskResult:

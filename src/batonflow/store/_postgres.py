@@ -485,6 +485,34 @@ class PostgresStore(Connections):
 
         await self._run(put)
 
+    async def add_record(
+        self,
+        kind: str,
+        key: str,
+        data_json: str,
+        now: float,
+        *,
+        audit: Sequence[AuditEntry] = (),
+    ) -> bool:
+        op = uuid.uuid4().hex
+
+        async def add(conn: Conn, retried: bool) -> bool:
+            async with conn.transaction():
+                added = (
+                    await conn.execute(
+                        "INSERT INTO records (kind, key, data_json, updated_at)"
+                        " VALUES (%s,%s,%s,%s) ON CONFLICT (kind, key) DO NOTHING",
+                        (kind, key, data_json, now),
+                    )
+                ).rowcount
+                if retried and not added:  # our first try may have inserted it
+                    return bool(await (await conn.execute(q.AUDIT_OP_DONE, (op,))).fetchone())
+                if added:
+                    await _append(conn, audit, now, op, retried)
+                return bool(added)
+
+        return await self._run(add)
+
     async def get_record(self, kind: str, key: str) -> str | None:
         rows = await self._rows(
             "SELECT data_json FROM records WHERE kind=%s AND key=%s", (kind, key)

@@ -210,6 +210,18 @@ class Store(Protocol):
         """Set (``None``: delete) the governance record ``kind``/``key`` (an identity, a token
         hash, a connector switch, a subject key), with ``audit`` entries, in one transaction."""
 
+    async def add_record(
+        self,
+        kind: str,
+        key: str,
+        data_json: str,
+        now: float,
+        *,
+        audit: Sequence[AuditEntry] = (),
+    ) -> bool:
+        """Insert the record unless ``kind``/``key`` exists (then change nothing, ``audit``
+        included); True if inserted. For claims that several processes may race to make."""
+
     async def get_record(self, kind: str, key: str) -> str | None: ...
 
     async def list_records(self, kind: str) -> list[tuple[str, str]]:

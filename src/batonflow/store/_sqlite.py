@@ -633,6 +633,28 @@ class SQLiteStore:
 
         await self._write(put)
 
+    async def add_record(
+        self,
+        kind: str,
+        key: str,
+        data_json: str,
+        now: float,
+        *,
+        audit: Sequence[AuditEntry] = (),
+    ) -> bool:
+        def add(conn: sqlite3.Connection) -> bool:
+            added = conn.execute(
+                "INSERT INTO records (kind, key, data_json, updated_at) VALUES (?,?,?,?)"
+                " ON CONFLICT (kind, key) DO NOTHING",
+                (kind, key, data_json, now),
+            ).rowcount
+            if added:
+                append_audit(conn, audit, now)
+            return bool(added)
+
+        result: bool = await self._write(add)
+        return result
+
     async def get_record(self, kind: str, key: str) -> str | None:
         rows = self._read("SELECT data_json FROM records WHERE kind=? AND key=?", (kind, key))
         return str(rows[0][0]) if rows else None

@@ -402,3 +402,14 @@ class StoreConformance:
         assert (await store.read_audit())[-1].kind == "run.purged"
         with _raises(RunNotFound):
             await store.delete_run("r1", T0 + 3)
+
+    async def test_add_record_inserts_only_once(self, store: Store) -> None:
+        claims = await asyncio.gather(
+            *(store.add_record("alert", "k", json.dumps({"by": i}), T0,
+                               audit=[AuditEntry("alert.raised", actor=str(i))])
+              for i in range(5))
+        )  # fmt: skip
+        assert sorted(claims) == [False, False, False, False, True]
+        winner = json.loads(await store.get_record("alert", "k") or "{}")["by"]
+        raised = [r for r in await store.read_audit() if r.kind == "alert.raised"]
+        assert [r.actor for r in raised] == [str(winner)]

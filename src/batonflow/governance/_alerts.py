@@ -1,0 +1,391 @@
+"""Alerts: a faulted run, a run open past its workflow's deadline, an approval about to expire.
+
+The per-workflow deadline is the firm's impact tolerance: the longest a piece of work may stay
+unfinished before people must act. :class:`AlertMonitor` looks at the store on an interval (any
+number of monitors may share one store) and tells every configured channel at once.
+
+Each occurrence is raised once. Its dedupe key is the key of a governance record ``kind="alert"``
+written, together with the ``alert.raised`` audit entry, in one transaction *before* anything is
+sent: a monitor that finds the record already there (another monitor, or itself before a
+restart) stays silent. Delivery outcomes update that record and add ``alert.sent`` or
+``alert.failed`` entries. Nothing in here may stop the monitor: a channel that stays down is
+retried with backoff on the injected clock, then logged at ERROR and recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from batonflow import _serde
+from batonflow.core import Clock
+from batonflow.errors import BatonflowError, ConfigError
+from batonflow.governance._alert_channels import Alert, AlertChannel, AlertKind
+from batonflow.store import AuditEntry, RunRecord, RunStatus, Store
+
+__all__ = ["AlertMonitor"]
+
+log = logging.getLogger("batonflow.alerts")
+
+#: Governance record kinds: the alerts this module writes, the approvals it reads.
+ALERT_RECORD = "alert"
+APPROVAL_RECORD = "approval"
+#: Who raises alerts, in the audit trail.
+ACTOR = "system:alerts"
+#: A run in one of these statuses is still open, so it can be overdue (FAULTED included: a
+#: run nobody has resumed or cancelled has not delivered its service).
+OPEN_STATUSES = (
+    RunStatus.PENDING,
+    RunStatus.RUNNING,
+    RunStatus.WAITING,
+    RunStatus.SUSPENDED,
+    RunStatus.FAULTED,
+)
+#: ``deadlines`` key for workflows without a deadline of their own.
+ANY_WORKFLOW = "*"
+
+
+@runtime_checkable
+class _AddsRecords(Protocol):
+    """An atomic insert-if-absent (requested of the store; used when a store has it)."""
+
+    async def add_record(
+        self, kind: str, key: str, data_json: str, now: float, *, audit: Sequence[AuditEntry] = ()
+    ) -> bool: ...
+
+
+class AlertMonitor:
+    """Finds what needs an alert and raises each occurrence once through every channel.
+
+    ``deadlines`` maps a workflow name (or ``"*"``: any other workflow) to the seconds a run may
+    stay open; ``expiring_within``: alert on a pending approval that expires within this many
+    seconds. A channel failing ``attempts`` times in a row (waiting ``retry_delay``, doubling, on
+    ``clock`` between tries) is given up on for that alert. ``scan_limit`` bounds each store
+    query (see :meth:`check`).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        channels: Sequence[AlertChannel],
+        deadlines: Mapping[str, float] | None = None,
+        expiring_within: float | None = 3600.0,
+        *,
+        attempts: int = 4,
+        retry_delay: float = 1.0,
+        scan_limit: int = 1000,
+    ) -> None:
+        for name, seconds in (deadlines or {}).items():
+            if seconds <= 0:
+                raise ConfigError(f"alert deadline for {name!r}: expected a positive duration")
+        if attempts < 1:
+            raise ConfigError("alert delivery attempts: expected at least 1")
+        self.store, self.clock = store, clock
+        self.channels = tuple(channels)
+        self.deadlines = dict(deadlines or {})
+        self.expiring_within = expiring_within
+        self._attempts, self._retry_delay, self._scan_limit = attempts, retry_delay, scan_limit
+        self._known: set[str] = set()  # keys whose record exists: skip the store look-up
+        self._unusable: set[str] = set()  # malformed approval records already reported
+        #: Names this monitor in the records it writes (host, process, instance).
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    async def run(self, interval: float) -> None:
+        """Check every ``interval`` seconds of the clock until cancelled; never raises."""
+        while True:
+            try:
+                await self.check()
+            except Exception:  # the store may be down: try again next time
+                log.exception("alert check failed; retrying in %ss", interval)
+            await self.clock.sleep(interval)
+
+    async def check(self) -> list[Alert]:
+        """One pass: raise what needs raising; return the alerts this monitor raised.
+
+        A run is found FAULTED or open among the newest ``scan_limit`` runs of each status (and
+        workflow with a deadline) that ``Store.list_runs`` returns; a warning is logged when a
+        query hits that bound.
+        """
+        now = self.clock.now()
+        found = [*await self._faulted(now), *await self._overdue(now)]
+        found += await self._expiring(now)
+        raised = []
+        for alert in found:
+            if await self._raise(alert):
+                raised.append(alert)
+        if len(self._known) > 100_000:  # forget old keys: the records still dedupe
+            self._known.clear()
+        return raised
+
+    # -- finding --------------------------------------------------------------------------------
+    async def _runs(self, status: RunStatus, workflow: str | None = None) -> list[RunRecord]:
+        runs = await self.store.list_runs(status=status, workflow=workflow, limit=self._scan_limit)
+        if len(runs) >= self._scan_limit:
+            log.warning(
+                "more than %d %s runs%s: older ones are not checked for alerts",
+                self._scan_limit,
+                status.value,
+                f" of {workflow}" if workflow else "",
+            )
+        return runs
+
+    async def _faulted(self, now: float) -> list[Alert]:
+        alerts = []
+        for run in await self._runs(RunStatus.FAULTED):
+            at = run.finished_at if run.finished_at is not None else run.updated_at
+            key = f"run.faulted:{run.id}:{at:.3f}"
+            if key in self._known:
+                continue
+            error = _error(run.error_json)
+            details = {"status": run.status.value, "faulted_at": _iso(at), **error}
+            summary = f"run {_short(run.id)} ({run.workflow}) faulted"
+            alerts.append(_alert("run.faulted", run, summary, now, key, details))
+        return alerts
+
+    async def _overdue(self, now: float) -> list[Alert]:
+        if not self.deadlines:
+            return []
+        scoped = [None] if ANY_WORKFLOW in self.deadlines else list(self.deadlines)
+        alerts = []
+        for status in OPEN_STATUSES:
+            for workflow in scoped:
+                for run in await self._runs(status, workflow):
+                    alert = self._overdue_alert(run, now)
+                    if alert is not None:
+                        alerts.append(alert)
+        return alerts
+
+    def _overdue_alert(self, run: RunRecord, now: float) -> Alert | None:
+        tolerance = self.deadlines.get(run.workflow, self.deadlines.get(ANY_WORKFLOW))
+        key = f"run.overdue:{run.id}"
+        if tolerance is None or now < run.created_at + tolerance or key in self._known:
+            return None
+        summary = (
+            f"run {_short(run.id)} ({run.workflow}) overdue: open {_human(now - run.created_at)},"
+            f" tolerance {_human(tolerance)}"
+        )
+        details = {
+            "status": run.status.value,
+            "created_at": _iso(run.created_at),
+            "deadline_at": _iso(run.created_at + tolerance),
+            "tolerance_seconds": tolerance,
+        }
+        return _alert("run.overdue", run, summary, now, key, details)
+
+    async def _expiring(self, now: float) -> list[Alert]:
+        if self.expiring_within is None:
+            return []
+        alerts = []
+        for key, data_json in await self.store.list_records(APPROVAL_RECORD):
+            try:
+                approval = _approval(data_json)
+            except ValueError as exc:
+                if key not in self._unusable:  # say so once, not on every pass
+                    self._unusable.add(key)
+                    log.error("approval record %r cannot be checked for expiry: %s", key, exc)
+                continue
+            if approval is None:
+                continue
+            expires_at: float = approval["expires_at"]
+            dedupe = f"approval.expiring:{key}:{expires_at:.3f}"
+            if expires_at - now > self.expiring_within or dedupe in self._known:
+                continue
+            alerts.append(await self._expiring_alert(key, approval, now, dedupe))
+        return alerts
+
+    async def _expiring_alert(
+        self, key: str, approval: Mapping[str, Any], now: float, dedupe: str
+    ) -> Alert:
+        run_id: str = approval["run_id"]
+        workflow = approval.get("workflow")
+        if not isinstance(workflow, str):
+            run = await self.store.get_run(run_id)
+            workflow = run.workflow if run is not None else "?"
+        left = approval["expires_at"] - now
+        when = f"expires in {_human(left)}" if left > 0 else f"expired {_human(-left)} ago"
+        title = _clip(str(approval.get("title") or key), 80)
+        summary = f"approval {title!r} on run {_short(run_id)} ({workflow}) {when}"
+        details = {
+            "approval": key,
+            "title": approval.get("title"),
+            "expires_at": _iso(approval["expires_at"]),
+        }
+        return Alert("approval.expiring", run_id, workflow, summary, now, dedupe, details)
+
+    # -- raising and delivering -----------------------------------------------------------------
+    async def _raise(self, alert: Alert) -> bool:
+        try:
+            claimed = await self._claim(alert)
+        except Exception:  # the store failed: the next check tries again
+            log.exception("could not record alert %s; it will be retried", alert.key)
+            return False
+        self._known.add(alert.key)
+        if claimed:
+            log.warning("ALERT %s: %s", alert.kind, alert.summary)
+            await self._deliver(alert)
+        return claimed
+
+    async def _claim(self, alert: Alert) -> bool:
+        """Write the alert record and its ``alert.raised`` entry unless the record exists;
+        True when this monitor is the one that raised it."""
+        data = {**alert.to_dict(), "state": "raised", "monitor": self.id, "channels": self._names()}
+        data_json = _serde.dumps_lenient(data)
+        entry = AuditEntry("alert.raised", data_json, run_id=alert.run_id, actor=ACTOR)
+        now = self.clock.now()
+        if isinstance(self.store, _AddsRecords):
+            return await self.store.add_record(
+                ALERT_RECORD, alert.key, data_json, now, audit=[entry]
+            )
+        if await self.store.get_record(ALERT_RECORD, alert.key) is not None:
+            return False
+        await self.store.put_record(ALERT_RECORD, alert.key, data_json, now, audit=[entry])
+        return await self._first_to_raise(alert)
+
+    async def _first_to_raise(self, alert: Alert) -> bool:
+        """Monitors that checked at the same instant all got here: the audit trail orders their
+        ``alert.raised`` entries, and only the first one's monitor sends the alert."""
+        after = 0
+        while page := await self.store.read_audit(after=after, run_id=alert.run_id):
+            for record in page:
+                if record.kind == "alert.raised":
+                    data = json.loads(record.data_json)
+                    if data.get("key") == alert.key:
+                        return bool(data.get("monitor") == self.id)
+            after = page[-1].seq
+        return False  # our own entry is gone (the run's trail was erased): do not send
+
+    async def _deliver(self, alert: Alert) -> None:
+        outcomes = await asyncio.gather(*(self._send(ch, alert) for ch in self.channels))
+        ok = [outcome["ok"] for outcome in outcomes]
+        state = "sent" if all(ok) else "failed" if not any(ok) else "partly sent"
+        data = {**alert.to_dict(), "state": state, "deliveries": outcomes}
+        entries = [
+            AuditEntry(
+                "alert.sent" if outcome["ok"] else "alert.failed",
+                _serde.dumps_lenient({"key": alert.key, **outcome}),
+                run_id=alert.run_id,
+                actor=ACTOR,
+            )
+            for outcome in outcomes
+        ]
+        try:
+            await self.store.put_record(
+                ALERT_RECORD, alert.key, _serde.dumps_lenient(data), self.clock.now(), audit=entries
+            )
+        except Exception:
+            log.exception("could not record the delivery of alert %s (%s)", alert.key, state)
+
+    async def _send(self, channel: AlertChannel, alert: Alert) -> dict[str, Any]:
+        delay = self._retry_delay
+        for attempt in range(1, self._attempts + 1):
+            try:
+                await channel.send(alert)
+            except Exception as exc:
+                final = isinstance(exc, BatonflowError) and not exc.retryable
+                if final or attempt == self._attempts:
+                    log.error(
+                        "ALERT NOT DELIVERED via %s after %d attempt(s): %s (alert %s: %s)",
+                        channel.name,
+                        attempt,
+                        exc,
+                        alert.key,
+                        alert.summary,
+                    )
+                    error = _clip(str(exc), 500)
+                    return {
+                        "channel": channel.name,
+                        "ok": False,
+                        "attempts": attempt,
+                        "error": error,
+                    }
+                log.warning("alert %s via %s failed (%s); retrying", alert.key, channel.name, exc)
+                await self.clock.sleep(delay)
+                delay *= 2
+            else:
+                return {"channel": channel.name, "ok": True, "attempts": attempt}
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _names(self) -> list[str]:
+        return [channel.name for channel in self.channels]
+
+
+def _alert(
+    kind: AlertKind, run: RunRecord, summary: str, now: float, key: str, details: dict[str, Any]
+) -> Alert:
+    return Alert(kind, run.id, run.workflow, summary, now, key, details)
+
+
+def _approval(data_json: str) -> dict[str, Any] | None:
+    """The record of an open approval that can expire, or None; ValueError if malformed.
+
+    Relied on: ``run_id`` (string), ``expires_at`` (epoch seconds, an ISO 8601 date-time with
+    an offset, or null: never expires), optional ``status`` (absent or ``"pending"``: open),
+    optional ``title`` and ``workflow``.
+    """
+    try:
+        data = json.loads(data_json)
+        if data.get("status", "pending") != "pending" or data.get("expires_at") is None:
+            return None
+        expires_at = _instant(data["expires_at"])
+        if not isinstance(data.get("run_id"), str):
+            raise TypeError("run_id: expected a string")
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(str(exc)) from None
+    return {**data, "expires_at": expires_at}
+
+
+def _instant(value: Any) -> float:
+    """Epoch seconds from a number or an ISO 8601 date-time with an offset."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if moment.tzinfo is None:
+            raise ValueError(f"expires_at {value!r} has no UTC offset")
+        return moment.timestamp()
+    raise TypeError(f"expires_at: expected epoch seconds or an ISO 8601 date-time, got {value!r}")
+
+
+def _error(error_json: str | None) -> dict[str, Any]:
+    try:
+        error = json.loads(error_json) if error_json else {}
+    except ValueError:
+        return {}
+    if not isinstance(error, dict):
+        return {}
+    found = {"error": _clip(f"{error.get('type', '?')}: {error.get('message', '')}", 500)}
+    if isinstance(error.get("step"), str):
+        found["step"] = error["step"]
+    return found
+
+
+def _short(run_id: str) -> str:
+    return run_id if len(run_id) <= 8 else f"{run_id[:8]}…"
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
+
+
+def _iso(at: float) -> str:
+    moment = dt.datetime.fromtimestamp(at, dt.UTC)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _human(seconds: float) -> str:
+    """``1d 2h``, ``4h 12m``, ``42m``, ``30s``: the two largest units."""
+    left = max(0, round(seconds))
+    parts: list[str] = []
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)):
+        if left >= size or (unit == "s" and not parts):
+            parts.append(f"{left // size}{unit}")
+            left %= size
+    return " ".join(parts[:2])

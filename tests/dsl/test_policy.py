@@ -1,0 +1,90 @@
+"""batonflow's settings in a document (``document.metadata.batonflow``): checked at load, used
+at run time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import batonflow as bf
+from batonflow.dsl import DslValidationError, load_document
+from batonflow.dsl._policy import duration_seconds, policy_of
+from batonflow.dsl._problems import WorkflowError
+from batonflow.dsl._runtime import DslRuntime, policy_for
+from batonflow.testing import FakeClock
+
+HEAD = """\
+document:
+  dsl: 1.0.3
+  namespace: firm
+  name: enquiries
+  version: 1.0.0
+  metadata:
+    batonflow:
+"""
+BODY = """\
+do:
+  - hello:
+      set:
+        ok: true
+"""
+
+
+def _doc(settings: str) -> str:
+    return HEAD + "".join(f"      {line}\n" for line in settings.splitlines()) + BODY
+
+
+def test_settings_are_read() -> None:
+    document = load_document(
+        "e.yaml",
+        text=_doc("subjects: ${ [.from, .client_id] }\nretention: P6Y\ndeadline: PT4H\n"
+                  "egress: [crm.example.test]"),
+    )  # fmt: skip
+    policy = policy_of(document.raw)
+    assert policy.retention == 6 * 365 * 86400
+    assert policy.deadline == 4 * 3600
+    assert policy.egress == ("crm.example.test",)
+    assert policy.subjects_of({"from": "ann@example.test", "client_id": 42}) == (
+        "ann@example.test",
+        "42",
+    )
+    assert policy.subjects_of({"from": None, "client_id": None}) == ()
+
+
+@pytest.mark.parametrize(
+    ("settings", "line", "message"),
+    [
+        ("retention: six years", 8, "ISO 8601 duration"),
+        ("subjects: ${ [.from] | $nope }", 8, "$nope"),
+        ("egress: api.example.com", 8, "array of host names"),
+        ("egress: ['*']", 8, "*"),
+        ("retain: P6Y", 8, "unknown setting"),
+    ],
+)
+def test_bad_settings_are_refused_with_their_place(settings: str, line: int, message: str) -> None:
+    with pytest.raises(DslValidationError) as caught:
+        load_document("e.yaml", text=_doc(settings))
+    (problem,) = caught.value.problems
+    assert problem.line == line
+    assert message in str(problem)
+    assert str(problem).startswith("e.yaml:8:")
+
+
+def test_durations() -> None:
+    assert duration_seconds("P1Y2M", "x") == 365 * 86400 + 60 * 86400
+    assert duration_seconds("PT1.5S", "x") == 1.5
+    with pytest.raises(WorkflowError, match="ISO 8601"):
+        duration_seconds("PT", "x")
+
+
+async def test_runs_are_tagged_with_their_subjects(tmp_path: Path) -> None:
+    document = load_document("e.yaml", text=_doc("subjects: ${ .from }")).raw
+    runtime = DslRuntime()
+    async with bf.Engine(tmp_path / "p.db", clock=FakeClock(), workflows=[runtime.workflow]) as e:
+        handle = await runtime.start(e, document, {"from": "ann@example.test"}, started_by="bob")
+        await handle.result()
+        run = await e.get_run(handle.run_id)
+    assert run.subjects == ("ann@example.test",)
+    assert run.started_by == "bob"
+    assert policy_for(run) is not None
