@@ -323,10 +323,7 @@ async def test_monitors_checking_at_the_same_instant_raise_one_alert(
         [[alert]] = [r for r in results if r]
         raised = [r for r in await engine.store.read_audit() if r.kind == "alert.raised"]
         assert {json.loads(r.data_json)["key"] for r in raised} == {alert.key}
-        if hasattr(engine.store, "add_record"):
-            assert len(raised) == 1
-        else:  # without the store's atomic insert each monitor may have recorded its claim
-            assert 1 <= len(raised) <= 3
+        assert len(raised) == 1
 
 
 async def test_expiring_approval_alerts_once(

@@ -22,7 +22,7 @@ import os
 import socket
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from batonflow import _serde
 from batonflow.core import Clock
@@ -50,15 +50,6 @@ OPEN_STATUSES = (
 )
 #: ``deadlines`` key for workflows without a deadline of their own.
 ANY_WORKFLOW = "*"
-
-
-@runtime_checkable
-class _AddsRecords(Protocol):
-    """An atomic insert-if-absent (requested of the store; used when a store has it)."""
-
-    async def add_record(
-        self, kind: str, key: str, data_json: str, now: float, *, audit: Sequence[AuditEntry] = ()
-    ) -> bool: ...
 
 
 class AlertMonitor:
@@ -240,27 +231,7 @@ class AlertMonitor:
         data_json = _serde.dumps_lenient(data)
         entry = AuditEntry("alert.raised", data_json, run_id=alert.run_id, actor=ACTOR)
         now = self.clock.now()
-        if isinstance(self.store, _AddsRecords):
-            return await self.store.add_record(
-                ALERT_RECORD, alert.key, data_json, now, audit=[entry]
-            )
-        if await self.store.get_record(ALERT_RECORD, alert.key) is not None:
-            return False
-        await self.store.put_record(ALERT_RECORD, alert.key, data_json, now, audit=[entry])
-        return await self._first_to_raise(alert)
-
-    async def _first_to_raise(self, alert: Alert) -> bool:
-        """Monitors that checked at the same instant all got here: the audit trail orders their
-        ``alert.raised`` entries, and only the first one's monitor sends the alert."""
-        after = 0
-        while page := await self.store.read_audit(after=after, run_id=alert.run_id):
-            for record in page:
-                if record.kind == "alert.raised":
-                    data = json.loads(record.data_json)
-                    if data.get("key") == alert.key:
-                        return bool(data.get("monitor") == self.id)
-            after = page[-1].seq
-        return False  # our own entry is gone (the run's trail was erased): do not send
+        return await self.store.add_record(ALERT_RECORD, alert.key, data_json, now, audit=[entry])
 
     async def _deliver(self, alert: Alert) -> None:
         outcomes = await asyncio.gather(*(self._send(ch, alert) for ch in self.channels))
