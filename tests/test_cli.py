@@ -464,7 +464,9 @@ def test_exit_code_table() -> None:
     assert exit_code_for(bf.ChildWorkflowFailed("x")) is ExitCode.RUN_FAULTED
     assert exit_code_for(RuntimeError("bug")) is ExitCode.INTERNAL
     assert exit_code_for(KeyboardInterrupt()) is ExitCode.INTERRUPTED
-    assert len(set(EXIT_CODES.values()) | {ExitCode.OK, ExitCode.INTERNAL}) == len(ExitCode)
+    verdicts = {ExitCode.OK, ExitCode.INTERNAL, ExitCode.AUDIT_BROKEN}  # no error class of theirs
+    assert len(set(EXIT_CODES.values()) | verdicts) == len(ExitCode)
+    assert exit_code_for(bf.ApprovalRefused("x")) is ExitCode.FORBIDDEN
 
 
 # -- the installed entry point, as real processes -----------------------------------------------

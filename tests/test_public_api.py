@@ -8,8 +8,9 @@ import sys
 import batonflow as bf
 
 EXPECTED = {
-    "TRANSITIONS", "AttemptRecord", "BatonflowError", "ChildWorkflowFailed", "Clock",
-    "ConfigError", "Context", "DeadlineExceeded", "Engine", "EngineLocked", "EventRecord",
+    "TRANSITIONS", "AccessDenied", "ApprovalRefused", "AttemptRecord", "BatonflowError",
+    "ChildWorkflowFailed", "Clock", "ConfigError", "ConnectorDisabled", "Context",
+    "DeadlineExceeded", "EgressDenied", "Engine", "EngineLocked", "EventRecord",
     "EventTimeout", "IdempotencyConflict", "InvalidTransition", "LeaseLost",
     "NonDeterminismError", "Queue", "RateLimit", "RecordedError", "Retry", "RunCancelled",
     "RunFailed", "RunHandle", "RunNotFound",
@@ -28,7 +29,9 @@ def test_all_is_pinned_and_real() -> None:
 
 def test_every_error_says_whether_it_is_retryable() -> None:
     errors = [getattr(bf, n) for n in bf.__all__ if n.endswith(("Error", "Timeout", "Failed"))]
-    for cls in [*errors, bf.RunNotFound, bf.RunCancelled, bf.LeaseLost, bf.EngineLocked]:
+    governance = [bf.AccessDenied, bf.ApprovalRefused, bf.ConnectorDisabled, bf.EgressDenied]
+    for cls in [*errors, *governance, bf.RunNotFound, bf.RunCancelled, bf.LeaseLost,
+                bf.EngineLocked]:  # fmt: skip
         assert issubclass(cls, bf.BatonflowError), cls
         assert isinstance(cls.retryable, bool), cls
     assert bf.StoreError.retryable

@@ -1,3 +1,3 @@
-from providers.fixtures import client, provider, server
+from providers.fixtures import anthropic_server, claude, client, provider, server
 
-__all__ = ["client", "provider", "server"]
+__all__ = ["anthropic_server", "claude", "client", "provider", "server"]

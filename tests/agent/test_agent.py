@@ -22,6 +22,7 @@ from batonflow.catalog import (
     http_tool,
     tool,
 )
+from batonflow.core import takes_context
 from batonflow.errors import ConfigError
 from batonflow.providers import OpenAIProvider
 from providers.servers import FakeOpenAI, ok
@@ -98,6 +99,7 @@ async def test_the_loop_calls_tools_and_finishes(
         "turns": 3,
         "tool_calls": 2,
         "tokens": {"input": 36, "output": 15},
+        "cost": 0.0,
     }
     assert calls.log == ["add 2 3", "shout hi"]
     assert [s.name for s in steps] == [
@@ -194,7 +196,7 @@ async def test_a_tool_needing_approval_without_a_hook_fails_clearly(
 ) -> None:
     calls = Calls()
     server.script(ok(tool=("pay", {"a": 1, "b": 2})), ok("done"))
-    with pytest.raises(bf.RunFailed, match="approvals arrive with governance"):
+    with pytest.raises(bf.RunFailed, match="needs an approval before it runs, and the agent has"):
         await run_agent(tmp_path, provider, tools=calls.tools())
     assert calls.log == []
     assert issubclass(ApprovalUnavailable, ConfigError)
@@ -326,3 +328,41 @@ async def test_a_replay_does_not_start_the_mcp_server_again(
     assert log.read_text().splitlines() == ["start", "shout hey"]  # one start, one call
     assert tool_messages(server.received[1].body) == [json.dumps({"result": "HEY"})]
     assert len(server.received) == 2
+
+
+async def test_an_approval_hook_at_workflow_level_parks_the_run(
+    tmp_path: Path, server: FakeOpenAI, provider: OpenAIProvider
+) -> None:
+    """A hook marked takes_context runs with the run's context: it can wait for people."""
+    calls = Calls()
+    asked: list[str] = []
+
+    @takes_context
+    async def people(ctx: bf.Context, name: str, arguments: Any) -> bool:
+        asked.append(f"{name} {arguments['a']}")
+        verdict = await ctx.wait_for_event("verdict", key=f"{name}-{arguments['a']}")
+        return bool(verdict == "yes")
+
+    async def flow(ctx: bf.Context) -> Any:
+        result = await agent(ctx, provider, "pay", calls.tools(), approve=people)
+        return result.output
+
+    workflow = bf.Workflow(flow, name="people_decide")
+    server.script(
+        ok(tool=("pay", {"a": 500, "b": 1})), ok(tool=("pay", {"a": 5, "b": 1})), ok("paid")
+    )
+    async with bf.Engine(tmp_path / "x.db", workflows=[workflow]) as engine:
+        handle = await engine.start(workflow)
+        await engine.settle()
+        assert await handle.status() is bf.RunStatus.WAITING
+        await engine.send_event("verdict", "no", key="pay-500")
+        await engine.settle()
+        assert await handle.status() is bf.RunStatus.WAITING  # the second call waits too
+        await engine.send_event("verdict", "yes", key="pay-5")
+        assert await handle.result() == "paid"
+    assert calls.log == ["pay 5 1"]
+    assert len(server.received) == 3  # replays after each wake asked no turn again
+    # workflow-level code runs again on each replay; the waits answer from the journal
+    assert list(dict.fromkeys(asked)) == ["pay 500", "pay 5"]
+    refusal = json.loads(tool_messages(server.received[1].body)[0])["error"]
+    assert "refused by the approver" in refusal

@@ -102,6 +102,7 @@ def test_sigkill_between_tool_calls_runs_no_tool_twice(tmp_path: Path) -> None:
         "turns": 4,
         "tool_calls": 3,
         "tokens": {"input": 48, "output": 20},
+        "cost": 0.0,
     }
     # add ran once; block (in flight at the kill) ran again; shout once; no turn asked twice
     assert log.read_text().splitlines() == ["add 2 3", "block", "block", "shout hi"]

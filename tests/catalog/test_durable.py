@@ -44,6 +44,8 @@ async def test_classify_as_a_step_records_clean_json(
     assert json.loads(step.input_json) == [EMAIL, LABELS]  # the arguments, as plain JSON
     assert "OpenAIProvider" not in step.input_json  # no provider object in the journal
     assert json.loads(step.output_json)["model"] == {"provider": "gpt", "id": "gpt-test"}
+    # both answers (the rejected one too) are charged to this step
+    assert result["usage"] == {"input_tokens": 24, "output_tokens": 10, "cost": 0.0, "step": "1"}
 
 
 async def test_a_persistent_injection_fails_the_step_without_retries(
@@ -67,12 +69,17 @@ async def test_a_persistent_injection_fails_the_step_without_retries(
 async def test_llm_and_extract_pin_the_model(server: FakeOpenAI, provider: OpenAIProvider) -> None:
     catalog = Catalog(providers={"default": provider, "other": provider})
     out = await catalog.llm("hi", provider="other")
-    assert out == {"output": "Hello!", "model": {"provider": "gpt", "id": "gpt-test"}}
+    usage = {"input_tokens": 12, "output_tokens": 5, "cost": 0.0}  # outside a step: no "step"
+    assert out == {
+        "output": "Hello!",
+        "model": {"provider": "gpt", "id": "gpt-test"},
+        "usage": usage,
+    }
     out = await catalog.llm(messages=[{"role": "user", "content": "hi"}], model="gpt-4o")
     assert out["model"]["id"] == "gpt-4o"
     server.script(ok('{"n": 1}'))
     out = await catalog.extract("one", {"type": "object", "required": ["n"]})
-    assert out == {"data": {"n": 1}, "model": {"provider": "gpt", "id": "gpt-test"}}
+    assert out == {"data": {"n": 1}, "model": {"provider": "gpt", "id": "gpt-test"}, "usage": usage}
 
 
 async def test_unknown_provider(provider: OpenAIProvider) -> None:

@@ -107,7 +107,7 @@ def test_an_untouched_trail_verifies(trail: Path) -> None:
 def test_an_edited_entry_is_named(trail: Path) -> None:
     _sql(trail, 'UPDATE audit SET data_json=\'{"output":"tampered"}\' WHERE seq=5')
     code, out = _verify(trail)
-    assert code == 10
+    assert code == 12
     assert "entry 5" in out
     assert "edited" in out
 
@@ -115,14 +115,14 @@ def test_an_edited_entry_is_named(trail: Path) -> None:
 def test_an_edited_actor_is_named(trail: Path) -> None:
     _sql(trail, "UPDATE audit SET actor='mallory' WHERE seq=1")
     code, out = _verify(trail)
-    assert code == 10
+    assert code == 12
     assert "entry 1" in out
 
 
 def test_a_deleted_entry_is_named(trail: Path) -> None:
     _sql(trail, "DELETE FROM audit WHERE seq=4")
     code, out = _verify(trail)
-    assert code == 10
+    assert code == 12
     assert "entry 4 is missing" in out
 
 
@@ -145,7 +145,7 @@ def test_an_inserted_entry_is_caught(trail: Path) -> None:
         params=(prev_hash, forged_hash),
     )
     code, out = _verify(trail)
-    assert code == 10
+    assert code == 12
     assert "entry 5" in out
     assert "does not follow entry 4" in out
 
@@ -158,7 +158,7 @@ def test_reordered_entries_are_caught(trail: Path) -> None:
         "UPDATE audit SET seq=7 WHERE seq=-6",
     )
     code, out = _verify(trail)
-    assert code == 10
+    assert code == 12
     assert "entry 6" in out
 
 
@@ -179,7 +179,7 @@ def test_a_rewritten_chain_is_caught_by_a_signed_head(trail: Path, tmp_path: Pat
 
     assert verify_records(records)[2] is None  # the chain alone is consistent again
     code, out = _verify(trail, "--head", str(head_file))
-    assert code == 10
+    assert code == 12
     assert "signed head" in out
 
 
@@ -193,7 +193,7 @@ def test_a_truncated_tail_is_caught_by_a_signed_head(trail: Path, tmp_path: Path
     _sql(trail, "DELETE FROM audit WHERE seq>=10")
     _sql(trail, "DELETE FROM records WHERE kind='audit-head'")  # the copy in the database too
     code, out = _verify(trail, "--head", str(head_file))
-    assert code == 10
+    assert code == 12
     assert "past the end of the trail" in out
 
 
@@ -206,7 +206,7 @@ def test_a_head_signed_by_another_key_is_refused(trail: Path, tmp_path: Path) ->
         app, ["audit", "sign", "--key", str(theirs), "--out", str(head_file), "--db", str(trail)]
     )
     code, out = _verify(trail, "--head", str(head_file), "--public-key", f"{mine}.pub")
-    assert code == 10
+    assert code == 12
     assert "invalid signature" in out
 
 

@@ -1,23 +1,25 @@
 """Ready-made model-calling functions for workflows: :func:`llm`, :func:`classify`,
-:func:`extract`, and :class:`Catalog`, which binds them to providers by name so their recorded
-step inputs are plain JSON (and gives them to the DSL). See ``docs/catalog.md``.
+:func:`extract`, :func:`agent`, :func:`approval` (people decide, by rules), and
+:class:`Catalog`, which binds them to providers by name so
+their recorded step inputs are plain JSON (and gives them to the DSL). See ``docs/catalog.md``
+and ``docs/agents.md``.
 
 Structured answers are validated against their JSON Schema and re-asked, with the error fed back,
-a bounded number of times; then :class:`InvalidModelOutput` (not retryable).
+a bounded number of times; then :class:`InvalidModelOutput` (not retryable). A
+:class:`RunBudget` caps a run's model tokens and cost, counted from its journal; past it,
+:class:`BudgetExceeded` (not retryable).
 """
 
 from batonflow.catalog._agent import (
     AgentBudgetExceeded,
     AgentResult,
-    AgentTool,
-    ApprovalHook,
     ApprovalUnavailable,
     agent,
-    http_tool,
-    tool,
 )
+from batonflow.catalog._approval import approval
+from batonflow.catalog._budget import RunBudget, Spend
 from batonflow.catalog._catalog import Catalog
-from batonflow.catalog._errors import InvalidModelOutput
+from batonflow.catalog._errors import BudgetExceeded, InvalidModelOutput
 from batonflow.catalog._functions import (
     Answer,
     classification_schema,
@@ -28,11 +30,15 @@ from batonflow.catalog._functions import (
     llm_pinned,
 )
 from batonflow.catalog._mcp import McpServer, McpToolError
+from batonflow.catalog._tools import AgentTool, ApprovalHook, http_tool, tool
 
 __all__ = [
     "Answer",
+    "BudgetExceeded",
     "Catalog",
     "InvalidModelOutput",
+    "RunBudget",
+    "Spend",
     "classification_schema",
     "classify",
     "extract",
@@ -47,6 +53,7 @@ __all__ = [
     "McpServer",
     "McpToolError",
     "agent",
+    "approval",
     "http_tool",
     "tool",
 ]

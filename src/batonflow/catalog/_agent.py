@@ -2,41 +2,33 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
-import string
-import urllib.parse
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, overload
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
-import httpx
 import jsonschema
 
+from batonflow.catalog._budget import Guard, Meter, journal_guard
 from batonflow.catalog._catalog import Catalog
+from batonflow.catalog._errors import BudgetExceeded
 from batonflow.catalog._mcp import McpServer
-from batonflow.core import Context, Retry, step
-from batonflow.errors import BatonflowError, ConfigError
+from batonflow.catalog._tools import AgentTool, ApprovalHook, mcp_tool, tool
+from batonflow.core import Context, Retry, step, wants_context
+from batonflow.errors import ConfigError, DeadlineExceeded, NonDeterminismError
 from batonflow.providers import ChatRequest, Message, Provider, Tool, ToolCall
 
 __all__ = [
     "AgentBudgetExceeded",
     "AgentResult",
-    "AgentTool",
-    "ApprovalHook",
     "ApprovalUnavailable",
     "agent",
-    "http_tool",
-    "tool",
 ]
 
-#: Decides whether a tool flagged ``needs_approval`` may run: ``(tool name, arguments) -> bool``.
-ApprovalHook = Callable[[str, Mapping[str, Any]], bool | Awaitable[bool]]
 
-_EMPTY_SCHEMA: Mapping[str, Any] = {"type": "object", "properties": {}}
-
-
-class AgentBudgetExceeded(BatonflowError):
+class AgentBudgetExceeded(BudgetExceeded):
     """The agent used up its step or token budget before it finished (not retryable)."""
 
     retryable = False
@@ -47,137 +39,17 @@ class ApprovalUnavailable(ConfigError):
 
 
 @dataclass(frozen=True, slots=True)
-class AgentTool:
-    """A tool the agent's model may call: ``fn(**arguments)``, sync or async, JSON result.
-
-    ``parameters`` is the JSON Schema (an object schema) of the arguments; the model's
-    arguments are validated against it before ``fn`` runs (an invalid call is handed back to
-    the model as an error, nothing runs). ``needs_approval`` makes the agent ask its ``approve``
-    hook first. ``retry`` is the tool step's retry policy (default: a single attempt).
-    """
-
-    name: str
-    fn: Callable[..., Any]
-    description: str = ""
-    parameters: Mapping[str, Any] = field(default_factory=lambda: dict(_EMPTY_SCHEMA))
-    needs_approval: bool = False
-    retry: Retry | None = None
-
-    def __post_init__(self) -> None:
-        if not self.name:
-            raise ConfigError("an agent tool needs a name")
-        if not callable(self.fn):
-            raise ConfigError(f"agent tool {self.name!r}: fn must be callable")
-        try:
-            jsonschema.Draft202012Validator.check_schema(dict(self.parameters))
-        except jsonschema.SchemaError as exc:
-            raise ConfigError(
-                f"agent tool {self.name!r}: parameters is not a JSON Schema: {exc.message}"
-            ) from None
-
-
-@overload
-def tool(fn: Callable[..., Any], /) -> AgentTool: ...
-@overload
-def tool(
-    fn: Callable[..., Any], /, *, name: str | None = ..., description: str | None = ...,
-    parameters: Mapping[str, Any] | None = ..., needs_approval: bool = ...,
-    retry: Retry | None = ...,
-) -> AgentTool: ...  # fmt: skip
-@overload
-def tool(
-    *, name: str | None = ..., description: str | None = ...,
-    parameters: Mapping[str, Any] | None = ..., needs_approval: bool = ...,
-    retry: Retry | None = ...,
-) -> Callable[[Callable[..., Any]], AgentTool]: ...  # fmt: skip
-def tool(
-    fn: Callable[..., Any] | None = None,
-    /,
-    *,
-    name: str | None = None,
-    description: str | None = None,
-    parameters: Mapping[str, Any] | None = None,
-    needs_approval: bool = False,
-    retry: Retry | None = None,
-) -> AgentTool | Callable[[Callable[..., Any]], AgentTool]:
-    """Make an :class:`AgentTool` of a function, as ``@tool(parameters={...})`` or inline.
-
-    The name defaults to the function's name, the description to its docstring; the schema
-    is explicit (default: no arguments).
-    """
-
-    def wrap(f: Callable[..., Any]) -> AgentTool:
-        return AgentTool(
-            name=name or str(getattr(f, "__name__", "")),
-            fn=f,
-            description=description if description is not None else inspect.getdoc(f) or "",
-            parameters=dict(parameters) if parameters is not None else dict(_EMPTY_SCHEMA),
-            needs_approval=needs_approval,
-            retry=retry,
-        )
-
-    return wrap(fn) if fn is not None else wrap
-
-
-def http_tool(
-    name: str,
-    method: str,
-    url: str,
-    *,
-    client: httpx.AsyncClient,
-    description: str = "",
-    parameters: Mapping[str, Any] | None = None,
-    headers: Mapping[str, str] | None = None,
-    needs_approval: bool = False,
-    retry: Retry | None = None,
-) -> AgentTool:
-    """An HTTP call as an agent tool, sent with ``client`` (use ``batonflow``'s egress client).
-
-    ``{placeholders}`` in ``url`` are filled from the arguments of the same name (URL-quoted);
-    the other arguments go in the query string for GET and DELETE, else as the JSON body. The
-    result is ``{"status": code, "body": JSON or text}``; an error status is a result too (the
-    model sees it), a transport failure fails the call.
-    """
-    verb = method.upper()
-    in_path = {field for _, field, _, _ in string.Formatter().parse(url) if field}
-
-    async def call(**arguments: Any) -> dict[str, Any]:
-        path = {
-            k: urllib.parse.quote(str(v), safe="") for k, v in arguments.items() if k in in_path
-        }
-        rest = {k: v for k, v in arguments.items() if k not in in_path}
-        target = url.format_map(path)
-        if verb in {"GET", "DELETE"}:
-            response = await client.request(verb, target, params=rest, headers=headers)
-        else:
-            response = await client.request(verb, target, json=rest, headers=headers)
-        try:
-            body: Any = response.json()
-        except ValueError:
-            body = response.text
-        return {"status": response.status_code, "body": body}
-
-    call.__qualname__ = call.__name__ = name
-    return AgentTool(
-        name=name,
-        fn=call,
-        description=description or f"{verb} {url}",
-        parameters=dict(parameters) if parameters is not None else dict(_EMPTY_SCHEMA),
-        needs_approval=needs_approval,
-        retry=retry,
-    )
-
-
-@dataclass(frozen=True, slots=True)
 class AgentResult:
     """How the agent ended: its final ``output`` text, the model turns and tool calls it took,
-    and the tokens used. :meth:`as_dict` gives it as JSON (e.g. for a workflow's output)."""
+    and the tokens used and their ``cost`` (at the providers' configured prices). :meth:`as_dict`
+    gives it as JSON (e.g. for a workflow's output)."""
 
     output: str
     turns: int
     tool_calls: int
     input_tokens: int
     output_tokens: int
+    cost: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -185,6 +57,7 @@ class AgentResult:
             "turns": self.turns,
             "tool_calls": self.tool_calls,
             "tokens": {"input": self.input_tokens, "output": self.output_tokens},
+            "cost": round(self.cost, 10),
         }
 
 
@@ -197,6 +70,7 @@ class _Budget:
     tool_calls: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    cost: float = 0.0
 
     def take_step(self, what: str) -> None:
         if self.steps >= self.max_steps:
@@ -209,6 +83,7 @@ class _Budget:
     def spend(self, usage: Mapping[str, Any]) -> None:
         self.input_tokens += int(usage.get("input_tokens", 0))
         self.output_tokens += int(usage.get("output_tokens", 0))
+        self.cost += float(usage.get("cost") or 0.0)
         used = self.input_tokens + self.output_tokens
         if self.max_tokens is not None and used > self.max_tokens:
             raise AgentBudgetExceeded(
@@ -218,9 +93,9 @@ class _Budget:
 
 async def _refuse(tool_name: str, arguments: Mapping[str, Any]) -> bool:
     raise ApprovalUnavailable(
-        f"tool {tool_name!r} needs a human approval before it runs, and the agent has no "
-        "approve hook; human approvals arrive with governance: until then pass "
-        "approve=<callable(tool_name, arguments) -> bool> to agent()"
+        f"tool {tool_name!r} needs an approval before it runs, and the agent has no approve "
+        "hook: pass approve=<callable(tool_name, arguments) -> bool> to agent() (or to the "
+        "Catalog, for DSL agents), or a hook marked takes_context that asks people"
     )
 
 
@@ -237,6 +112,7 @@ async def agent(
     max_tokens: int | None = None,
     temperature: float | None = None,
     approve: ApprovalHook | None = None,
+    needs_approval: Collection[str] = (),
     name: str = "agent",
 ) -> AgentResult:
     """Pursue ``goal`` with a model and ``tools``, inside a workflow, durably.
@@ -249,24 +125,33 @@ async def agent(
     so the model sees the same tools on replay.
 
     ``provider`` is a Provider or a :class:`Catalog` (``provider_name`` picks one of its
-    providers). ``max_steps`` bounds model turns plus tool calls, ``max_tokens`` the input plus
+    providers; a catalog's :class:`~batonflow.catalog.RunBudget` is checked before every
+    turn). ``max_steps`` bounds model turns plus tool calls, ``max_tokens`` the input plus
     output tokens of all turns: past either, :class:`AgentBudgetExceeded`. Tools flagged
     ``needs_approval`` run only if ``approve(tool, arguments)`` says yes (recorded as the step
     ``<name>.approve:<tool>``); a refusal is told to the model. A tool that fails (or is called
     with invalid arguments, or does not exist) is reported to the model as an error.
+    ``needs_approval`` names more tools (an MCP server's, say) that need approval.
     Plain callables in ``tools`` are made into tools with :func:`tool` (no arguments).
     """
     if max_steps < 1:
         raise ConfigError(f"agent max_steps must be at least 1, got {max_steps}")
     if max_tokens is not None and max_tokens < 1:
         raise ConfigError(f"agent max_tokens must be at least 1, got {max_tokens}")
-    chosen = provider.provider(provider_name) if isinstance(provider, Catalog) else provider
+    guard: Guard | None = None
+    if isinstance(provider, Catalog):
+        chosen = provider.provider(provider_name)
+        if provider.budget is not None:
+            guard = journal_guard(provider.budget, ctx.engine.store)
+    else:
+        chosen = provider
     servers = [t for t in tools if isinstance(t, McpServer)]
     try:
-        table = await _tool_table(ctx, tools, name)
+        table = _needing_approval(await _tool_table(ctx, tools, name), needs_approval)
         return await _loop(
             ctx, chosen, goal, table, model=model, system=system, temperature=temperature,
             budget=_Budget(max_steps, max_tokens), approve=approve or _refuse, name=name,
+            guard=guard,
         )  # fmt: skip
     finally:
         for server in servers:
@@ -283,7 +168,7 @@ async def _tool_table(
             found = [item]
         elif isinstance(item, McpServer):
             listed = await ctx.step(step(item.list_tools, name=f"{name}.mcp:{item.name}"))
-            found = [_mcp_tool(item, spec) for spec in listed]
+            found = [mcp_tool(item, spec) for spec in listed]
         elif callable(item):
             found = [tool(item)]
         else:
@@ -295,19 +180,15 @@ async def _tool_table(
     return table
 
 
-def _mcp_tool(server: McpServer, spec: Mapping[str, Any]) -> AgentTool:
-    remote = str(spec["name"])
-
-    async def call(**arguments: Any) -> Any:
-        return await server.call_tool(remote, **arguments)
-
-    call.__qualname__ = call.__name__ = f"{server.name}.{remote}"
-    return AgentTool(
-        name=server.prefix + remote,
-        fn=call,
-        description=str(spec.get("description") or ""),
-        parameters=spec.get("parameters") or dict(_EMPTY_SCHEMA),
-    )
+def _needing_approval(table: dict[str, AgentTool], names: Collection[str]) -> dict[str, AgentTool]:
+    for tool_name in names:
+        if tool_name not in table:
+            raise ConfigError(
+                f"agent needs_approval names {tool_name!r}, which is not one of its tools "
+                f"({', '.join(table) or 'none'})"
+            )
+        table[tool_name] = dataclasses.replace(table[tool_name], needs_approval=True)
+    return table
 
 
 async def _loop(
@@ -322,6 +203,7 @@ async def _loop(
     budget: _Budget,
     approve: ApprovalHook,
     name: str,
+    guard: Guard | None,
 ) -> AgentResult:
     messages: list[Message] = []
     if system:
@@ -330,7 +212,8 @@ async def _loop(
     offered = tuple(Tool(t.name, t.description, t.parameters) for t in table.values())
 
     async def turn(number: int) -> dict[str, Any]:
-        response = await provider.complete(
+        meter = Meter(provider, guard)
+        response = await meter.complete(
             ChatRequest(
                 messages=tuple(messages), model=model, temperature=temperature, tools=offered
             )
@@ -342,10 +225,7 @@ async def _loop(
                 for c in response.tool_calls
             ],
             "finish_reason": response.finish_reason,
-            "usage": {
-                "input_tokens": response.usage.input_tokens,
-                "output_tokens": response.usage.output_tokens,
-            },
+            "usage": meter.spent.usage(),
             "model": {"provider": response.provider, "id": response.model},
         }
 
@@ -362,6 +242,7 @@ async def _loop(
             return AgentResult(
                 output=answer["text"], turns=budget.turns, tool_calls=budget.tool_calls,
                 input_tokens=budget.input_tokens, output_tokens=budget.output_tokens,
+                cost=budget.cost,
             )  # fmt: skip
         messages.append(Message.assistant(answer["text"], calls))
         for call in calls:
@@ -387,29 +268,45 @@ async def _run_tool(
     )
     if problems:
         return _error(f"invalid arguments for {call.name!r}: {problems[0].message}")
-    if entry.needs_approval:
-
-        async def decide(tool_name: str, args: dict[str, Any]) -> dict[str, Any]:
-            verdict = approve(tool_name, args)
-            if inspect.isawaitable(verdict):
-                verdict = await verdict
-            return {"approved": bool(verdict)}
-
-        decision = await ctx.step(
-            step(decide, name=f"{name}.approve:{entry.name}", retry=Retry.never()),
-            entry.name,
-            arguments,
-        )
-        if not decision["approved"]:
-            return _error(f"the call of {call.name!r} was refused by the approver; it did not run")
+    if entry.needs_approval and not await _approved(ctx, approve, entry.name, arguments, name):
+        return _error(f"the call of {call.name!r} was refused by the approver; it did not run")
     budget.take_step(f"call tool {call.name!r}")
     budget.tool_calls += 1
+    if wants_context(entry.fn):  # runs at workflow level, making its own steps (a DSL function)
+        try:
+            result = await entry.fn(ctx, **arguments)
+        except (DeadlineExceeded, NonDeterminismError):
+            raise  # the workflow itself must stop, not the tool
+        except Exception as exc:  # its steps are recorded: a replay fails the same way
+            return _error(f"tool {call.name!r} failed: {type(exc).__name__}: {exc}")
+        return result if isinstance(result, str) else json.dumps(result)
     tool_step = step(entry.fn, name=f"{name}.tool:{entry.name}", retry=entry.retry or Retry.never())
     try:
         result = await ctx.step(tool_step, **arguments)
     except Exception as exc:  # recorded: a replay raises the same error here
         return _error(f"tool {call.name!r} failed: {type(exc).__name__}: {exc}")
     return result if isinstance(result, str) else json.dumps(result)
+
+
+async def _approved(
+    ctx: Context, approve: ApprovalHook, tool_name: str, arguments: dict[str, Any], name: str
+) -> bool:
+    """Ask ``approve``: in a step of its own (its answer recorded), or, for a hook marked
+    :func:`~batonflow.core.takes_context` (people deciding: it parks and makes its own steps),
+    at workflow level as ``approve(ctx, tool_name, arguments)``."""
+    if wants_context(approve):
+        at_workflow_level: Callable[..., Awaitable[Any]] = approve  # type: ignore[assignment]
+        return bool(await at_workflow_level(ctx, tool_name, arguments))
+
+    async def decide(tool_name: str, args: dict[str, Any]) -> dict[str, Any]:
+        verdict = approve(tool_name, args)
+        if inspect.isawaitable(verdict):
+            verdict = await verdict
+        return {"approved": bool(verdict)}
+
+    decide_step = step(decide, name=f"{name}.approve:{tool_name}", retry=Retry.never())
+    decision = await ctx.step(decide_step, tool_name, arguments)
+    return bool(decision["approved"])
 
 
 def _error(message: str) -> str:

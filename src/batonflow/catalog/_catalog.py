@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+import httpx
+
+from batonflow.catalog._budget import Meter, RunBudget, journal_guard
+from batonflow.catalog._errors import InvalidModelOutput
 from batonflow.catalog._functions import classify as _classify
 from batonflow.catalog._functions import extract_pinned, llm_pinned
+from batonflow.catalog._mcp import McpServer
+from batonflow.catalog._tools import AgentTool, ApprovalHook, tool
 from batonflow.errors import ConfigError
 from batonflow.providers import Provider
+from batonflow.store import Store
 
 __all__ = ["Catalog"]
 
@@ -17,22 +25,55 @@ class Catalog:
     """The catalog functions bound to providers by name.
 
     Every method takes only JSON-able arguments (``provider="default"`` names a provider), so a
-    durable step's recorded input is clean JSON, and returns JSON that pins who answered::
+    durable step's recorded input is clean JSON, and returns JSON that pins who answered and
+    what it used::
 
         catalog = Catalog(providers={"default": chain})
         result = await ctx.step(catalog.classify, text, ["billing", "support"])
 
-    Results: ``llm`` -> ``{"output": text-or-value, "model": {...}}``; ``classify`` ->
-    ``{"label", "confidence", "rationale", "model": {...}}``; ``extract`` ->
-    ``{"data": value, "model": {...}}``; ``model`` is ``{"provider": name, "id": model id}``.
-    :meth:`functions` gives the same methods for ``DslRuntime(functions=...)``.
+    Results: ``llm`` -> ``{"output": text-or-value, "model", "usage"}``; ``classify`` ->
+    ``{"label", "confidence", "rationale", "model", "usage"}``; ``extract`` ->
+    ``{"data": value, "model", "usage"}``; ``model`` is ``{"provider": name, "id": model id}``,
+    ``usage`` ``{"input_tokens", "output_tokens", "cost", "step"}`` (every call the step made,
+    re-asks included). :meth:`functions` gives the same methods, and ``agent``, for
+    ``DslRuntime(functions=...)``.
+
+    ``budget`` caps each run's model spend, counted from the run's journal in ``store`` (the
+    store the engine runs on; required with a budget). ``tools``, ``mcp_servers``, ``client``
+    and ``approve`` serve DSL agents: tools and MCP servers they may name, the (egress) HTTP
+    client of their HTTP tools, and the hook deciding calls of tools that need approval.
     """
 
-    def __init__(self, providers: Mapping[str, Provider], *, default: str = "default") -> None:
+    def __init__(
+        self,
+        providers: Mapping[str, Provider],
+        *,
+        default: str = "default",
+        budget: RunBudget | None = None,
+        store: Store | None = None,
+        tools: Sequence[AgentTool | Callable[..., Any]] = (),
+        mcp_servers: Sequence[McpServer] = (),
+        client: httpx.AsyncClient | None = None,
+        approve: ApprovalHook | None = None,
+    ) -> None:
         if not providers:
             raise ConfigError("Catalog needs at least one provider")
+        if budget is not None and store is None:
+            raise ConfigError(
+                "Catalog(budget=...) needs store=: the store the engine runs on, where each "
+                "run's spend is read from its journal (e.g. store = bf.open_store(path), "
+                "given to both the Engine and the Catalog)"
+            )
         self.providers: dict[str, Provider] = dict(providers)
         self.default = default
+        self.budget = budget
+        self.store = store
+        self.tools: dict[str, AgentTool] = _named(
+            (t if isinstance(t, AgentTool) else tool(t) for t in tools), "tool"
+        )
+        self.mcp_servers: dict[str, McpServer] = _named(mcp_servers, "MCP server")
+        self.client = client
+        self.approve = approve
 
     def provider(self, name: str | None = None) -> Provider:
         """The provider called ``name`` (the default one for None); ConfigError if unknown."""
@@ -44,6 +85,13 @@ class Catalog:
             raise ConfigError(
                 f"no provider named {key!r} in the catalog (known: {known})"
             ) from None
+
+    def _meter(self, name: str | None) -> Meter:
+        """The provider, counting what it uses and held to the run's budget."""
+        guard = None
+        if self.budget is not None and self.store is not None:
+            guard = journal_guard(self.budget, self.store)
+        return Meter(self.provider(name), guard)
 
     async def llm(
         self,
@@ -58,17 +106,19 @@ class Catalog:
         attempts: int = 3,
     ) -> dict[str, Any]:
         """:func:`batonflow.catalog.llm`; ``messages`` are ``{"role", "content"}`` objects."""
-        answer = await llm_pinned(
-            self.provider(provider),
-            prompt=prompt,
-            messages=messages,
-            model=model,
-            temperature=temperature,
-            max_tokens=max_tokens,
-            schema=schema,
-            attempts=attempts,
-        )
-        return {"output": answer.value, "model": answer.model}
+        meter = self._meter(provider)
+        with _charged(meter):
+            answer = await llm_pinned(
+                meter,
+                prompt=prompt,
+                messages=messages,
+                model=model,
+                temperature=temperature,
+                max_tokens=max_tokens,
+                schema=schema,
+                attempts=attempts,
+            )
+        return {"output": answer.value, "model": answer.model, "usage": meter.spent.usage()}
 
     async def classify(
         self,
@@ -81,14 +131,12 @@ class Catalog:
         attempts: int = 3,
     ) -> dict[str, Any]:
         """:func:`batonflow.catalog.classify` with the provider named."""
-        return await _classify(
-            self.provider(provider),
-            text,
-            labels,
-            model=model,
-            temperature=temperature,
-            attempts=attempts,
-        )
+        meter = self._meter(provider)
+        with _charged(meter):
+            result = await _classify(
+                meter, text, labels, model=model, temperature=temperature, attempts=attempts
+            )
+        return {**result, "usage": meter.spent.usage()}
 
     async def extract(
         self,
@@ -101,22 +149,43 @@ class Catalog:
         attempts: int = 3,
     ) -> dict[str, Any]:
         """:func:`batonflow.catalog.extract` with the provider named."""
-        answer = await extract_pinned(
-            self.provider(provider),
-            text,
-            schema,
-            model=model,
-            temperature=temperature,
-            attempts=attempts,
-        )
-        return {"data": answer.value, "model": answer.model}
+        meter = self._meter(provider)
+        with _charged(meter):
+            answer = await extract_pinned(
+                meter, text, schema, model=model, temperature=temperature, attempts=attempts
+            )
+        return {"data": answer.value, "model": answer.model, "usage": meter.spent.usage()}
 
     def functions(self, prefix: str = "") -> dict[str, Callable[..., Any]]:
-        """``{"llm", "classify", "extract"}`` (each name prefixed) for ``DslRuntime(functions=)``:
-        a DSL ``call: classify`` with ``with: {text: ..., labels: [...]}`` runs
-        :meth:`classify` as a durable step."""
+        """``{"llm", "classify", "extract", "agent"}`` (each name prefixed) for
+        ``DslRuntime(functions=)``: a DSL ``call: classify`` with ``with: {text: ...,
+        labels: [...]}`` runs :meth:`classify` as a durable step; ``call: agent`` runs an
+        agent (see ``docs/agents.md``), whose turns and tool calls are steps of their own."""
+        from batonflow.catalog._agent_dsl import dsl_agent
+
         return {
             f"{prefix}llm": self.llm,
             f"{prefix}classify": self.classify,
             f"{prefix}extract": self.extract,
+            f"{prefix}agent": dsl_agent(self),
         }
+
+
+@contextlib.contextmanager
+def _charged(meter: Meter) -> Iterator[None]:
+    """Puts what a failed question used on its :class:`InvalidModelOutput`, so the recorded
+    error keeps it (the run's budget counts it)."""
+    try:
+        yield
+    except InvalidModelOutput as exc:
+        exc.usage = meter.spent.usage()
+        raise
+
+
+def _named(items: Any, what: str) -> dict[str, Any]:
+    table: dict[str, Any] = {}
+    for item in items:
+        if item.name in table:
+            raise ConfigError(f"Catalog: two {what}s are named {item.name!r}")
+        table[item.name] = item
+    return table

@@ -58,6 +58,16 @@ class McpServer:
     def __repr__(self) -> str:
         return f"<McpServer {self.name!r}>"
 
+    def clone(self) -> McpServer:
+        """A new, unconnected server object with the same settings (one per agent: an agent
+        closes the servers it was given when it returns)."""
+        twin = McpServer.__new__(McpServer)
+        twin.name, twin.prefix, twin._params, twin._stderr = (
+            self.name, self.prefix, self._params, self._stderr,
+        )  # fmt: skip
+        twin._ready = twin._stop = twin._task = None
+        return twin
+
     async def _session(self) -> ClientSession:
         if self._task is not None and self._task.done():
             await self.close()  # the connection ended (the server exited): start it again

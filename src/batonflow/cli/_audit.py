@@ -13,6 +13,7 @@ import typer
 from rich.text import Text
 
 import batonflow as bf
+from batonflow.cli._exit_codes import ExitCode
 from batonflow.cli._io import (
     DB_ENV,
     DEFAULT_DB,
@@ -31,8 +32,6 @@ audit_app = typer.Typer(
     no_args_is_help=True,
 )
 
-#: `audit verify` found the trail changed (the exit-code table's AUDIT_BROKEN).
-AUDIT_BROKEN = 10
 
 Db = Annotated[
     str,
@@ -64,7 +63,7 @@ def verify(
 ) -> None:
     """Recompute every entry's hash and check the chain and every signed head.
 
-    Names the first entry that was edited, deleted, inserted or reordered. Exit code 10 when
+    Names the first entry that was edited, deleted, inserted or reordered. Exit code 12 when
     the trail does not verify.
     """
     with cli_errors():
@@ -86,7 +85,7 @@ def verify(
     else:
         print_error(f"the audit trail does not verify: {result.problem}")
     if not result.ok:
-        raise typer.Exit(AUDIT_BROKEN)
+        raise typer.Exit(int(ExitCode.AUDIT_BROKEN))
 
 
 async def _verify(path: str, heads: list[_audit.SignedHead], key: Any) -> _audit.Verification:

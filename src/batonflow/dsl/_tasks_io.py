@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 import batonflow as bf
+from batonflow.core import wants_context
 from batonflow.dsl import _events
 from batonflow.dsl._http import call_http
 from batonflow.dsl._interpreter import Interpreter, TaskCall, TaskResult, datetime_descriptor
@@ -51,6 +52,61 @@ async def call_task(it: Interpreter, call: TaskCall) -> TaskResult:
                 instance=f"{call.pointer}/call",
             )
         )
+
+    if wants_context(registered):  # an agent, an approval: it makes its own steps and waits
+        args = it.arguments(call.scope, task=call.descriptor, input=call.input)
+        values = it.template(arguments, call.input, args, f"{call.pointer}/with")
+        if not isinstance(values, dict):
+            raise WorkflowError(
+                Problem.of(
+                    ErrorType.VALIDATION,
+                    f"call: {target} needs 'with' to be an object of named arguments",
+                    instance=f"{call.pointer}/with",
+                )
+            )
+        if isinstance(values.get("tools"), list):  # an agent's tools: functions named become
+            from dataclasses import replace  # tools this runtime runs
+
+            from batonflow.catalog import AgentTool, tool
+            from batonflow.core import takes_context
+
+            def as_tool(index: int, entry: Any) -> Any:
+                if not isinstance(entry, str):
+                    return entry
+                if entry in functions:  # a use.functions task, run as that task per tool call
+                    definition = functions[entry]
+                    schema = (definition.get("input") or {}).get("schema") or {}
+                    about = (definition.get("metadata") or {}).get("description")
+                    pointer = f"{call.pointer}/with/tools/{index}"
+
+                    @takes_context
+                    async def run_function(ctx: bf.Context, **tool_input: Any) -> Any:
+                        done = await it.run_task(entry, definition, pointer, tool_input, {})
+                        return done.output
+
+                    return AgentTool(
+                        entry,
+                        run_function,
+                        about if isinstance(about, str) else f"the workflow function {entry}",
+                        schema.get("document") or {"type": "object"},
+                    )
+                function = it.runtime.functions.get(entry)
+                if isinstance(function, AgentTool):
+                    return function if function.name == entry else replace(function, name=entry)
+                if function is not None and not wants_context(function):
+                    return tool(function, name=entry)
+                return entry  # the function itself resolves it (catalog tools, MCP servers)
+
+            values["tools"] = [as_tool(i, entry) for i, entry in enumerate(values["tools"])]
+        try:
+            return TaskResult(await registered(it.ctx, **values))
+        except (WorkflowError, bf.DeadlineExceeded, bf.NonDeterminismError):
+            raise
+        except Exception as error:  # e.g. an agent's budget ran out: a fault DSL try/catch sees
+            detail = f"{type(error).__name__}: {error}"
+            raise WorkflowError(
+                Problem.of(ErrorType.RUNTIME, detail, instance=call.pointer)
+            ) from error
 
     async def compute(data: Any) -> Any:
         args = it.arguments(call.scope, task=call.descriptor, input=data)

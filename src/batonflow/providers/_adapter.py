@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from batonflow.core import Clock, SystemClock
 from batonflow.providers._protocol import ChatRequest, ChatResponse
 from batonflow.providers._records import CallHook, Prices, record_attempt
@@ -9,7 +11,8 @@ from batonflow.providers._records import CallHook, Prices, record_attempt
 
 class SdkAdapter:
     """Base of the adapters over the official SDKs: ``complete`` records every attempt
-    (provider, model, tokens, cost, latency, outcome); subclasses implement ``_call``."""
+    (provider, model, tokens, cost, latency, outcome) and prices the answer (``cost``);
+    subclasses implement ``_call``."""
 
     def __init__(
         self,
@@ -35,7 +38,7 @@ class SdkAdapter:
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         model = request.model or self.model
-        return await record_attempt(
+        response = await record_attempt(
             provider=self._name,
             model=model,
             clock=self._clock,
@@ -43,6 +46,7 @@ class SdkAdapter:
             hook=self._on_call,
             call=lambda: self._call(request, model),
         )
+        return dataclasses.replace(response, cost=self._prices.cost(response.usage))
 
     async def _call(self, request: ChatRequest, model: str) -> ChatResponse:
         raise NotImplementedError

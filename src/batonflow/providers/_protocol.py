@@ -83,7 +83,10 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class ChatResponse:
-    """The answer, with who gave it: ``provider`` (configured name) and ``model`` (its id)."""
+    """The answer, with who gave it: ``provider`` (configured name) and ``model`` (its id).
+
+    ``cost`` is what the call cost at the provider's configured prices (0 when none are set).
+    """
 
     text: str
     tool_calls: tuple[ToolCall, ...]
@@ -92,6 +95,7 @@ class ChatResponse:
     provider: str
     model: str
     latency: float
+    cost: float = 0.0
 
 
 class Provider(Protocol):
