@@ -75,11 +75,14 @@ async def started(engine: bf.Engine, claim: dict[str, Any], by: str = "carol") -
 
 
 async def refusals(store: bf.Store, run_id: str) -> list[tuple[str | None, str]]:
-    return [
-        (e.actor, json.loads(e.data_json)["reason"])
-        for e in await store.read_audit(run_id=run_id)
-        if e.kind == "approval.refused"
-    ]
+    """(who, why) of each refused decision; the run's own entries are sealed: open them."""
+    opened = getattr(store, "open_json", None)
+    found = []
+    for e in await store.read_audit(run_id=run_id):
+        if e.kind == "approval.refused":
+            data = await opened(e.data_json, run_id) if opened else json.loads(e.data_json)
+            found.append((e.actor, data["reason"]))
+    return found
 
 
 async def test_one_approval_resolves_the_run_with_decision_and_decider(
@@ -92,7 +95,8 @@ async def test_one_approval_resolves_the_run_with_decision_and_decider(
         run_id, "Refund 120 EUR to dave@example.test", "Claim C-1",
     )  # fmt: skip
     assert pending.expires_at == clock.now() + 4 * 3600
-    assert set(pending.excluded) == {"carol", "dave@example.test"}
+    subject = await engine.store.keys.ref("dave@example.test")  # type: ignore[attr-defined]
+    assert set(pending.excluded) == {"carol", subject}  # the subject as its keyed reference
 
     decision = await decide(engine, run_id, who["alice"], "approve", now=clock.now())
     assert (decision.by, decision.option, decision.approval_id) == ("alice", "approve", pending.id)

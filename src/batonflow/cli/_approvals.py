@@ -22,6 +22,7 @@ from batonflow.governance._approval import (
     ApprovalRequest,
     ApprovalState,
     Decision,
+    aliases_in,
     approvals_of,
     decide,
     list_pending,
@@ -81,7 +82,8 @@ def approval_list(
         found = await list_pending(store)
         if mine:
             me: Identity = await cli_identity(store, token)
-            found = [r for r in found if may_decide(r, me) is None]
+            known = await aliases_in(store, me)
+            found = [r for r in found if may_decide(r, me, known) is None]
         return found
 
     with cli_errors(), refusals():

@@ -9,6 +9,8 @@ from batonflow.core._queues import Queue, RateLimit
 from batonflow.core._retry import Retry
 from batonflow.core._trail import TrailEntry, audit
 from batonflow.core._workflow import (
+    Prepare,
+    Redact,
     Step,
     StepOptions,
     Workflow,
@@ -22,8 +24,10 @@ __all__ = [
     "Clock",
     "Context",
     "Engine",
+    "Prepare",
     "Queue",
     "RateLimit",
+    "Redact",
     "Retry",
     "RunHandle",
     "Step",

@@ -29,7 +29,7 @@ from batonflow.core._context import Context, _Suspend
 from batonflow.core._handle import Final, RunHandle
 from batonflow.core._loader import load_workflow
 from batonflow.core._queues import Queue, queue_limits, served
-from batonflow.core._workflow import Workflow
+from batonflow.core._workflow import Redact, Workflow
 from batonflow.errors import (
     ConfigError,
     IdempotencyConflict,
@@ -82,11 +82,6 @@ class _Activation:
 
 #: The ``step`` the redact hook is given for a run's result.
 OUTPUT = "$output"
-
-#: ``redact(workflow, step, value) -> value``: what may be stored of a workflow's input (step
-#: None), a step's arguments and result, and its output (``OUTPUT``); see
-#: ``batonflow.governance.Redactor.persist``.
-Redact = Callable[[str, str | None, Any], Any]
 
 
 class Engine:
@@ -261,17 +256,18 @@ class Engine:
             raise ConfigError(f"a run timeout must be positive seconds, got {timeout}")
         self._require_open()
         self.register(wf)
-        # before redaction: it may remove what names them
-        tags = wf.subjects_of(input) if subjects is None else tuple(dict.fromkeys(subjects))
-        if not wf.redacts_itself:
-            input = self.redacted(wf.name, None, input)
+        name = wf.name_for(input)
+        input, tags = wf.prepare(input, self._redact)
+        if subjects is not None:
+            tags = tuple(dict.fromkeys(subjects))
+        self._check_sealed(wf, tags)
         _, input_json = roundtrip(input, what=f"the input of workflow {wf.name!r}")
         now, requested_at = self.clock.now(), time.monotonic()
         queue = wf.queue
         run_now = len(self._active) < self.max_concurrent_runs and self._runs_here(queue)
         new = NewRun(
             id=run_id or uuid.uuid4().hex,
-            workflow=wf.name,
+            workflow=name,
             workflow_ref=wf.ref,
             input_json=input_json,
             status=RunStatus.RUNNING if run_now else RunStatus.PENDING,
@@ -286,7 +282,7 @@ class Engine:
         )
         record, created = await self.store.create_run(new)
         if not created:
-            _check_same_start(record, wf, input_json, idempotency_key or new.id)
+            _check_same_start(record, name, input_json, idempotency_key or new.id)
         elif run_now:
             self._launch(record, fresh=True, requested_at=requested_at)
         else:
@@ -296,6 +292,15 @@ class Engine:
     async def run(self, wf: Workflow[Any, O], input: Any = None, **start: Any) -> O:
         """Start a run and wait for its result."""
         return await (await self.start(wf, input, **start)).result()
+
+    def _check_sealed(self, wf: Workflow[Any, Any], subjects: tuple[str, ...]) -> None:
+        """Data subjects are stored as keyed references and their runs' data sealed, by a
+        sealed store; a plain one would keep the ids (e-mail addresses) in clear for good."""
+        if subjects and not getattr(self.store, "seals_subjects", False):
+            raise ConfigError(
+                f"workflow {wf.name!r} names data subjects; give the engine a sealed store:"
+                " Engine(batonflow.governance.wrap_store(store)) (the CLI always does)"
+            )
 
     def redacted(self, workflow: str, step: str | None, value: Any) -> Any:
         """``value`` as it may be stored: after the ``redact`` hook's persist policy for
@@ -309,16 +314,17 @@ class Engine:
         self, ctx: Context, wf: Workflow[Any, Any], input: Any, step_id: str
     ) -> None:
         self.register(wf)
-        subjects = (*ctx.run.subjects, *wf.subjects_of(input))
-        if not wf.redacts_itself:
-            input = self.redacted(wf.name, None, input)
+        name = wf.name_for(input)
+        input, own = wf.prepare(input, self._redact)
+        self._check_sealed(wf, own)
+        subjects = (*ctx.run.subjects, *own)
         _, input_json = roundtrip(input, what=f"the input of child workflow {wf.name!r}")
         now, requested_at = self.clock.now(), time.monotonic()
         child_id = f"{ctx.run_id}.{step_id}"
         run_now = len(self._active) < self.max_concurrent_runs and self._runs_here(wf.queue)
         new = NewRun(
             id=child_id,
-            workflow=wf.name,
+            workflow=name,
             workflow_ref=wf.ref,
             input_json=input_json,
             status=RunStatus.RUNNING if run_now else RunStatus.PENDING,
@@ -562,9 +568,11 @@ class Engine:
 
     def _workflow_for(self, run: RunRecord) -> Workflow[Any, Any]:
         wf = self._workflows.get(run.workflow)
+        if wf is None:  # a workflow that runs many (an interpreter of documents) may claim it
+            wf = next((w for w in self._workflows.values() if w.serves(run.workflow)), None)
         if wf is None and self.autoload and run.workflow_ref:
             wf = load_workflow(run.workflow_ref)
-            if wf.name != run.workflow:
+            if not wf.serves(run.workflow):
                 raise WorkflowNotFound(
                     f"{run.workflow_ref} now defines workflow {wf.name!r}, not {run.workflow!r}"
                 )
@@ -691,11 +699,11 @@ async def _cancel(tasks: Iterable[asyncio.Task[None]]) -> None:
         _, pending = await asyncio.wait(pending, timeout=0.1)
 
 
-def _check_same_start(record: RunRecord, wf: Workflow[Any, Any], input_json: str, key: str) -> None:
-    if record.workflow != wf.name:
+def _check_same_start(record: RunRecord, name: str, input_json: str, key: str) -> None:
+    if record.workflow != name:
         raise IdempotencyConflict(
             f"key {key!r} already started a run of workflow {record.workflow!r} ({record.id}),"
-            f" not {wf.name!r}"
+            f" not {name!r}"
         )
     if loads(record.input_json) != loads(input_json):
         raise IdempotencyConflict(

@@ -103,6 +103,16 @@ def step_options(fn: Callable[..., Any]) -> tuple[Callable[..., Any], str, StepO
     return fn, name, StepOptions(), inspect.iscoroutinefunction(fn)
 
 
+#: ``redact(workflow, step, value) -> value``: what may be stored of a workflow's input (step
+#: None), a step's arguments and result, and its output (``"$output"``); see
+#: ``batonflow.governance.Redactor.persist``.
+Redact = Callable[[str, "str | None", Any], Any]
+
+#: ``prepare(input, redact) -> (input to store, data subjects)``, for workflows whose input is
+#: not the user's alone (the DSL's carries the document).
+Prepare = Callable[[Any, "Redact | None"], tuple[Any, tuple[str, ...]]]
+
+
 class Workflow(Generic[I, O]):
     """A durable workflow: ``async def fn(ctx, input) -> output`` (or ``fn(ctx)``).
 
@@ -119,7 +129,9 @@ class Workflow(Generic[I, O]):
         ref: str | None = None,
         queue: str | None = None,
         subjects: Callable[[Any], Iterable[str] | str | None] | None = None,
-        redacts_itself: bool = False,
+        prepare: Prepare | None = None,
+        run_name: Callable[[Any], str] | None = None,
+        claims: Callable[[str], bool] | None = None,
     ) -> None:
         if not inspect.iscoroutinefunction(fn):
             raise ConfigError(
@@ -145,10 +157,34 @@ class Workflow(Generic[I, O]):
         self.takes_input = len(params) == 2
         self.ref = ref or _default_ref(fn)
         self.subjects = subjects
-        # the engine leaves the input and output of such a workflow to it (the DSL interpreter,
-        # whose input wraps the user's input with the document, redacts per document)
-        self.redacts_itself = redacts_itself
+        self._prepare = prepare
+        self._run_name = run_name
+        self._claims = claims
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+
+    def name_for(self, input: Any) -> str:
+        """The workflow name a run of this input is recorded under: the workflow's own, or
+        what ``run_name`` says (the DSL names each run after its document)."""
+        return self.name if self._run_name is None else self._run_name(input)
+
+    def serves(self, name: str) -> bool:
+        """True if runs recorded under ``name`` are this workflow's (its name, or one its
+        ``claims`` accepts: an interpreter of documents claims their names)."""
+        return name == self.name or (self._claims is not None and self._claims(name))
+
+    @property
+    def redacts_itself(self) -> bool:
+        """True when ``prepare`` was given: the workflow then redacts its own input (there) and
+        output (before returning it), as the DSL interpreter does per document."""
+        return self._prepare is not None
+
+    def prepare(self, input: Any, redact: Redact | None) -> tuple[Any, tuple[str, ...]]:
+        """A new run's input as it may be stored, and the data subjects it concerns (found
+        before redaction, which may remove what names them)."""
+        if self._prepare is not None:
+            return self._prepare(input, redact)
+        subjects = self.subjects_of(input)
+        return (input if redact is None else redact(self.name, None, input)), subjects
 
     def subjects_of(self, input: Any) -> tuple[str, ...]:
         """The data subjects ``subjects`` finds in a run's input (distinct, in order)."""

@@ -55,6 +55,7 @@ __all__ = [
     "decide",
     "get_request",
     "list_pending",
+    "aliases_in",
     "may_decide",
     "parse_duration",
     "parse_request",
@@ -321,11 +322,25 @@ def parse_duration(value: Any, where: str = "duration") -> float:
 # -- votes ------------------------------------------------------------------------------------
 
 
-def may_decide(request: ApprovalRequest, identity: Identity) -> str | None:
-    """Why ``identity`` may not decide ``request`` (None: it may)."""
+async def aliases_in(store: Store, identity: Identity) -> frozenset[str]:
+    """What ``identity`` may appear as among a run's starter and subjects: its name and e-mail,
+    and, on a sealed store (which keeps subjects as keyed references), their references."""
+    names = identity.aliases()
+    keys = getattr(store, "keys", None)
+    if keys is None:
+        return names
+    return names | {(await keys.ref(name)).casefold() for name in names}
+
+
+def may_decide(
+    request: ApprovalRequest, identity: Identity, aliases: frozenset[str] | None = None
+) -> str | None:
+    """Why ``identity`` may not decide ``request`` (None: it may). ``aliases``: what it may
+    appear as among the excluded (:func:`aliases_in`; default: its name and e-mail)."""
     if identity.disabled:
         return f"identity {identity.name!r} is disabled"
-    if identity.aliases() & {e.casefold() for e in request.excluded}:
+    known = identity.aliases() if aliases is None else aliases
+    if known & {e.casefold() for e in request.excluded}:
         return (
             f"{identity.name} started this run or is its subject, and so may not approve it"
             " (separation of duties)"
@@ -336,10 +351,14 @@ def may_decide(request: ApprovalRequest, identity: Identity) -> str | None:
 
 
 def vote_problem(
-    request: ApprovalRequest, identity: Identity, option: str, comment: str | None
+    request: ApprovalRequest,
+    identity: Identity,
+    option: str,
+    comment: str | None,
+    aliases: frozenset[str] | None = None,
 ) -> str | None:
     """Why this decision is refused (None: it is acceptable), identity and vote alike."""
-    reason = may_decide(request, identity)
+    reason = may_decide(request, identity, aliases)
     if reason is not None:
         return reason
     if option not in request.options:
@@ -476,7 +495,8 @@ async def _decide(
             raise ApprovalRefused(f"run {run_id} is {run.status.value}; its approval is closed")
         if request.expires_at is not None and now >= request.expires_at:
             raise ApprovalRefused(f"approval {request.id} expired; decisions are closed")
-        problem = vote_problem(request, identity, option, comment)
+        aliases = await aliases_in(store, identity)
+        problem = vote_problem(request, identity, option, comment, aliases)
         if problem is not None:
             raise ApprovalRefused(problem)
         votes = await _round_votes(store, request)

@@ -1,0 +1,330 @@
+"""``batonflow subject export|erase`` (UK GDPR Art. 15 and 17) and ``batonflow purge``.
+
+The subject id typed here (an e-mail address, a client number) is used only to compute its
+reference; it is not stored, and it does not appear in the audit trail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+import batonflow as bf
+from batonflow.cli._io import (
+    DB_ENV,
+    DEFAULT_DB,
+    cli_errors,
+    console,
+    note,
+    print_json,
+    resolve_db,
+)
+from batonflow.cli._ops import opened_store
+from batonflow.governance._identity import authorize, cli_identity
+from batonflow.governance._retention import (
+    PurgeReport,
+    Retention,
+    load_retention,
+    parse_retention,
+    retention_from_metadata,
+)
+from batonflow.governance._retention import (
+    purge as purge_runs,
+)
+from batonflow.governance._subjects import Erasure, erase_subject, export_subject, wrap_store
+
+__all__ = ["purge", "subject_app"]
+
+subject_app = typer.Typer(
+    help="Data subjects: export everything held about a person (UK GDPR Art. 15), or erase it"
+    " by destroying their key (Art. 17).",
+    no_args_is_help=True,
+)
+
+Db = Annotated[
+    str,
+    typer.Option(
+        "--db",
+        envvar=DB_ENV,
+        metavar="PATH|URL",
+        help="The database holding the runs: a SQLite file (or sqlite:/// URL), or a"
+        " postgresql:// URL.",
+    ),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+Token = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        metavar="TOKEN",
+        help="Act as the identity of this token (default: the BATONFLOW_TOKEN variable).",
+    ),
+]
+SubjectId = Annotated[
+    str,
+    typer.Argument(
+        metavar="SUBJECT_ID",
+        help="The person's identifier as the workflow's subjects expression gives it (an e-mail"
+        " address, a client number). E-mail addresses match whatever their case.",
+        show_default=False,
+    ),
+]
+DEFAULT_CONFIG = "batonflow.toml"
+
+
+@subject_app.command("export")
+def export(
+    subject_id: SubjectId,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            metavar="FILE",
+            help="Write the export to FILE (created readable by you only) instead of stdout.",
+        ),
+    ] = None,
+    db: Db = DEFAULT_DB,
+    token: Token = None,
+) -> None:
+    """Everything held about a data subject, as one JSON document.
+
+    Each of their runs with its input, output, steps, failed attempts, events and audit
+    entries, decrypted. Payloads of an erased subject show as {"$erased": true}. The export is
+    itself recorded in the audit trail.
+    """
+    with cli_errors():
+        path = resolve_db(db, must_exist=True)
+        document = asyncio.run(_export(path, subject_id, token))
+        text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+        if out is None:
+            sys.stdout.write(text)
+        else:
+            _write_private(out, text)
+    runs = len(document["runs"])
+    where = f" to {out}" if out is not None else ""
+    if runs == 0 and document["erased"] is None:
+        note(f"no data is held about that subject (reference {document['subject']})")
+    else:
+        note(f"exported {runs} run{'s' * (runs != 1)} about {document['subject']}{where}")
+
+
+async def _export(db: str, subject_id: str, token: str | None) -> dict[str, Any]:
+    async with opened_store(db) as raw:
+        store = wrap_store(raw)
+        identity = await cli_identity(store, token)
+        authorize(identity, "subject.export")
+        return await export_subject(store, subject_id, actor=identity.name, now=time.time())
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Personal data: the file is created 0600 (an existing file keeps its owner's mode)."""
+    if path.is_dir():
+        raise bf.ConfigError(f"--out {path}: is a directory, expected a file name")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write(text)
+
+
+@subject_app.command("erase")
+def erase(
+    subject_id: SubjectId,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Do not ask for confirmation (scripts).")
+    ] = False,
+    db: Db = DEFAULT_DB,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Erase a data subject: destroy their key, so that nothing held about them can be read.
+
+    Their unfinished runs are cancelled. Run records and the audit trail stay (the chain still
+    verifies) with their payloads unreadable. There is no undo. Erasing again, or erasing a
+    subject nothing is held about, changes nothing and says so.
+    """
+    with cli_errors():
+        path = resolve_db(db, must_exist=True)
+        if not yes:
+            if not sys.stdin.isatty():
+                raise bf.ConfigError(
+                    "subject erase cannot be undone: pass --yes to confirm without a terminal"
+                )
+            typer.confirm(
+                "Erase everything held about this subject? This cannot be undone", abort=True
+            )
+        result = asyncio.run(_erase(path, subject_id, token))
+    if as_json:
+        print_json(_erasure_doc(result))
+        return
+    out = console()
+    if result.outcome == "unknown":
+        out.print(
+            f"no data is held about that subject (reference {result.subject}); nothing erased"
+        )
+    elif result.outcome == "already-erased":
+        out.print(
+            f"already erased at {_when(result.erased_at)} by {result.actor}: {len(result.runs)}"
+            f" run(s) unreadable; nothing more to do"
+        )
+    else:
+        out.print(
+            f"erased {result.subject}: {len(result.runs)} run(s) now unreadable"
+            + (f", {len(result.cancelled)} unfinished run(s) cancelled" if result.cancelled else "")
+        )
+
+
+async def _erase(db: str, subject_id: str, token: str | None) -> Erasure:
+    async with opened_store(db) as raw:
+        store = wrap_store(raw)
+        identity = await cli_identity(store, token)
+        authorize(identity, "subject.erase")
+        return await erase_subject(store, subject_id, actor=identity.name, now=time.time())
+
+
+def _erasure_doc(result: Erasure) -> dict[str, Any]:
+    return {
+        "subject": result.subject,
+        "outcome": result.outcome,
+        "runs": list(result.runs),
+        "cancelled": list(result.cancelled),
+        "erased_at": result.erased_at,
+        "actor": result.actor,
+    }
+
+
+def _when(at: float | None) -> str:
+    if at is None:
+        return "an unknown time"
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(at))
+
+
+# -- retention ----------------------------------------------------------------------------------
+
+
+def purge(
+    workflow: Annotated[
+        str | None,
+        typer.Option("--workflow", metavar="NAME", help="Purge only this workflow's runs."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would be deleted; delete nothing.")
+    ] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            envvar="BATONFLOW_CONFIG",
+            metavar="FILE",
+            help='TOML file whose governance.retention table maps workflow = "P6Y"'
+            f" (default: $BATONFLOW_CONFIG, else ./{DEFAULT_CONFIG} if present).",
+        ),
+    ] = None,
+    retention: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--retention",
+            metavar="WORKFLOW=DURATION",
+            help="A retention period (ISO 8601: P6Y, P18M, P30D) for a workflow; overrides the"
+            " file (repeatable).",
+        ),
+    ] = None,
+    documents: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--with",
+            metavar="FILE",
+            help="A workflow document whose metadata.batonflow.retention applies to runs"
+            " named after the document (repeatable).",
+        ),
+    ] = None,
+    db: Db = DEFAULT_DB,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Delete ended runs kept longer than their workflow's retention period.
+
+    Completed, cancelled and faulted runs whose end plus the retention has passed are deleted
+    with their steps and events; each deletion, and the purge itself, is recorded in the audit
+    trail. Workflows with no retention period are kept forever.
+    """
+    with cli_errors():
+        path = resolve_db(db, must_exist=True)
+        policies = _policies(config, documents or [], retention or [])
+        if not policies:
+            raise bf.ConfigError(
+                "no retention periods: give --retention WORKFLOW=P6Y, --config FILE with a"
+                " [governance.retention] table, or --with a workflow document whose"
+                " metadata.batonflow.retention is set"
+            )
+        report = asyncio.run(_purge(path, policies, workflow, dry_run, token))
+    if as_json:
+        print_json(_purge_doc(report))
+        return
+    out = console()
+    verb = "would delete" if dry_run else "deleted"
+    out.print(f"{verb} {len(report.runs)} run(s)")
+    for p in report.runs:
+        out.print(f"  {p.run_id}  {p.workflow}  {p.status.value}  ended {_when(p.finished_at)}")
+
+
+def _policies(
+    config: Path | None, documents: list[str], options: list[str]
+) -> dict[str, Retention]:
+    policies: dict[str, Retention] = {}
+    if config is not None:
+        policies.update(load_retention(config))
+    elif Path(DEFAULT_CONFIG).is_file():
+        policies.update(load_retention(DEFAULT_CONFIG))
+    for path in documents:
+        from batonflow.dsl import load_document
+
+        document = load_document(path)
+        found = retention_from_metadata(
+            document.raw.get("document", {}).get("metadata"), where=f"{path}: document.metadata"
+        )
+        if found is not None:
+            policies[document.raw["document"]["name"]] = found
+    for option in options:
+        name, sep, value = option.partition("=")
+        if not sep or not name.strip():
+            raise bf.ConfigError(
+                f"--retention {option!r}: expected WORKFLOW=DURATION, e.g. enquiry=P6Y"
+            )
+        policies[name.strip()] = parse_retention(value, where=f"--retention {name.strip()}")
+    return policies
+
+
+async def _purge(
+    db: str, policies: dict[str, Retention], workflow: str | None, dry_run: bool, token: str | None
+) -> PurgeReport:
+    async with opened_store(db) as raw:
+        store = wrap_store(raw)
+        identity = await cli_identity(store, token)
+        if not dry_run:
+            authorize(identity, "run.purge")
+        return await purge_runs(
+            store, time.time(), policies, actor=identity.name, dry_run=dry_run, workflow=workflow
+        )
+
+
+def _purge_doc(report: PurgeReport) -> dict[str, Any]:
+    return {
+        "at": report.at,
+        "dry_run": report.dry_run,
+        "runs": [
+            {
+                "id": p.run_id,
+                "workflow": p.workflow,
+                "status": p.status.value,
+                "finished_at": p.finished_at,
+                "expired_at": p.expired_at,
+            }
+            for p in report.runs
+        ],
+    }
