@@ -12,6 +12,7 @@ from batonflow.dsl import DslValidationError, load_document
 from batonflow.dsl._policy import duration_seconds, policy_of
 from batonflow.dsl._problems import WorkflowError
 from batonflow.dsl._runtime import DslRuntime, policy_for
+from batonflow.governance._subjects import wrap_store
 from batonflow.testing import FakeClock
 
 HEAD = """\
@@ -81,10 +82,21 @@ def test_durations() -> None:
 async def test_runs_are_tagged_with_their_subjects(tmp_path: Path) -> None:
     document = load_document("e.yaml", text=_doc("subjects: ${ .from }")).raw
     runtime = DslRuntime()
-    async with bf.Engine(tmp_path / "p.db", clock=FakeClock(), workflows=[runtime.workflow]) as e:
-        handle = await runtime.start(e, document, {"from": "ann@example.test"}, started_by="bob")
+    store = wrap_store(bf.SQLiteStore(tmp_path / "p.db"))
+    async with bf.Engine(store, clock=FakeClock(), workflows=[runtime.workflow]) as e:
+        handle = await runtime.start(e, document, {"from": "Ann@Example.test"}, started_by="bob")
         await handle.result()
         run = await e.get_run(handle.run_id)
-    assert run.subjects == ("ann@example.test",)
+        ref = await store.keys.ref("ann@example.test")
+    assert run.subjects == (ref,)  # a keyed reference: the address itself is not stored
     assert run.started_by == "bob"
     assert policy_for(run) is not None
+
+
+async def test_a_plain_store_refuses_runs_with_subjects(tmp_path: Path) -> None:
+    document = load_document("e.yaml", text=_doc("subjects: ${ .from }")).raw
+    runtime = DslRuntime()
+    async with bf.Engine(tmp_path / "p.db", clock=FakeClock()) as engine:
+        with pytest.raises(bf.ConfigError, match="sealed store"):
+            await runtime.start(engine, document, {"from": "ann@example.test"})
+        assert await engine.store.list_runs() == []

@@ -11,6 +11,7 @@ import pytest
 import batonflow as bf
 from batonflow.governance._redaction import RedactionPolicy
 from batonflow.governance._redaction_rules import RedactionRules, Redactor
+from batonflow.governance._subjects import wrap_store
 from batonflow.testing import FakeClock
 
 EMAIL, NI, CARD = "ann.smith@example.test", "JG 10 37 42 A", "4111 1111 1111 1111"
@@ -99,13 +100,15 @@ async def test_a_document_redacts_by_its_own_rules(tmp_path: Path) -> None:
     runtime = DslRuntime()
     redactor = Redactor()  # no rules of its own: the document brings them
     db = tmp_path / "d.db"
-    async with bf.Engine(db, clock=FakeClock(), redact=redactor.persist) as engine:
+    store = wrap_store(bf.SQLiteStore(db))
+    async with bf.Engine(store, clock=FakeClock(), redact=redactor.persist) as engine:
         handle = await runtime.start(engine, document, {"from": EMAIL, "iban": iban})
         output = await handle.result()
         run = await engine.get_run(handle.run_id)
         steps = await engine.store.load_steps(handle.run_id)
+        ref = await store.keys.ref(EMAIL)
     assert output == {"text": "Refund to [iban] please", "secret": "[redacted]", "from": "[email]"}
-    assert run.subjects == (EMAIL,)  # found before the input was redacted
+    assert run.subjects == (ref,)  # found before the input was redacted
     assert json.loads(run.input_json)["input"] == {"from": "[email]", "iban": "[iban]"}
     assert json.loads(run.input_json)["definition"] == document  # the document is left alone
     raw = _file_bytes(tmp_path, "d.db")

@@ -19,7 +19,7 @@ import typer
 from rich.text import Text
 
 import batonflow as bf
-from batonflow.cli import _ops, _render, _worker
+from batonflow.cli import _ops, _render, _setup, _worker
 from batonflow.cli._exit_codes import ExitCode, exit_code_for
 from batonflow.cli._io import (
     DB_ENV,
@@ -55,11 +55,21 @@ app.add_typer(events_app, name="events")
 
 
 def _governance_commands() -> None:
+    from batonflow.cli._approvals import approval_app
     from batonflow.cli._audit import audit_app
     from batonflow.cli._connectors import connector_app
+    from batonflow.cli._dataflow import dataflow
+    from batonflow.cli._identities import identity_app, token_app
+    from batonflow.cli._subjects import purge, subject_app
 
+    app.add_typer(approval_app, name="approval")
     app.add_typer(audit_app, name="audit")
     app.add_typer(connector_app, name="connector")
+    app.add_typer(identity_app, name="identity")
+    app.add_typer(token_app, name="token")
+    app.add_typer(subject_app, name="subject")
+    app.command()(dataflow)
+    app.command("purge")(purge)
 
 
 Db = Annotated[
@@ -73,6 +83,17 @@ Db = Annotated[
     ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+Token = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="BATONFLOW_TOKEN",
+        metavar="TOKEN",
+        help="Act as this identity (see `batonflow identity`); needed once the database has"
+        " identities.",
+        show_envvar=True,
+    ),
+]
 RunId = Annotated[str, typer.Argument(metavar="RUN_ID", help="The run's id.", show_default=False)]
 Linger = Annotated[
     float,
@@ -121,8 +142,20 @@ def _root(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Log the engine's activity to stderr.")
     ] = False,
+    config: Annotated[
+        str | None,
+        typer.Option(
+            "--config",
+            envvar=_setup.CONFIG_ENV,
+            metavar="FILE",
+            help="The configuration file: providers, e-mail, secrets, governance (default:"
+            " ./batonflow.toml when it exists).",
+        ),
+    ] = None,
 ) -> None:
     configure_logging(logging.INFO if verbose else logging.ERROR)
+    with cli_errors():
+        _setup.choose(config)
 
 
 # -- run and worker -----------------------------------------------------------------------------
@@ -168,6 +201,7 @@ def run(
     linger: Linger = DEFAULT_LINGER,
     documents: WithDocuments = None,
     allow_processes: AllowProcesses = False,
+    token: Token = None,
     as_json: AsJson = False,
 ) -> None:
     """Start a run of a workflow and wait for it to end or to park.
@@ -179,26 +213,36 @@ def run(
     with cli_errors():
         value = read_json_option(input, "--input")
         timeout: float | None = None
+        pick: _ops.Pick
         if _dsl().is_document(ref):  # a workflow document: the DSL runtime runs it
             document = _dsl().load(ref)
-            wf = _dsl().runtime(allow_processes=allow_processes, documents=documents).workflow
             value, timeout = _dsl().payload(document, value), _dsl().timeout_of(document)
+            pick = _dsl_workflow
         else:
             wf = load_workflow(ref)
+            pick = lambda _session: wf  # noqa: E731 - the workflow does not need the session
         path = resolve_db(db, must_exist=False)
+        dsl = _ops.DslOptions(allow_processes, tuple(documents or ()))
         if detach:
             details = asyncio.run(
-                _ops.submit(path, wf, value, idempotency_key=idempotency_key, timeout=timeout)
-            )
+                _ops.submit(
+                    path, pick, value, idempotency_key=idempotency_key, timeout=timeout,
+                    token=token, dsl=dsl,
+                )
+            )  # fmt: skip
         else:
             details = _interruptible(
                 _ops.start_and_follow(
-                    path, wf, value, idempotency_key=idempotency_key, linger=linger,
-                    started=started.append, timeout=timeout,
+                    path, pick, value, idempotency_key=idempotency_key, linger=linger,
+                    started=started.append, timeout=timeout, token=token, dsl=dsl,
                 ),
                 started, db,
             )  # fmt: skip
     _report_run(details, db=db, as_json=as_json, detached=detach)
+
+
+def _dsl_workflow(session: _setup.Session) -> bf.Workflow[Any, Any]:
+    return session.runtime.workflow
 
 
 def _dsl() -> ModuleType:
@@ -322,12 +366,7 @@ def worker(
         ensure_cwd_on_path()
         if logging.getLogger("batonflow").level > logging.WARNING:
             configure_logging(logging.WARNING)  # a worker reports faulted runs as they happen
-        dsl = _dsl().runtime(allow_processes=allow_processes, documents=documents)
-        options: dict[str, Any] = {
-            "lease_seconds": lease,
-            "poll_interval": poll,
-            "workflows": [dsl.workflow],  # workflow documents' runs carry their definition
-        }
+        options: dict[str, Any] = {"lease_seconds": lease, "poll_interval": poll}
         if concurrency is not None:
             options["max_concurrent_runs"] = concurrency
         if queue_limits:
@@ -340,7 +379,8 @@ def worker(
                 f" (pid {os.getpid()}); stop with Ctrl-C or SIGTERM"
             )
 
-        asyncio.run(_worker.work(path, options=options, grace=grace, ready=ready))
+        dsl = _ops.DslOptions(allow_processes, tuple(documents or ()))
+        asyncio.run(_worker.work(path, options=options, grace=grace, ready=ready, dsl=dsl))
         note("batonflow worker: stopped; runs in flight were handed back")
 
 
@@ -408,10 +448,14 @@ def show(run_id: RunId, db: Db = DEFAULT_DB, as_json: AsJson = False) -> None:
 # -- operator actions ----------------------------------------------------------------------------
 
 
-def _change(run_id: str, db: str, as_json: bool, action: _ops.Action, **options: Any) -> None:
+def _change(
+    run_id: str, db: str, as_json: bool, action: _ops.Action, token: str | None, **options: Any
+) -> None:
     with cli_errors():
         path = resolve_db(db, must_exist=True)
-        before, after = asyncio.run(_ops.change_status(path, run_id, action, **options))
+        before, after = asyncio.run(
+            _ops.change_status(path, run_id, action, token=token, **options)
+        )
     if as_json:
         print_json(_render.run_doc(after))
     else:
@@ -425,19 +469,22 @@ def cancel(
         str | None, typer.Option("--reason", help="Recorded in the run's error message.")
     ] = None,
     db: Db = DEFAULT_DB,
+    token: Token = None,
     as_json: AsJson = False,
 ) -> None:
     """Cancel a run and its unfinished child runs.
 
     A worker executing it notices at its next lease heartbeat and stops it.
     """
-    _change(run_id, db, as_json, _ops.CANCEL, reason=reason)
+    _change(run_id, db, as_json, _ops.CANCEL, token, reason=reason)
 
 
 @app.command()
-def suspend(run_id: RunId, db: Db = DEFAULT_DB, as_json: AsJson = False) -> None:
+def suspend(
+    run_id: RunId, db: Db = DEFAULT_DB, token: Token = None, as_json: AsJson = False
+) -> None:
     """Pause a run at its next step boundary, until `batonflow resume`."""
-    _change(run_id, db, as_json, _ops.SUSPEND)
+    _change(run_id, db, as_json, _ops.SUSPEND, token)
 
 
 @app.command()
@@ -454,6 +501,7 @@ def resume(
     linger: Linger = DEFAULT_LINGER,
     db: Db = DEFAULT_DB,
     allow_processes: AllowProcesses = False,
+    token: Token = None,
     as_json: AsJson = False,
 ) -> None:
     """Continue a suspended run, or retry a faulted run from the step that failed.
@@ -461,7 +509,7 @@ def resume(
     Without --wait this only marks the run pending; a running `batonflow worker` continues it.
     """
     if not wait:
-        _change(run_id, db, as_json, _ops.RESUME)
+        _change(run_id, db, as_json, _ops.RESUME, token)
         if not as_json:
             note(
                 f"a worker continues it: `batonflow worker{_render.db_flag(db)}`"
@@ -470,8 +518,8 @@ def resume(
         return
     with cli_errors():
         path = resolve_db(db, must_exist=True)
-        dsl_workflow = _dsl().runtime(allow_processes=allow_processes).workflow
-        _, details = asyncio.run(_ops.resume_and_follow(path, run_id, linger, dsl_workflow))
+        dsl = _ops.DslOptions(allow_processes)
+        _, details = asyncio.run(_ops.resume_and_follow(path, run_id, linger, token=token, dsl=dsl))
     _report_run(details, db=db, as_json=as_json, detached=False)
 
 
@@ -492,6 +540,7 @@ def events_deliver(
         typer.Option("--data", "-d", metavar="JSON|@FILE", help="The payload: JSON, @file or @-."),
     ] = None,
     db: Db = DEFAULT_DB,
+    token: Token = None,
     as_json: AsJson = False,
 ) -> None:
     """Deliver a raw event to a Python workflow's `ctx.wait_for_event` (by run or by key).
@@ -501,7 +550,9 @@ def events_deliver(
     with cli_errors():
         payload = read_json_option(data, "--data")
         path = resolve_db(db, must_exist=True)
-        event, target = asyncio.run(_ops.send_event(path, topic, payload, run_id=run_id, key=key))
+        event, target = asyncio.run(
+            _ops.send_event(path, topic, payload, run_id=run_id, key=key, token=token)
+        )
     if as_json:
         print_json(_render.event_doc(event))
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import sys
 import time
@@ -26,6 +27,7 @@ from batonflow.cli._io import (
 )
 from batonflow.cli._ops import opened_store
 from batonflow.governance import _audit
+from batonflow.store import AuditRecord
 
 audit_app = typer.Typer(
     help="The audit trail: verify that nobody changed it, sign its head, export it.",
@@ -208,6 +210,14 @@ async def _export(
     path: str, handle: Any, fmt: str, where: _audit.AuditFilter, subject: str | None
 ) -> int:
     async with opened_store(path) as store:
+        keys = getattr(store, "keys", None)  # a sealed store: subjects are keyed references
         if subject is not None:
-            raise bf.ConfigError("--subject: not wired yet")
-        return await _audit.export(store, handle, fmt=fmt, where=where)
+            ref = await keys.ref(subject) if keys is not None else subject
+            where = dataclasses.replace(where, subject=ref)
+        opener = None
+        if hasattr(store, "open_json"):
+
+            async def opener(record: AuditRecord) -> Any:
+                return await store.open_json(record.data_json, record.run_id or "")
+
+        return await _audit.export(store, handle, fmt=fmt, where=where, opener=opener)

@@ -23,7 +23,7 @@ from batonflow.cli._io import (
 )
 
 if TYPE_CHECKING:
-    from batonflow.dsl import DslDocument, DslRuntime
+    from batonflow.dsl import DslDocument
 
 DOCUMENT_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -37,16 +37,6 @@ def load(path: str) -> DslDocument:
     from batonflow.dsl import load_document
 
     return load_document(path)
-
-
-def runtime(*, allow_processes: bool = False, documents: list[str] | None = None) -> DslRuntime:
-    """The DSL runtime of a CLI engine; ``documents`` are files ``run: workflow`` may start."""
-    from batonflow.dsl import DslRuntime
-
-    dsl = DslRuntime(allow_processes=allow_processes)
-    for path in documents or ():
-        dsl.add_document(load(path).raw)
-    return dsl
 
 
 def payload(document: DslDocument, input: Any) -> dict[str, Any]:
@@ -178,6 +168,6 @@ async def _history(db: str, run_id: str) -> tuple[bf.RunRecord, list[bf.StepReco
 
 
 def _is_dsl(run: bf.RunRecord) -> bool:
-    from batonflow.dsl._runtime import WORKFLOW_NAME
+    from batonflow.dsl._runtime import is_document_run
 
-    return run.workflow == WORKFLOW_NAME
+    return is_document_run(run.workflow)

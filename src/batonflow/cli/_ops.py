@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import batonflow as bf
+from batonflow.cli import _setup
 from batonflow.cli._io import load_workflow
 from batonflow.cli._waiting import Wait, follow, waits_of
 from batonflow.store import NewRun  # not re-exported by `batonflow`; see `submit`
@@ -39,25 +40,32 @@ class Action:
     verb: str  # "cancelled", for messages
     target: bf.RunStatus
     sources: frozenset[bf.RunStatus]
+    permission: str  # the action an identity needs the role for (governance ACTIONS)
 
 
 def _sources(target: bf.RunStatus) -> frozenset[bf.RunStatus]:
     return frozenset(s for s, targets in bf.TRANSITIONS.items() if target in targets)
 
 
-CANCEL = Action("cancelled", bf.RunStatus.CANCELLED, _sources(bf.RunStatus.CANCELLED))
-SUSPEND = Action("suspended", bf.RunStatus.SUSPENDED, _sources(bf.RunStatus.SUSPENDED))
+CANCEL = Action("cancelled", bf.RunStatus.CANCELLED, _sources(bf.RunStatus.CANCELLED), "run.cancel")
+SUSPEND = Action(
+    "suspended", bf.RunStatus.SUSPENDED, _sources(bf.RunStatus.SUSPENDED), "run.suspend"
+)
 # The table also lets the engine move RUNNING and WAITING runs to PENDING; an operator's
 # resume is only for runs that stopped: suspended, or faulted (retried from the failed step).
 RESUME = Action(
-    "resumed", bf.RunStatus.PENDING, frozenset({bf.RunStatus.SUSPENDED, bf.RunStatus.FAULTED})
+    "resumed",
+    bf.RunStatus.PENDING,
+    frozenset({bf.RunStatus.SUSPENDED, bf.RunStatus.FAULTED}),
+    "run.resume",
 )
 _ORDER = list(bf.RunStatus)
 
 
 @asynccontextmanager
 async def opened_store(db: str) -> AsyncIterator[bf.Store]:
-    store = bf.open_store(db)
+    """The database as the configuration has it (sealed per data subject), opened."""
+    store = _setup.current().store(db)
     await store.open()
     try:
         yield store
@@ -91,47 +99,101 @@ def _parked(record: bf.RunRecord) -> bool:
 # -- running ----------------------------------------------------------------------------------
 
 
+#: Which workflow a command runs, once its session (store, DSL runtime) exists.
+Pick = Callable[[_setup.Session], bf.Workflow[Any, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class DslOptions:
+    """How a command's DSL runtime may act: local processes, documents `run: workflow` finds."""
+
+    allow_processes: bool = False
+    documents: tuple[str, ...] = ()
+
+
 async def start_and_follow(
     db: str,
-    wf: bf.Workflow[Any, Any],
+    pick: Pick,
     input: Any,
     *,
     idempotency_key: str | None,
     linger: float,
     started: Callable[[str], None],
     timeout: float | None = None,
+    token: str | None = None,
+    dsl: DslOptions = DslOptions(),
 ) -> RunDetails:
     """Start a run on an engine of our own and execute it until it ends or is parked."""
-    async with bf.Engine(db, workflows=[wf]) as engine:
-        handle = await engine.start(wf, input, idempotency_key=idempotency_key, timeout=timeout)
-        started(handle.run_id)
-        record = await follow(engine, handle.run_id, linger)
-        return await details(engine.store, record)
+    setup = _setup.current()
+    async with setup.session(
+        db, allow_processes=dsl.allow_processes, documents=dsl.documents
+    ) as session:
+        wf = pick(session)
+        async with session.engine([wf]) as engine:
+            me = await session.acting(token, "run.start")
+            handle = await engine.start(
+                wf, input, idempotency_key=idempotency_key, timeout=timeout, started_by=me
+            )
+            started(handle.run_id)
+            record = await follow(engine, handle.run_id, linger)
+            return await details(engine.store, record)
 
 
 async def submit(
     db: str,
-    wf: bf.Workflow[Any, Any],
+    pick: Pick,
     input: Any,
     *,
     idempotency_key: str | None,
     timeout: float | None = None,
+    token: str | None = None,
+    dsl: DslOptions = DslOptions(),
 ) -> RunDetails:
     """Record a PENDING run for a worker, without executing anything or taking the engine lock.
 
     This mirrors ``Engine.start`` (which needs an open engine, and so the lock). Workers carry
     the DSL runtime, so workflow documents need no module reference.
     """
-    if wf.ref is None and wf.name != _dsl_name():
-        raise bf.ConfigError(
-            f"workflow {wf.name!r} has no importable module:function reference, so a worker"
-            " could not load it; run it without --detach"
-        )
+    setup = _setup.current()
+    async with setup.session(
+        db, allow_processes=dsl.allow_processes, documents=dsl.documents
+    ) as session:
+        wf = pick(session)
+        if wf.ref is None and not _is_document_run(wf.name):
+            raise bf.ConfigError(
+                f"workflow {wf.name!r} has no importable module:function reference, so a"
+                " worker could not load it; run it without --detach"
+            )
+        store = session.store
+        await store.open()
+        try:
+            me = await session.acting(token, "run.start")
+            name = wf.name_for(input)
+            stored, subjects = wf.prepare(input, setup.redactor().persist)
+            return await _record_pending(
+                store, wf, name, stored, subjects, me, idempotency_key=idempotency_key,
+                timeout=timeout,
+            )  # fmt: skip
+        finally:
+            await store.close()
+
+
+async def _record_pending(
+    store: bf.Store,
+    wf: bf.Workflow[Any, Any],
+    name: str,
+    input: Any,
+    subjects: tuple[str, ...],
+    started_by: str,
+    *,
+    idempotency_key: str | None,
+    timeout: float | None,
+) -> RunDetails:
     input_json = json.dumps(input, separators=(",", ":"), allow_nan=False)
     now = time.time()
     new = NewRun(
         id=uuid.uuid4().hex,
-        workflow=wf.name,
+        workflow=name,
         workflow_ref=wf.ref,
         input_json=input_json,
         status=bf.RunStatus.PENDING,
@@ -141,29 +203,30 @@ async def submit(
         deadline=_deadline(now, timeout or wf.timeout),
         idempotency_key=idempotency_key,
         queue=wf.queue,
+        subjects=subjects,
+        started_by=started_by,
     )
-    async with opened_store(db) as store:
-        record, created = await store.create_run(new)
-        if not created:
-            _check_same_start(record, wf, input_json, idempotency_key or new.id)
-        return await details(store, record)
+    record, created = await store.create_run(new)
+    if not created:
+        _check_same_start(record, name, input_json, idempotency_key or new.id)
+    return await details(store, record)
 
 
 def _deadline(now: float, timeout: float | None) -> float | None:
     return now + timeout if timeout else None
 
 
-def _dsl_name() -> str:
-    from batonflow.dsl._runtime import WORKFLOW_NAME  # the DSL stack loads only when needed
+def _is_document_run(name: str) -> bool:
+    from batonflow.dsl._runtime import is_document_run  # the DSL stack loads only when needed
 
-    return WORKFLOW_NAME
+    return is_document_run(name)
 
 
-def _check_same_start(record: bf.RunRecord, wf: bf.Workflow[Any, Any], text: str, key: str) -> None:
-    if record.workflow != wf.name:
+def _check_same_start(record: bf.RunRecord, name: str, text: str, key: str) -> None:
+    if record.workflow != name:
         raise bf.IdempotencyConflict(
             f"key {key!r} already started a run of workflow {record.workflow!r} ({record.id}),"
-            f" not {wf.name!r}"
+            f" not {name!r}"
         )
     if json.loads(record.input_json) != json.loads(text):
         raise bf.IdempotencyConflict(
@@ -172,25 +235,34 @@ def _check_same_start(record: bf.RunRecord, wf: bf.Workflow[Any, Any], text: str
 
 
 async def resume_and_follow(
-    db: str, run_id: str, linger: float, dsl_workflow: bf.Workflow[Any, Any]
+    db: str,
+    run_id: str,
+    linger: float,
+    *,
+    token: str | None = None,
+    dsl: DslOptions = DslOptions(),
 ) -> tuple[bf.RunRecord, RunDetails]:
     """Resume a run if it stopped, then execute it here like ``start_and_follow``."""
     async with opened_store(db) as store:
         before = await get_run(store, run_id)
     allowed = RESUME.sources | {bf.RunStatus.PENDING, bf.RunStatus.WAITING}
     _check_action(before, RESUME, allowed)
-    if before.workflow == _dsl_name():
-        wf = dsl_workflow
-    elif not before.workflow_ref:
-        raise bf.ConfigError(
-            f"run {run_id}'s workflow {before.workflow!r} has no module:function reference;"
-            " continue it from the Python program that defines it"
-        )
-    else:
-        wf = load_workflow(before.workflow_ref)  # fails here, not by faulting the run
-    async with bf.Engine(db, workflows=[wf]) as engine:
+    own: list[bf.Workflow[Any, Any]] = []
+    if not _is_document_run(before.workflow):
+        if not before.workflow_ref:
+            raise bf.ConfigError(
+                f"run {run_id}'s workflow {before.workflow!r} has no module:function reference;"
+                " continue it from the Python program that defines it"
+            )
+        own.append(load_workflow(before.workflow_ref))  # fails here, not by faulting the run
+    setup = _setup.current()
+    async with (
+        setup.session(db, allow_processes=dsl.allow_processes, documents=dsl.documents) as session,
+        session.engine(own) as engine,
+    ):
+        me = await session.acting(token, "run.resume")
         if before.status in RESUME.sources:
-            await engine.resume(run_id)
+            await engine.resume(run_id, actor=me)
         record = await follow(engine, run_id, linger)
         return before, await details(engine.store, record)
 
@@ -199,10 +271,11 @@ async def resume_and_follow(
 
 
 async def change_status(
-    db: str, run_id: str, action: Action, *, reason: str | None = None
+    db: str, run_id: str, action: Action, *, reason: str | None = None, token: str | None = None
 ) -> tuple[bf.RunRecord, bf.RunRecord]:
     """(the run before, the run after) ``action``; the store re-checks the status table."""
     async with opened_store(db) as store:
+        me = await _setup.acting(store, token, action.permission)
         before = await get_run(store, run_id)
         _check_action(before, action, action.sources)
         error_json = None
@@ -210,7 +283,7 @@ async def change_status(
             message = f"run {run_id} was cancelled" + (f": {reason}" if reason else "")
             error = {"type": "batonflow.errors:RunCancelled", "message": message}
             error_json = json.dumps({**error, "retryable": False})
-        after = await store.transition(run_id, action.target, time.time(), error_json)
+        after = await store.transition(run_id, action.target, time.time(), error_json, actor=me)
         return before, after
 
 
@@ -227,7 +300,13 @@ def _check_action(run: bf.RunRecord, action: Action, allowed: frozenset[bf.RunSt
 
 
 async def send_event(
-    db: str, topic: str, payload: Any, *, run_id: str | None, key: str | None
+    db: str,
+    topic: str,
+    payload: Any,
+    *,
+    run_id: str | None,
+    key: str | None,
+    token: str | None = None,
 ) -> tuple[bf.EventRecord, bf.RunRecord | None]:
     """Deliver an event; return it and (when addressed to a run) that run afterwards."""
     if not topic.strip():
@@ -236,13 +315,16 @@ async def send_event(
         raise bf.ConfigError("events deliver needs --run RUN_ID or --key KEY to address the event")
     payload_json = json.dumps(payload, separators=(",", ":"), allow_nan=False)
     async with opened_store(db) as store:
+        me = await _setup.acting(store, token, "event.deliver")
         if run_id is not None:
             target = await get_run(store, run_id)
             if target.status in (bf.RunStatus.COMPLETED, bf.RunStatus.CANCELLED):
                 raise bf.InvalidTransition(
                     f"run {run_id} is {target.status.value}; it will never consume an event"
                 )
-        event = await store.deliver_event(topic, payload_json, time.time(), key=key, run_id=run_id)
+        event = await store.deliver_event(
+            topic, payload_json, time.time(), key=key, run_id=run_id, actor=me
+        )
         after = await store.get_run(run_id) if run_id is not None else None
         return event, after
 

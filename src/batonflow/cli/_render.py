@@ -115,6 +115,8 @@ def run_doc(run: bf.RunRecord) -> dict[str, Any]:
         "deadline": run.deadline,
         "wake_at": run.wake_at,
         "activations": run.activations,
+        "started_by": run.started_by,
+        "subjects": list(run.subjects),
     }
 
 
@@ -259,7 +261,7 @@ def _steps_table(d: RunDetails, *, full: bool) -> Table:
     if full:
         table.add_column("started", no_wrap=True)
     table.add_column("duration", justify="right", no_wrap=True)
-    document_run = d.run.workflow == DSL_WORKFLOW
+    document_run = d.run.workflow == DSL_WORKFLOW or "/" in d.run.workflow
     for s in d.steps:
         started = [clock(s.started_at)] if full else []
         if document_run and s.kind is bf.StepKind.VALUE:  # the interpreter's bookkeeping
@@ -335,6 +337,7 @@ def describe_wait(w: Wait, now: float) -> str:
 
 CLOUDEVENT = "cloudevent"  # the topic of a DSL listen task's waits
 DSL_WORKFLOW = "serverless-workflow"  # the kernel workflow that runs workflow documents
+# (DSL runs are recorded under their document's "namespace/name"; older ones under this)
 
 
 def _filters(w: Wait) -> str:

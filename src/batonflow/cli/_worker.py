@@ -4,6 +4,7 @@ SIGTERM or Ctrl-C."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import signal
 from collections.abc import Callable
@@ -68,24 +69,47 @@ def where(db: str) -> str:
 
 
 async def work(
-    db: str, *, options: dict[str, Any], grace: float, ready: Callable[[bf.Engine], None]
+    db: str,
+    *,
+    options: dict[str, Any],
+    grace: float,
+    ready: Callable[[bf.Engine], None],
+    dsl: Any = None,
 ) -> None:
     """Execute runs until SIGINT or SIGTERM, then stop gracefully: claim nothing more, give the
     runs in flight ``grace`` seconds to end or park, then hand the rest back (each records the
-    steps it finished; a step cut off in flight runs again on the worker that takes it over)."""
+    steps it finished; a step cut off in flight runs again on the worker that takes it over).
+    With ``[governance.alerts]`` configured, the alert monitor runs beside the engine."""
+    from batonflow.cli import _setup
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM)
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
+    setup = _setup.current()
     try:
-        engine = bf.Engine(db, **options)
-        await engine.open()
-        try:
-            ready(engine)
-            await stop.wait()
-        finally:
-            await engine.close(grace=grace)
+        async with setup.session(
+            db,
+            allow_processes=bool(dsl and dsl.allow_processes),
+            documents=dsl.documents if dsl else (),
+        ) as session:
+            engine = session.engine(**options)
+            await engine.open()
+            monitor: asyncio.Task[None] | None = None
+            try:
+                alerts = setup.alerts()
+                if alerts is not None:
+                    watcher = alerts.monitor(session.store, engine.clock, session.client)
+                    monitor = asyncio.create_task(watcher.run(alerts.interval))
+                ready(engine)
+                await stop.wait()
+            finally:
+                if monitor is not None:
+                    monitor.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await monitor
+                await engine.close(grace=grace)
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)

@@ -51,7 +51,12 @@ class DslRuntime:
         self.schemas = SchemaValidator()
         self.descriptor = {"name": "batonflow", "version": bf.__version__, "metadata": {}}
         self.workflow: bf.Workflow[dict[str, Any], Any] = bf.Workflow(
-            self._interpret, name=WORKFLOW_NAME, ref=None, subjects=_subjects, redacts_itself=True
+            self._interpret,
+            name=WORKFLOW_NAME,
+            ref=None,
+            prepare=_prepare,
+            run_name=run_name,
+            claims=is_document_run,
         )
         self._documents: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = {}
 
@@ -106,13 +111,10 @@ class DslRuntime:
         """Start a run of ``document`` (a validated document's plain data); ``started_by``
         names who started it (audited, and kept from deciding its approvals)."""
         engine.register(self.workflow)
-        subjects = self.workflow.subjects_of({"definition": document, "input": input})
-        with redaction_scope(policy_of(document).redaction):
-            input = engine.redacted(WORKFLOW_NAME, None, input)
         payload = {"definition": dict(document), "input": input}
         return await engine.start(
             self.workflow, payload, idempotency_key=idempotency_key, timeout=_timeout(document),
-            started_by=started_by, subjects=subjects,
+            started_by=started_by,
         )  # fmt: skip
 
     async def run(self, engine: bf.Engine, document: Mapping[str, Any], input: Any = None) -> Any:
@@ -141,16 +143,39 @@ class DslRuntime:
             return ctx.engine.redacted(WORKFLOW_NAME, OUTPUT, output)
 
 
-def _subjects(payload: Any) -> tuple[str, ...]:
-    """A DSL run's data subjects: its document's ``metadata.batonflow.subjects`` on its input."""
+def run_name(payload: Any) -> str:
+    """A DSL run is recorded under its document's ``namespace/name`` (so listing, retention,
+    deadlines and audit exports name the document, not the interpreter)."""
+    definition = payload.get("definition") if isinstance(payload, Mapping) else None
+    header = definition.get("document") if isinstance(definition, Mapping) else None
+    if not isinstance(header, Mapping) or not header.get("name"):
+        return WORKFLOW_NAME
+    return f"{header.get('namespace', 'default')}/{header['name']}"
+
+
+def is_document_run(name: str) -> bool:
+    """True for the workflow names DSL runs are recorded under (``namespace/name``, or the
+    interpreter's own for runs recorded before runs were named after their documents)."""
+    return name == WORKFLOW_NAME or "/" in name
+
+
+def _prepare(payload: Any, redact: bf.core.Redact | None) -> tuple[Any, tuple[str, ...]]:
+    """A DSL run's input as stored and its data subjects: the document's
+    ``metadata.batonflow.subjects`` on the user's input, then its redaction rules on that input
+    (the document itself is left as written)."""
     if not isinstance(payload, Mapping) or not isinstance(payload.get("definition"), Mapping):
-        return ()
-    return policy_of(payload["definition"]).subjects_of(payload.get("input"))
+        return payload, ()
+    policy = policy_of(payload["definition"])
+    subjects = policy.subjects_of(payload.get("input"))
+    if redact is None:
+        return payload, subjects
+    with redaction_scope(policy.redaction):
+        return {**payload, "input": redact(WORKFLOW_NAME, None, payload.get("input"))}, subjects
 
 
 def policy_for(run: bf.RunRecord) -> DocumentPolicy | None:
     """The document settings of a DSL run (None for other runs), read from its input."""
-    if run.workflow != WORKFLOW_NAME:
+    if not is_document_run(run.workflow):
         return None
     payload = json.loads(run.input_json)
     definition = payload.get("definition") if isinstance(payload, dict) else None

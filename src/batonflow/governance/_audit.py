@@ -20,7 +20,7 @@ import csv
 import datetime as dt
 import io
 import json
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -321,18 +321,21 @@ def iso(at: float) -> str:
     return dt.datetime.fromtimestamp(at, dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-Opener = Callable[[Any], Any]
+#: ``await opener(record)`` -> the entry's data decoded, sealed payloads opened where their
+#: keys still exist (``SealedStore.open_json``).
+Opener = Callable[[AuditRecord], Awaitable[Any]]
 
 
-def cloudevent(record: AuditRecord, source: str, opener: Opener | None = None) -> dict[str, Any]:
-    """An entry as a CloudEvents 1.0 event (``data`` decoded; sealed payloads opened by
-    ``opener`` where their keys still exist)."""
+def _decoded(record: AuditRecord) -> Any:
     try:
-        data: Any = json.loads(record.data_json)
+        return json.loads(record.data_json)
     except ValueError:
-        data = record.data_json
-    if opener is not None:
-        data = opener(data)
+        return record.data_json
+
+
+def cloudevent(record: AuditRecord, source: str, data: Any = None) -> dict[str, Any]:
+    """An entry as a CloudEvents 1.0 event; ``data``: its data decoded (default: as stored)."""
+    data = _decoded(record) if data is None else data
     event: dict[str, Any] = {
         "specversion": "1.0",
         "id": f"{source}#{record.seq}",
@@ -380,13 +383,12 @@ async def export(
     count = 0
     async for r in entries(store, where):
         count += 1
+        opened = await opener(r) if opener is not None else None
         if writer is None:
-            event = cloudevent(r, source, opener)
+            event = cloudevent(r, source, opened)
             out.write(json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n")
             continue
-        data: Any = r.data_json
-        if opener is not None:
-            data = json.dumps(opener(json.loads(r.data_json)), ensure_ascii=False)
+        data = r.data_json if opened is None else json.dumps(opened, ensure_ascii=False)
         writer.writerow(
             [r.seq, iso(r.at), r.kind, r.run_id or "", r.step_id or "", r.actor or "",
              " ".join(r.subjects), data, r.prev_hash, r.hash]

@@ -1,0 +1,23 @@
+"""The configuration the command line runs with (``--config``, see
+:mod:`batonflow.configuration`)."""
+
+from __future__ import annotations
+
+from batonflow.configuration import CONFIG_ENV, Session, Setup, acting
+
+__all__ = ["CONFIG_ENV", "Session", "Setup", "acting", "choose", "current"]
+
+_CHOSEN: list[Setup] = []
+
+
+def choose(path: str | None) -> None:
+    """Load and check the configuration now (``--config``, else ``$BATONFLOW_CONFIG``, else
+    ``./batonflow.toml``), so a mistake in it is reported before a command does anything."""
+    _CHOSEN[:] = [Setup.load(path)]
+
+
+def current() -> Setup:
+    """The configuration this command runs with."""
+    if not _CHOSEN:
+        _CHOSEN.append(Setup.load())
+    return _CHOSEN[0]

@@ -1,0 +1,286 @@
+"""What a program builds from one configuration file, as the CLI does: the store (sealed per
+data subject), the governed outbound client, the model providers and catalog, and the DSL
+runtime::
+
+    setup = Setup.load("batonflow.toml")
+    async with setup.session("runs.db") as session, session.engine() as engine:
+        handle = await session.runtime.start(engine, document, input, started_by="intake")
+
+The file is ``--config FILE``, else ``$BATONFLOW_CONFIG``, else ``./batonflow.toml`` when it
+exists; without one, every default applies: the offline local model, no allow-list beyond
+blocking private addresses, no redaction floor, no alerts. Its tables::
+
+    [providers.NAME] / [fallback]   model providers (docs/providers.md)
+    [email]                         the SMTP server of the `email` function
+    [secrets]                       what documents read as $secrets: name = { env = "VAR" }
+                                    (or { value = "..." } for settings that are not secret)
+    [governance.egress]             the global allow-list (docs/governance.md)
+    [governance.connectors]         connector names for hosts (`connector disable NAME`)
+    [governance.redact]             the redaction floor every workflow gets
+    [governance.retention]          workflow = "P6Y" (`batonflow purge`)
+    [governance.alerts]             webhooks, SMTP, deadlines
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import httpx
+
+import batonflow as bf
+from batonflow import _net
+from batonflow.governance._connectors import ConnectorMap, ConnectorSwitches
+from batonflow.governance._egress import EgressPolicy
+from batonflow.governance._redaction_rules import Redactor, redaction_config
+from batonflow.governance._subjects import SealedStore, wrap_store
+
+if TYPE_CHECKING:
+    from batonflow.dsl import DslRuntime
+
+CONFIG_ENV = "BATONFLOW_CONFIG"
+
+#: Audit entries raised in steps that carry facts, never personal data (hosts, models, token
+#: counts, redaction counts, routing conditions): readable after a subject's erasure.
+CLEAR_KINDS = frozenset(
+    {
+        "model.call", "model.redacted", "data.redacted", "egress.call", "egress.denied",
+        "email.sent", "email.failed", "route.decision",
+    }
+)  # fmt: skip
+DEFAULT_CONFIG = "batonflow.toml"
+
+
+@dataclass
+class Setup:
+    """A parsed configuration file (or the defaults) and what is built from it."""
+
+    source: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: str | None = None) -> Setup:
+        """``path``, else ``$BATONFLOW_CONFIG``, else ``./batonflow.toml`` if present."""
+        named = path or os.environ.get(CONFIG_ENV)
+        if named is None:
+            if not Path(DEFAULT_CONFIG).is_file():
+                return cls("<defaults>")
+            named = DEFAULT_CONFIG
+        try:
+            with open(named, "rb") as file:
+                data = tomllib.load(file)
+        except FileNotFoundError:
+            raise bf.ConfigError(f"--config {named}: no such file") from None
+        except OSError as exc:
+            raise bf.ConfigError(f"{named}: cannot read: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise bf.ConfigError(f"{named}: not valid TOML: {exc}") from None
+        setup = cls(named, data)
+        setup.check()
+        return setup
+
+    def check(self) -> None:
+        """Parse every table now, so a mistake is reported before anything runs."""
+        self.providers_config()
+        self.egress()
+        self.redactor()
+        self.secrets()
+        self.mailer()
+        self.alerts()
+        self.retention()
+
+    def _governance(self) -> Mapping[str, Any]:
+        table = self.data.get("governance", {})
+        if not isinstance(table, Mapping):
+            raise bf.ConfigError(f"{self.source}: governance: must be a table")
+        return table
+
+    # -- the store ------------------------------------------------------------------------------
+    def store(self, db: str) -> SealedStore:
+        """The database, sealing the data of runs with data subjects under their keys (audit
+        entries that by construction hold no personal data stay readable: ``CLEAR_KINDS``)."""
+        return wrap_store(bf.open_store(db), clear_kinds=CLEAR_KINDS)
+
+    # -- outbound traffic -----------------------------------------------------------------------
+    def egress(self) -> tuple[EgressPolicy, ConnectorMap]:
+        gov = self._governance()
+        policy = EgressPolicy.parse(gov.get("egress"), f"{self.source}: governance.egress")
+        connectors = ConnectorMap.parse(
+            gov.get("connectors"), f"{self.source}: governance.connectors"
+        )
+        config = self.providers_config()
+        for name, provider in config.providers.items() if config else ():
+            host = urlsplit(provider.base_url or _DEFAULT_URLS.get(provider.kind, "")).hostname
+            if host:  # a configured provider is reachable, and can be switched off by name
+                where = f"{self.source}: providers.{name}.base_url"
+                policy = policy.allowing([host], where)
+                connectors = connectors.with_connector(name, [host])
+        return policy, connectors
+
+    def client(self, store: bf.Store, clock: bf.Clock | None = None) -> httpx.AsyncClient:
+        """The one outbound client: allow-list, private-address block, connector switches,
+        every call audited."""
+        policy, connectors = self.egress()
+        switches = ConnectorSwitches(store, clock)
+        return _net.make_client(layers=[policy.layer(switches=switches, connectors=connectors)])
+
+    # -- data -----------------------------------------------------------------------------------
+    def redactor(self) -> Redactor:
+        return Redactor(default=redaction_config(self.data, self.source))
+
+    def secrets(self) -> dict[str, Any]:
+        """``[secrets]``: each ``name = { env = "VAR" }`` read from the environment now."""
+        table = self.data.get("secrets", {})
+        if not isinstance(table, Mapping):
+            raise bf.ConfigError(f"{self.source}: secrets: must be a table")
+        values: dict[str, Any] = {}
+        for name, entry in table.items():
+            where = f"{self.source}: secrets.{name}"
+            if not isinstance(entry, Mapping) or set(entry) not in ({"env"}, {"value"}):
+                raise bf.ConfigError(
+                    f'{where}: expected {{ env = "VARIABLE" }} (or {{ value = ... }} for a '
+                    "setting that is not secret)"
+                )
+            if "value" in entry:
+                values[name] = entry["value"]
+            elif entry["env"] in os.environ:
+                values[name] = os.environ[entry["env"]]
+        return values
+
+    # -- models and functions ---------------------------------------------------------------------
+    def providers_config(self) -> Any:
+        from batonflow.providers import parse_config
+
+        if "providers" not in self.data:
+            return None
+        return parse_config(self.data, self.source)
+
+    def mailer(self) -> Any:
+        if "email" not in self.data:
+            return None
+        from batonflow.catalog._email import Mailer, parse_smtp_settings
+
+        return Mailer(parse_smtp_settings(self.data, self.source))
+
+    def retention(self) -> dict[str, Any]:
+        """``[governance.retention]``: workflow name -> how long its ended runs are kept."""
+        from batonflow.governance._retention import retention_config
+
+        return dict(retention_config(self.data, self.source))
+
+    def alerts(self) -> Any:
+        table = self._governance().get("alerts")
+        if table is None:
+            return None
+        from batonflow.governance._alert_config import AlertSettings
+
+        return AlertSettings.parse(table, self.source)
+
+    def functions(
+        self, store: bf.Store, client: httpx.AsyncClient, clock: bf.Clock | None = None
+    ) -> dict[str, Callable[..., Any]]:
+        """What a document's ``call:`` may name: the catalog (llm, classify, extract, agent)
+        on the configured providers (model-bound data redacted by the ``model`` rules),
+        ``approval``, and ``email`` when an SMTP server is configured."""
+        from batonflow.catalog import Catalog, approval
+        from batonflow.providers import build_providers
+        from batonflow.providers._redacting import RedactingProvider
+
+        redactor = self.redactor()
+        providers = build_providers(
+            self.providers_config(), client=client, clock=clock, on_call=_audit_model_call
+        )
+        guarded = {n: RedactingProvider(p, redactor.model_policy) for n, p in providers.items()}
+        functions: dict[str, Callable[..., Any]] = {
+            **Catalog(guarded, store=store, client=client).functions(),
+            "approval": approval,
+        }
+        mailer = self.mailer()
+        if mailer is not None:
+            functions.update(mailer.functions())
+        return functions
+
+    def engine(self, store: bf.Store, **options: Any) -> bf.Engine:
+        """An engine on ``store`` that redacts before persisting, per this configuration."""
+        return bf.Engine(store, redact=self.redactor().persist, **options)
+
+    @asynccontextmanager
+    async def session(
+        self,
+        db: str,
+        *,
+        allow_processes: bool = False,
+        documents: Sequence[str] = (),
+        clock: bf.Clock | None = None,
+        functions: Mapping[str, Callable[..., Any]] | None = None,
+    ) -> AsyncIterator[Session]:
+        """The store, the outbound client and the DSL runtime of one program or command; the
+        client is closed at the end, the store is opened by the engine. ``functions`` are
+        added to (and override) the ones the configuration gives documents."""
+        from batonflow.dsl import DslRuntime, load_document
+
+        store = self.store(db)
+        client = self.client(store, clock)
+        try:
+            runtime = DslRuntime(
+                client=client,
+                secrets=self.secrets(),
+                functions={**self.functions(store, client, clock), **(functions or {})},
+                allow_processes=allow_processes,
+            )
+            for path in documents:
+                runtime.add_document(load_document(path).raw)
+            yield Session(self, store, runtime, client)
+        finally:
+            await client.aclose()
+
+
+@dataclass
+class Session:
+    """What one command works with: the (sealed) store and the DSL runtime bound to it."""
+
+    setup: Setup
+    store: SealedStore
+    runtime: DslRuntime
+    client: httpx.AsyncClient
+
+    async def acting(self, token: str | None, action: str) -> str:
+        """Who does ``action``: see :func:`acting` (the store must be open)."""
+        return await acting(self.store, token, action)
+
+    def engine(self, workflows: Sequence[bf.Workflow[Any, Any]] = (), **options: Any) -> bf.Engine:
+        """An engine on the session's store that knows the DSL runtime's workflow."""
+        known = [self.runtime.workflow, *workflows]
+        return self.setup.engine(self.store, workflows=known, **options)
+
+
+_DEFAULT_URLS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
+
+
+def _audit_model_call(record: Any) -> None:
+    """Every model call attempt on the audit trail: provider, model, tokens, cost, outcome."""
+    bf.core.audit(
+        "model.call",
+        {
+            "provider": record.provider, "model": record.model,
+            "input_tokens": record.input_tokens, "output_tokens": record.output_tokens,
+            "cost": record.cost, "latency": record.latency, "outcome": record.outcome,
+        },
+    )  # fmt: skip
+
+
+async def acting(store: bf.Store, token: str | None, action: str) -> str:
+    """The name of the identity a command acts as, once its roles allow ``action`` (the store
+    open): ``--token``, else ``$BATONFLOW_TOKEN``; the local user while the database has no
+    identities."""
+    from batonflow.governance._identity import authorize, cli_identity
+
+    me = await cli_identity(store, token)
+    authorize(me, action)
+    return me.name
