@@ -14,9 +14,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## Run the sample workflow on the embedded default (SQLite, no keys, no network).
+## Run the client-enquiries example on the embedded default (SQLite, offline model, no keys).
 demo: $(STAMP)
-	$(BIN)/batonflow run examples/enquiry.py:triage --input @examples/enquiry.json --db .batonflow/demo.db
+	$(BIN)/python examples/client-enquiries/run.py --db .batonflow/demo.db
 
 ## The whole test suite, with lint and type checks first.
 test: check

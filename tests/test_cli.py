@@ -490,7 +490,7 @@ def env(db: str, tmp_path: Path) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_entry_point_runs_the_example(env: dict[str, str], tmp_path: Path) -> None:
-    """What `make demo` does, from another directory."""
+    """The installed entry point runs a Python workflow file from another directory."""
     assert BIN.exists(), f"{BIN} is missing: pip install -e ."
     version = batonflow("--version", env=env, cwd=tmp_path)
     assert version.stdout.strip() == f"batonflow {bf.__version__}"

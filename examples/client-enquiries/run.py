@@ -36,14 +36,11 @@ from typing import Any
 from aiosmtpd.controller import Controller
 
 import batonflow as bf
-from batonflow.catalog import Catalog
-from batonflow.catalog._approval import approval
-from batonflow.catalog._email import Mailer, SmtpSettings
+from batonflow.catalog import Catalog, Mailer, SmtpSettings, approval
 from batonflow.configuration import Setup
 from batonflow.dsl import load_document
 from batonflow.errors import ConfigError
-from batonflow.governance._approval import decide, list_pending
-from batonflow.governance._identity import Identity
+from batonflow.governance import Identity, decide, list_pending
 
 HERE = Path(__file__).resolve().parent
 WORKFLOW = HERE / "workflow.yaml"

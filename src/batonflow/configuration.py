@@ -36,10 +36,15 @@ import httpx
 
 import batonflow as bf
 from batonflow import _net
-from batonflow.governance._connectors import ConnectorMap, ConnectorSwitches
-from batonflow.governance._egress import EgressPolicy
-from batonflow.governance._redaction_rules import Redactor, redaction_config
-from batonflow.governance._subjects import SealedStore, wrap_store
+from batonflow.governance import (
+    ConnectorMap,
+    ConnectorSwitches,
+    EgressPolicy,
+    Redactor,
+    SealedStore,
+    wrap_store,
+)
+from batonflow.governance._redaction_rules import redaction_config
 
 if TYPE_CHECKING:
     from batonflow.dsl import DslRuntime
@@ -189,8 +194,7 @@ class Setup:
         on the configured providers (model-bound data redacted by the ``model`` rules),
         ``approval``, and ``email`` when an SMTP server is configured."""
         from batonflow.catalog import Catalog, approval
-        from batonflow.providers import build_providers
-        from batonflow.providers._redacting import RedactingProvider
+        from batonflow.providers import RedactingProvider, build_providers
 
         redactor = self.redactor()
         providers = build_providers(

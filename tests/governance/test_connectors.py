@@ -16,6 +16,7 @@ from typer.testing import CliRunner, Result
 import batonflow as bf
 from batonflow._net import make_client
 from batonflow.cli._connectors import connector_app
+from batonflow.cli._exit_codes import ExitCode
 from batonflow.dsl._runtime import DslRuntime
 from batonflow.governance._connectors import ConnectorMap, ConnectorSwitches
 from batonflow.governance._egress import EgressPolicy
@@ -263,12 +264,38 @@ async def read_audit(db: str) -> Sequence[bf.AuditRecord]:
         await store.close()
 
 
+async def _operators(db: str) -> dict[str, str]:
+    """Identities alice and bob (operators), after an admin: their tokens."""
+    from batonflow.governance._identity import create_identity, create_token, local_identity
+
+    store = SQLiteStore(db)
+    await store.open()
+    try:
+        admin = await create_identity(
+            store, "ann", actor=local_identity(), now=1.0, roles=("admin",)
+        )
+        tokens = {}
+        for name in ("alice", "bob", "vic"):
+            roles = ("viewer",) if name == "vic" else ("operator",)
+            await create_identity(store, name, actor=admin, now=1.0, roles=roles)
+            tokens[name] = (await create_token(store, name, actor=admin, now=1.0)).token
+        return tokens
+    finally:
+        await store.close()
+
+
 def test_connector_commands(cli: Any) -> None:
-    result = ok(cli("disable", "crm", "--reason", "vendor outage", "--actor", "alice"))
+    # while the database has no identities, the local user switches (and is recorded)
+    enabled = json.loads(ok(cli("disable", "crm", "--json")).stdout)
+    assert enabled["actor"].startswith("local:")
+    ok(cli("enable", "crm"))
+    tokens = asyncio.run(_operators(cli.db))
+
+    result = ok(cli("disable", "crm", "--reason", "vendor outage", "--token", tokens["alice"]))
     assert result.stdout.strip() == "disabled connector 'crm' as alice (vendor outage)"
     assert "batonflow connector enable crm" in result.stderr
 
-    result = ok(cli("disable", "crm", "--actor", "bob"))
+    result = ok(cli("disable", "crm", "--token", tokens["bob"]))
     assert "connector 'crm' is already disabled by alice at" in result.stdout
     assert "(vendor outage); nothing changed" in result.stdout
 
@@ -281,13 +308,17 @@ def test_connector_commands(cli: Any) -> None:
     assert "disabled" in table
     assert "vendor outage" in table
 
-    enabled = json.loads(ok(cli("enable", "crm", "--json")).stdout)
+    refused = cli("enable", "crm", "--token", tokens["vic"])  # a viewer may not switch
+    assert refused.exit_code == ExitCode.FORBIDDEN
+    refused = cli("enable", "crm")  # identities exist: a token is needed
+    assert refused.exit_code == ExitCode.FORBIDDEN
+    enabled = json.loads(ok(cli("enable", "crm", "--json", "--token", tokens["bob"])).stdout)
     assert enabled["enabled"] is True
     assert enabled["changed"] is True
-    assert enabled["actor"].startswith("local:")  # the OS user by default
+    assert enabled["actor"] == "bob"
 
-    trail = [(r.kind, r.actor) for r in asyncio.run(read_audit(cli.db))]
-    assert trail == [("connector.disabled", "alice"), ("connector.enabled", enabled["actor"])]
+    trail = [(r.kind, r.actor) for r in asyncio.run(read_audit(cli.db)) if "connector" in r.kind]
+    assert trail[-2:] == [("connector.disabled", "alice"), ("connector.enabled", "bob")]
 
 
 def test_connector_command_errors(cli: Any, tmp_path: Path) -> None:

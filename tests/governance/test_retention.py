@@ -265,7 +265,8 @@ def test_purge_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         ("run.purged", ids["short"]), ("retention.purge", None),
     ]  # fmt: skip
     assert all(r.actor and r.actor.startswith("local:") for r in purged)
-    # A workflow document's metadata.batonflow.retention names the runs of that document.
+    # A workflow document's metadata.batonflow.retention names the runs of that document
+    # (namespace/name): none of the runs here.
     doc = tmp_path / "kept.yaml"
     doc.write_text(
         "document: {dsl: '1.0.3', namespace: test, name: kept, version: '1.0.0',"
@@ -274,7 +275,7 @@ def test_purge_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     result = runner.invoke(
         app, ["purge", "--with", str(doc), "--dry-run", "--json", "--db", str(db)]
     )
-    assert [r["id"] for r in json.loads(result.stdout)["runs"]] == [ids["kept"]]
+    assert json.loads(result.stdout)["runs"] == []
     doc.write_text(doc.read_text().replace("P1Y", "one year"))
     result = runner.invoke(app, ["purge", "--with", str(doc), "--db", str(db)])
     assert result.exit_code == 2
@@ -284,3 +285,43 @@ def test_purge_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The command-line retention overrides the file's.
     result = runner.invoke(app, ["purge", "--retention", "kept=P1Y", "--json", "--db", str(db)])
     assert [r["id"] for r in json.loads(result.stdout)["runs"]] == [ids["kept"]]
+
+
+def test_document_runs_are_purged_by_their_own_retention(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A document run carries its document, and with it its retention: no configuration
+    needed."""
+    import asyncio
+
+    import typer
+    from typer.testing import CliRunner
+
+    from batonflow.cli._subjects import purge as purge_command
+    from batonflow.dsl import DslRuntime, load_document
+
+    monkeypatch.delenv("BATONFLOW_TOKEN", raising=False)
+    monkeypatch.chdir(tmp_path)
+    text = (
+        "document: {dsl: '1.0.3', namespace: firm, name: enquiries, version: '1.0.0',"
+        " metadata: {batonflow: {retention: P1Y}}}\ndo:\n  - first: {set: {a: 1}}\n"
+    )
+    db = tmp_path / "runs.db"
+
+    async def run_document() -> str:
+        clock = FakeClock(start=ts(2020, 1, 1))
+        runtime = DslRuntime()
+        store = wrap_store(SQLiteStore(db), now=clock.now)
+        async with bf.Engine(store, clock=clock, workflows=[runtime.workflow]) as engine:
+            handle = await runtime.start(engine, load_document("e.yaml", text=text).raw, {})
+            await handle.result()
+            assert (await handle.record()).workflow == "firm/enquiries"
+            return handle.run_id
+
+    run_id = asyncio.run(run_document())
+    app = typer.Typer()
+    app.command("purge")(purge_command)
+    app.command("noop")(lambda: None)
+    result = CliRunner().invoke(app, ["purge", "--json", "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    assert [r["id"] for r in json.loads(result.stdout)["runs"]] == [run_id]

@@ -19,6 +19,16 @@ from batonflow.catalog._agent import (
 from batonflow.catalog._approval import approval
 from batonflow.catalog._budget import RunBudget, Spend
 from batonflow.catalog._catalog import Catalog
+from batonflow.catalog._email import (
+    EmailDeferred,
+    EmailNotSent,
+    EmailRejected,
+    InvalidEmailAddress,
+    Mailer,
+    SmtpSettings,
+    load_smtp_settings,
+    parse_smtp_settings,
+)
 from batonflow.catalog._errors import BudgetExceeded, InvalidModelOutput
 from batonflow.catalog._functions import (
     Answer,
@@ -36,6 +46,14 @@ __all__ = [
     "Answer",
     "BudgetExceeded",
     "Catalog",
+    "EmailDeferred",
+    "EmailNotSent",
+    "EmailRejected",
+    "InvalidEmailAddress",
+    "Mailer",
+    "SmtpSettings",
+    "load_smtp_settings",
+    "parse_smtp_settings",
     "InvalidModelOutput",
     "RunBudget",
     "Spend",

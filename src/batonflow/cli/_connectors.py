@@ -8,14 +8,12 @@ call) and carry on once it is enabled again.
 from __future__ import annotations
 
 import asyncio
-import getpass
-import os
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from batonflow.cli import _ops, _render
+from batonflow.cli import _ops, _render, _setup
 from batonflow.cli._io import (
     DB_ENV,
     DEFAULT_DB,
@@ -55,21 +53,15 @@ Name = Annotated[
         show_default=False,
     ),
 ]
-Actor = Annotated[
+Token = Annotated[
     str | None,
     typer.Option(
-        "--actor", help="Who is doing this, for the audit trail (default: local:<OS user>)."
+        "--token",
+        envvar="BATONFLOW_TOKEN",
+        metavar="TOKEN",
+        help="Act as this identity (needed once the database has identities).",
     ),
 ]
-
-
-def os_actor() -> str:
-    """``local:<OS user>``: who the command line acts as until identities say otherwise."""
-    try:
-        user = getpass.getuser()
-    except Exception:  # no user name in the environment (some containers)
-        user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
-    return f"local:{user}"
 
 
 @connector_app.command("list")
@@ -97,23 +89,23 @@ def disable(
     reason: Annotated[
         str | None, typer.Option("--reason", help="Why; recorded in the audit trail.")
     ] = None,
-    actor: Actor = None,
+    token: Token = None,
     db: Db = DEFAULT_DB,
     as_json: AsJson = False,
 ) -> None:
     """Switch a connector off: runs that call it wait until `batonflow connector enable`."""
     with cli_errors():
         path = resolve_db(db, must_exist=False)
-        state, changed = asyncio.run(_switch(path, name, actor or os_actor(), False, reason))
+        state, changed = asyncio.run(_switch(path, name, token, False, reason))
     _report(state, changed, as_json, db)
 
 
 @connector_app.command()
-def enable(name: Name, actor: Actor = None, db: Db = DEFAULT_DB, as_json: AsJson = False) -> None:
+def enable(name: Name, token: Token = None, db: Db = DEFAULT_DB, as_json: AsJson = False) -> None:
     """Switch a connector back on: waiting runs carry on at their next retry."""
     with cli_errors():
         path = resolve_db(db, must_exist=True)
-        state, changed = asyncio.run(_switch(path, name, actor or os_actor(), True, None))
+        state, changed = asyncio.run(_switch(path, name, token, True, None))
     _report(state, changed, as_json, db)
 
 
@@ -123,9 +115,10 @@ async def _list(path: str) -> list[ConnectorState]:
 
 
 async def _switch(
-    path: str, name: str, actor: str, enabled: bool, reason: str | None
+    path: str, name: str, token: str | None, enabled: bool, reason: str | None
 ) -> tuple[ConnectorState, bool]:
     async with _ops.opened_store(path) as store:
+        actor = await _setup.acting(store, token, "connector.switch")
         switches = ConnectorSwitches(store)
         if enabled:
             return await switches.enable(name, actor)

@@ -17,7 +17,6 @@ def choose(path: str | None) -> None:
 
 
 def current() -> Setup:
-    """The configuration this command runs with."""
-    if not _CHOSEN:
-        _CHOSEN.append(Setup.load())
-    return _CHOSEN[0]
+    """The configuration this command runs with (the root callback chose it; a sub-app used
+    on its own loads the default each time)."""
+    return _CHOSEN[0] if _CHOSEN else Setup.load()

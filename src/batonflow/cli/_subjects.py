@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 
 import batonflow as bf
+from batonflow.cli import _setup
 from batonflow.cli._io import (
     DB_ENV,
     DEFAULT_DB,
@@ -31,7 +32,6 @@ from batonflow.governance._identity import authorize, cli_identity
 from batonflow.governance._retention import (
     PurgeReport,
     Retention,
-    load_retention,
     parse_retention,
     retention_from_metadata,
 )
@@ -39,6 +39,7 @@ from batonflow.governance._retention import (
     purge as purge_runs,
 )
 from batonflow.governance._subjects import Erasure, erase_subject, export_subject, wrap_store
+from batonflow.store import Store
 
 __all__ = ["purge", "subject_app"]
 
@@ -215,16 +216,6 @@ def purge(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="List what would be deleted; delete nothing.")
     ] = False,
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config",
-            envvar="BATONFLOW_CONFIG",
-            metavar="FILE",
-            help='TOML file whose governance.retention table maps workflow = "P6Y"'
-            f" (default: $BATONFLOW_CONFIG, else ./{DEFAULT_CONFIG} if present).",
-        ),
-    ] = None,
     retention: Annotated[
         list[str] | None,
         typer.Option(
@@ -239,8 +230,9 @@ def purge(
         typer.Option(
             "--with",
             metavar="FILE",
-            help="A workflow document whose metadata.batonflow.retention applies to runs"
-            " named after the document (repeatable).",
+            help="A workflow document whose metadata.batonflow.retention applies to its runs"
+            " (repeatable; runs of documents otherwise use the retention their own document"
+            " carries).",
         ),
     ] = None,
     db: Db = DEFAULT_DB,
@@ -251,17 +243,13 @@ def purge(
 
     Completed, cancelled and faulted runs whose end plus the retention has passed are deleted
     with their steps and events; each deletion, and the purge itself, is recorded in the audit
-    trail. Workflows with no retention period are kept forever.
+    trail. Retention comes from `[governance.retention]` in the configuration file, then
+    each workflow document's `metadata.batonflow.retention` (a run carries its document),
+    then --with and --retention. Workflows with no retention period are kept forever.
     """
     with cli_errors():
         path = resolve_db(db, must_exist=True)
-        policies = _policies(config, documents or [], retention or [])
-        if not policies:
-            raise bf.ConfigError(
-                "no retention periods: give --retention WORKFLOW=P6Y, --config FILE with a"
-                " [governance.retention] table, or --with a workflow document whose"
-                " metadata.batonflow.retention is set"
-            )
+        policies = _policies(documents or [], retention or [])
         report = asyncio.run(_purge(path, policies, workflow, dry_run, token))
     if as_json:
         print_json(_purge_doc(report))
@@ -273,23 +261,18 @@ def purge(
         out.print(f"  {p.run_id}  {p.workflow}  {p.status.value}  ended {_when(p.finished_at)}")
 
 
-def _policies(
-    config: Path | None, documents: list[str], options: list[str]
-) -> dict[str, Retention]:
-    policies: dict[str, Retention] = {}
-    if config is not None:
-        policies.update(load_retention(config))
-    elif Path(DEFAULT_CONFIG).is_file():
-        policies.update(load_retention(DEFAULT_CONFIG))
+def _policies(documents: list[str], options: list[str]) -> dict[str, Retention]:
+    policies: dict[str, Retention] = dict(_setup.current().retention())
     for path in documents:
         from batonflow.dsl import load_document
+        from batonflow.dsl._runtime import run_name
 
         document = load_document(path)
         found = retention_from_metadata(
             document.raw.get("document", {}).get("metadata"), where=f"{path}: document.metadata"
         )
         if found is not None:
-            policies[document.raw["document"]["name"]] = found
+            policies[run_name({"definition": document.raw})] = found
     for option in options:
         name, sep, value = option.partition("=")
         if not sep or not name.strip():
@@ -300,6 +283,28 @@ def _policies(
     return policies
 
 
+async def _document_policies(store: Store, known: dict[str, Retention]) -> dict[str, Retention]:
+    """The retention each ended document run carries in its own document (where the
+    configuration and the options set none for that workflow)."""
+    from batonflow.dsl._runtime import is_document_run
+
+    found: dict[str, Retention] = {}
+    for status in (bf.RunStatus.COMPLETED, bf.RunStatus.CANCELLED, bf.RunStatus.FAULTED):
+        for run in await store.list_runs(status=status, limit=1_000_000):
+            name = run.workflow
+            if name in known or name in found or not is_document_run(name):
+                continue
+            try:
+                definition = json.loads(run.input_json).get("definition") or {}
+            except (ValueError, AttributeError):
+                continue
+            metadata = (definition.get("document") or {}).get("metadata")
+            rule = retention_from_metadata(metadata, where=f"run {run.id}: document.metadata")
+            if rule is not None:
+                found[name] = rule
+    return found
+
+
 async def _purge(
     db: str, policies: dict[str, Retention], workflow: str | None, dry_run: bool, token: str | None
 ) -> PurgeReport:
@@ -308,6 +313,13 @@ async def _purge(
         identity = await cli_identity(store, token)
         if not dry_run:
             authorize(identity, "run.purge")
+        policies = {**await _document_policies(store, policies), **policies}
+        if not policies:
+            raise bf.ConfigError(
+                "no retention periods: set [governance.retention] in the configuration file,"
+                " metadata.batonflow.retention in a workflow document, or give"
+                " --retention WORKFLOW=P6Y"
+            )
         return await purge_runs(
             store, time.time(), policies, actor=identity.name, dry_run=dry_run, workflow=workflow
         )

@@ -76,6 +76,7 @@ ACTIONS: Mapping[str, frozenset[str]] = {
     "run.retry": frozenset({"admin", "operator"}),
     "event.deliver": frozenset({"admin", "operator"}),
     "connector.switch": frozenset({"admin", "operator"}),
+    "subject.export": frozenset({"admin", "operator"}),
     "subject.erase": frozenset({"admin", "operator"}),
     "run.purge": frozenset({"admin", "operator"}),
     # governing the system itself

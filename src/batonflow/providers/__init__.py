@@ -39,6 +39,7 @@ from batonflow.providers._protocol import (
     Usage,
 )
 from batonflow.providers._records import CallHook, CallRecord, Prices
+from batonflow.providers._redacting import RedactingProvider
 from batonflow.providers._reliability import (
     CircuitBreaker,
     FallbackChain,
@@ -61,6 +62,7 @@ __all__ = [
     "FallbackChain",
     "Message",
     "OpenAIProvider",
+    "RedactingProvider",
     "Prices",
     "Provider",
     "ProviderAuthError",
