@@ -23,7 +23,10 @@ blocking private addresses, no redaction floor, no alerts. Its tables::
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import time
 import tomllib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -45,6 +48,7 @@ from batonflow.governance import (
     wrap_store,
 )
 from batonflow.governance._redaction_rules import redaction_config
+from batonflow.store import AuditEntry
 
 if TYPE_CHECKING:
     from batonflow.dsl import DslRuntime
@@ -105,6 +109,40 @@ class Setup:
         if not isinstance(table, Mapping):
             raise bf.ConfigError(f"{self.source}: governance: must be a table")
         return table
+
+    # -- the policy in effect ---------------------------------------------------------------------
+    def policy(self) -> dict[str, Any]:
+        """What this configuration decides about data and access: its governance tables and the
+        providers (names, kinds, models, endpoints) and e-mail server data may go to. It holds
+        no secrets: the file names environment variables, never their values."""
+        providers = self.data.get("providers", {})
+        return {
+            "governance": self._governance(),
+            "providers": {
+                name: {k: v for k, v in entry.items() if k in ("kind", "model", "base_url")}
+                for name, entry in (providers.items() if isinstance(providers, Mapping) else ())
+                if isinstance(entry, Mapping)
+            },
+            "fallback": self.data.get("fallback", {}),
+            "email": {k: v for k, v in self.data.get("email", {}).items() if k in ("host", "port")},
+        }
+
+    async def record_policy(self, store: bf.Store, actor: str, now: float | None = None) -> bool:
+        """Put the policy in effect on the audit trail when it differs from the last one
+        recorded (``policy.changed``, by ``actor``: whoever first acts under it); True if so."""
+        policy = self.policy()
+        text = json.dumps(policy, sort_keys=True, separators=(",", ":"), default=str)
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        previous = await store.get_record("policy", "current")
+        before = json.loads(previous).get("sha256") if previous else None
+        if before == digest:
+            return False
+        at = time.time() if now is None else now
+        data = {"sha256": digest, "previous": before, "source": self.source, "policy": policy}
+        entry = AuditEntry("policy.changed", json.dumps(data, default=str), actor=actor)
+        record = json.dumps({"sha256": digest, "source": self.source, "since": at})
+        await store.put_record("policy", "current", record, at, audit=[entry])
+        return True
 
     # -- the store ------------------------------------------------------------------------------
     def store(self, db: str) -> SealedStore:
@@ -255,8 +293,11 @@ class Session:
     client: httpx.AsyncClient
 
     async def acting(self, token: str | None, action: str) -> str:
-        """Who does ``action``: see :func:`acting` (the store must be open)."""
-        return await acting(self.store, token, action)
+        """Who does ``action``: see :func:`acting` (the store must be open). The policy in
+        effect is recorded first if it changed, attributed to them."""
+        name = await acting(self.store, token, action)
+        await self.setup.record_policy(self.store, name)
+        return name
 
     def engine(self, workflows: Sequence[bf.Workflow[Any, Any]] = (), **options: Any) -> bf.Engine:
         """An engine on the session's store that knows the DSL runtime's workflow."""

@@ -277,6 +277,27 @@ async def test_overdue_run_alerts_once_past_its_workflow_deadline(
         assert late.run_id == other.run_id  # the complaints run already has its alert
 
 
+async def test_a_runs_own_deadline_applies_where_the_configuration_names_none(
+    store_url: str, clock: FakeClock, hook: Hook, client: httpx.AsyncClient
+) -> None:
+    """A workflow document carries its impact tolerance; the worker passes it as deadline_of."""
+    async with bf.Engine(store_url, clock=clock) as engine:
+        slow = await engine.start(WAITING)
+        other = await engine.start(bf.Workflow(_wait_for_reply, name="no-deadline"))
+        await engine.settle()
+        own = {slow.run_id: 2 * HOUR}
+        monitor = AlertMonitor(
+            engine.store, clock, [WebhookChannel(hook.url, {}, client)],
+            deadline_of=lambda run: own.get(run.id),
+        )  # fmt: skip
+        await clock.advance(2 * HOUR - 1)
+        assert await monitor.check() == []
+        await clock.advance(1)
+        [alert] = await monitor.check()
+        assert alert.run_id == slow.run_id
+        assert other.run_id not in {a.run_id for a in await monitor.check()}
+
+
 async def test_two_monitors_on_one_database_raise_one_alert(
     store_url: str, clock: FakeClock, hook: Hook, client: httpx.AsyncClient
 ) -> None:

@@ -87,3 +87,20 @@ def test_a_bad_config_file_is_named(tmp_path: Path) -> None:
     missing = cli("--config", "nope.toml", "list")
     assert missing.exit_code == ExitCode.USAGE
     assert "nope.toml" in missing.stderr
+
+
+def test_a_policy_change_is_on_the_trail_with_who_acted_under_it(tmp_path: Path) -> None:
+    db = str(tmp_path / "runs.db")
+    config = tmp_path / "batonflow.toml"
+    config.write_text('[governance.egress]\nallow = ["crm.example.test"]\n')
+    run = ["run", f"{FLOWS}:greet", "-i", '{"name": "a"}', "--db", db]
+    ok(cli("--config", str(config), *run))
+    ok(cli("--config", str(config), *run))  # the same policy: recorded once
+    config.write_text('[governance.egress]\nallow = ["crm.example.test", "api.openai.com"]\n')
+    ok(cli("--config", str(config), *run))
+    changes = [r for r in _trail(tmp_path / "runs.db") if r.kind == "policy.changed"]
+    assert len(changes) == 2
+    first, second = (json.loads(r.data_json) for r in changes)
+    assert second["previous"] == first["sha256"]
+    assert second["policy"]["governance"]["egress"]["allow"][-1] == "api.openai.com"
+    assert all(r.actor and r.actor.startswith("local:") for r in changes)

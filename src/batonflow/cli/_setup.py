@@ -3,9 +3,20 @@
 
 from __future__ import annotations
 
-from batonflow.configuration import CONFIG_ENV, Session, Setup, acting
+import batonflow as bf
+from batonflow import configuration
+from batonflow.configuration import CONFIG_ENV, Session, Setup
 
 __all__ = ["CONFIG_ENV", "Session", "Setup", "acting", "choose", "current"]
+
+
+async def acting(store: bf.Store, token: str | None, action: str) -> str:
+    """Who does ``action`` (:func:`batonflow.configuration.acting`); the configuration in
+    effect is put on the audit trail first if it changed, attributed to them."""
+    name = await configuration.acting(store, token, action)
+    await current().record_policy(store, name)
+    return name
+
 
 _CHOSEN: list[Setup] = []
 

@@ -96,11 +96,16 @@ async def work(
         ) as session:
             engine = session.engine(**options)
             await engine.open()
+            from batonflow.governance._identity import local_identity
+
+            await setup.record_policy(session.store, local_identity().name)
             monitor: asyncio.Task[None] | None = None
             try:
                 alerts = setup.alerts()
                 if alerts is not None:
-                    watcher = alerts.monitor(session.store, engine.clock, session.client)
+                    watcher = alerts.monitor(
+                        session.store, engine.clock, session.client, deadline_of=_document_deadline
+                    )
                     monitor = asyncio.create_task(watcher.run(alerts.interval))
                 ready(engine)
                 await stop.wait()
@@ -113,3 +118,22 @@ async def work(
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)
+
+
+def _document_deadline(run: bf.RunRecord) -> float | None:
+    """A document run's impact tolerance: ``metadata.batonflow.deadline`` of the document it
+    carries (read once per run)."""
+    if run.id not in _DEADLINES:
+        from batonflow.dsl._runtime import policy_for
+
+        if len(_DEADLINES) > 100_000:  # a long-lived worker: forget ended runs now and then
+            _DEADLINES.clear()
+        try:
+            policy = policy_for(run)
+        except Exception:  # a malformed document already failed its run; no deadline
+            policy = None
+        _DEADLINES[run.id] = policy.deadline if policy is not None else None
+    return _DEADLINES[run.id]
+
+
+_DEADLINES: dict[str, float | None] = {}

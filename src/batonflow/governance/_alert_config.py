@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +47,7 @@ from batonflow.governance._alert_channels import (
     check_webhook,
 )
 from batonflow.governance._alerts import AlertMonitor
-from batonflow.store import Store
+from batonflow.store import RunRecord, Store
 
 __all__ = ["AlertSettings", "SmtpSettings", "WebhookSettings", "parse_duration"]
 
@@ -169,12 +169,16 @@ class AlertSettings:
         *,
         deadlines: Mapping[str, float] | None = None,
         env: Mapping[str, str] | None = None,
+        deadline_of: Callable[[RunRecord], float | None] | None = None,
     ) -> AlertMonitor:
-        """A monitor with these settings. ``deadlines`` (e.g. from workflow documents'
-        ``metadata.batonflow.deadline``) apply where the configuration names none."""
+        """A monitor with these settings. ``deadlines`` and ``deadline_of(run)`` (e.g. a
+        workflow document's ``metadata.batonflow.deadline``) apply where the configuration
+        names none."""
         merged = {**(deadlines or {}), **self.deadlines}
         channels = self.channels(client, env=env if env is not None else os.environ)
-        return AlertMonitor(store, clock, channels, merged, self.expiring_within)
+        return AlertMonitor(
+            store, clock, channels, merged, self.expiring_within, deadline_of=deadline_of
+        )
 
 
 def _webhook(read: _Reader) -> WebhookSettings:

@@ -21,7 +21,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from batonflow import _serde
@@ -56,7 +56,9 @@ class AlertMonitor:
     """Finds what needs an alert and raises each occurrence once through every channel.
 
     ``deadlines`` maps a workflow name (or ``"*"``: any other workflow) to the seconds a run may
-    stay open; ``expiring_within``: alert on a pending approval that expires within this many
+    stay open; ``deadline_of(run)`` gives a run's own tolerance where ``deadlines`` names none
+    (a workflow document's ``metadata.batonflow.deadline``, which the run carries);
+    ``expiring_within``: alert on a pending approval that expires within this many
     seconds. A channel failing ``attempts`` times in a row (waiting ``retry_delay``, doubling, on
     ``clock`` between tries) is given up on for that alert. ``scan_limit`` bounds each store
     query (see :meth:`check`).
@@ -73,6 +75,7 @@ class AlertMonitor:
         attempts: int = 4,
         retry_delay: float = 1.0,
         scan_limit: int = 1000,
+        deadline_of: Callable[[RunRecord], float | None] | None = None,
     ) -> None:
         for name, seconds in (deadlines or {}).items():
             if seconds <= 0:
@@ -82,6 +85,7 @@ class AlertMonitor:
         self.store, self.clock = store, clock
         self.channels = tuple(channels)
         self.deadlines = dict(deadlines or {})
+        self.deadline_of = deadline_of
         self.expiring_within = expiring_within
         self._attempts, self._retry_delay, self._scan_limit = attempts, retry_delay, scan_limit
         self._known: set[str] = set()  # keys whose record exists: skip the store look-up
@@ -142,9 +146,10 @@ class AlertMonitor:
         return alerts
 
     async def _overdue(self, now: float) -> list[Alert]:
-        if not self.deadlines:
+        if not self.deadlines and self.deadline_of is None:
             return []
-        scoped = [None] if ANY_WORKFLOW in self.deadlines else list(self.deadlines)
+        every = ANY_WORKFLOW in self.deadlines or self.deadline_of is not None
+        scoped = [None] if every else list(self.deadlines)
         alerts = []
         for status in OPEN_STATUSES:
             for workflow in scoped:
@@ -155,7 +160,11 @@ class AlertMonitor:
         return alerts
 
     def _overdue_alert(self, run: RunRecord, now: float) -> Alert | None:
-        tolerance = self.deadlines.get(run.workflow, self.deadlines.get(ANY_WORKFLOW))
+        tolerance = self.deadlines.get(run.workflow)
+        if tolerance is None and self.deadline_of is not None:
+            tolerance = self.deadline_of(run)
+        if tolerance is None:
+            tolerance = self.deadlines.get(ANY_WORKFLOW)
         key = f"run.overdue:{run.id}"
         if tolerance is None or now < run.created_at + tolerance or key in self._known:
             return None
