@@ -125,3 +125,14 @@ def make_engine(store_url: str, clock: FakeClock) -> EngineFactory:
 async def engine(make_engine: EngineFactory) -> AsyncIterator[bf.Engine]:
     async with make_engine() as engine:
         yield engine
+
+
+@pytest.fixture(autouse=True)
+def _no_chosen_configuration() -> Iterator[None]:
+    """The CLI remembers the configuration its root option chose for the process; tests run
+    many commands in one process, so each starts without a choice."""
+    from batonflow.cli import _setup
+
+    _setup._CHOSEN.clear()
+    yield
+    _setup._CHOSEN.clear()

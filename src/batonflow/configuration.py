@@ -24,10 +24,10 @@ blocking private addresses, no redaction floor, no alerts. Its tables::
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import time
-import tomllib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -39,6 +39,7 @@ import httpx
 
 import batonflow as bf
 from batonflow import _net
+from batonflow._toml import read_toml
 from batonflow.governance import (
     ConnectorMap,
     ConnectorSwitches,
@@ -81,16 +82,7 @@ class Setup:
             if not Path(DEFAULT_CONFIG).is_file():
                 return cls("<defaults>")
             named = DEFAULT_CONFIG
-        try:
-            with open(named, "rb") as file:
-                data = tomllib.load(file)
-        except FileNotFoundError:
-            raise bf.ConfigError(f"--config {named}: no such file") from None
-        except OSError as exc:
-            raise bf.ConfigError(f"{named}: cannot read: {exc.strerror}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise bf.ConfigError(f"{named}: not valid TOML: {exc}") from None
-        setup = cls(named, data)
+        setup = cls(named, read_toml(named))
         setup.check()
         return setup
 
@@ -198,10 +190,10 @@ class Setup:
 
     # -- models and functions ---------------------------------------------------------------------
     def providers_config(self) -> Any:
+        if "providers" not in self.data:
+            return None  # (and the model SDKs are not imported: seconds of CPU)
         from batonflow.providers import parse_config
 
-        if "providers" not in self.data:
-            return None
         return parse_config(self.data, self.source)
 
     def mailer(self) -> Any:
@@ -230,7 +222,25 @@ class Setup:
     ) -> dict[str, Callable[..., Any]]:
         """What a document's ``call:`` may name: the catalog (llm, classify, extract, agent)
         on the configured providers (model-bound data redacted by the ``model`` rules),
-        ``approval``, and ``email`` when an SMTP server is configured."""
+        ``approval``, and ``email`` when an SMTP server is configured.
+
+        They are built on first use: the model SDKs take seconds of CPU to import, which a
+        worker whose documents call no model (or a CLI command) should not pay at start."""
+        built: dict[str, Callable[..., Any]] = {}
+
+        def build() -> dict[str, Callable[..., Any]]:
+            if not built:
+                built.update(self._functions(store, client, clock))
+            return built
+
+        names = ["llm", "classify", "extract", "agent", "approval"]
+        if "email" in self.data:
+            names.append("email")
+        return {name: _lazy(name, build, name in _WITH_CONTEXT) for name in names}
+
+    def _functions(
+        self, store: bf.Store, client: httpx.AsyncClient, clock: bf.Clock | None
+    ) -> dict[str, Callable[..., Any]]:
         from batonflow.catalog import Catalog, approval
         from batonflow.providers import RedactingProvider, build_providers
 
@@ -303,6 +313,23 @@ class Session:
         """An engine on the session's store that knows the DSL runtime's workflow."""
         known = [self.runtime.workflow, *workflows]
         return self.setup.engine(self.store, workflows=known, **options)
+
+
+#: Catalog functions that run at workflow level with the run's context (bf.takes_context).
+_WITH_CONTEXT = frozenset({"agent", "approval"})
+
+
+def _lazy(
+    name: str, build: Callable[[], Mapping[str, Callable[..., Any]]], with_context: bool
+) -> Callable[..., Any]:
+    """``name`` of the functions ``build`` makes, built on the first call."""
+
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        result = build()[name](*args, **kwargs)
+        return await result if inspect.isawaitable(result) else result
+
+    call.__name__ = call.__qualname__ = name
+    return bf.core.takes_context(call) if with_context else call
 
 
 _DEFAULT_URLS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}

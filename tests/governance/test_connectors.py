@@ -239,9 +239,16 @@ async def test_a_dsl_http_call_waits_for_a_disabled_connector(
 
 
 @pytest.fixture
-def cli(tmp_path: Path) -> Any:
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     runner = CliRunner()
     db = str(tmp_path / "runs.db")
+    asyncio.run(_create(db))
+    monkeypatch.delenv("BATONFLOW_CONFIG", raising=False)
+    monkeypatch.delenv("BATONFLOW_TOKEN", raising=False)
+    monkeypatch.chdir(tmp_path)  # its batonflow.toml names the connector
+    (tmp_path / "batonflow.toml").write_text(
+        '[governance.connectors]\ncrm = ["crm.example.test"]\n'
+    )
 
     def invoke(*args: str) -> Result:
         return runner.invoke(connector_app, [*args, "--db", db])
@@ -253,6 +260,12 @@ def cli(tmp_path: Path) -> Any:
 def ok(result: Result) -> Result:
     assert result.exit_code == 0, (result.exit_code, result.stdout, result.stderr)
     return result
+
+
+async def _create(db: str) -> None:
+    store = SQLiteStore(db)
+    await store.open()
+    await store.close()
 
 
 async def read_audit(db: str) -> Sequence[bf.AuditRecord]:
@@ -328,4 +341,9 @@ def test_connector_command_errors(cli: Any, tmp_path: Path) -> None:
     result = cli("disable", "crm/prod")
     assert result.exit_code == 2
     assert "error: connector: 'crm/prod' is not a connector name" in result.stderr
+    result = cli("disable", "cmr")  # a typo must not switch off nothing
+    assert result.exit_code == 2
+    assert "no connector named 'cmr' (known: crm;" in result.stderr
+
     assert "no connector has ever been disabled" in ok(cli("list")).stderr
+    ok(cli("disable", "api.example.com"))  # a host nobody names is its own connector

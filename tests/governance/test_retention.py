@@ -88,7 +88,7 @@ def test_retention_from_toml(tmp_path: Path) -> None:
     path.write_text("[governance\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_retention(path)
-    with pytest.raises(ConfigError, match="no such configuration file"):
+    with pytest.raises(ConfigError, match="no such file"):
         load_retention(tmp_path / "missing.toml")
     path.write_text('[providers.x]\nkind = "local"\n')
     assert load_retention(path) == {}  # no [governance.retention]: keep everything

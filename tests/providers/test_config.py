@@ -127,7 +127,7 @@ def test_errors_name_the_file_and_the_key(tmp_path: Path, text: str, message: st
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"providers\.toml: cannot read"):
+    with pytest.raises(ConfigError, match=r"providers\.toml: no such file"):
         load_config(tmp_path / "providers.toml")
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.headerregistry import Address
@@ -27,6 +26,7 @@ from typing import Any
 
 import aiosmtplib
 
+from batonflow._toml import read_toml
 from batonflow.core import Clock, SystemClock, audit, current_step
 from batonflow.errors import BatonflowError, ConfigError
 
@@ -130,15 +130,7 @@ class SmtpSettings:
 
 def load_smtp_settings(path: str | Path) -> SmtpSettings:
     """The ``[email]`` table of a TOML config file; errors name the file and the key."""
-    source = str(path)
-    try:
-        with open(path, "rb") as file:
-            data = tomllib.load(file)
-    except OSError as exc:
-        raise ConfigError(f"{source}: cannot read: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
-    return parse_smtp_settings(data, source)
+    return parse_smtp_settings(read_toml(path), str(path))
 
 
 def parse_smtp_settings(data: Mapping[str, Any], source: str = "<memory>") -> SmtpSettings:

@@ -22,7 +22,6 @@ import batonflow as bf
 from batonflow.cli import _ops, _render, _setup, _worker
 from batonflow.cli._exit_codes import ExitCode, exit_code_for
 from batonflow.cli._io import (
-    DB_ENV,
     DEFAULT_DB,
     cli_errors,
     configure_logging,
@@ -35,6 +34,7 @@ from batonflow.cli._io import (
     read_json_option,
     resolve_db,
 )
+from batonflow.cli._options import AsJson, Db, Token
 
 if TYPE_CHECKING:
     from batonflow.dsl import DslDocument, DslValidationError
@@ -72,28 +72,6 @@ def _governance_commands() -> None:
     app.command("purge")(purge)
 
 
-Db = Annotated[
-    str,
-    typer.Option(
-        "--db",
-        envvar=DB_ENV,
-        metavar="PATH|URL",
-        help="The database holding the runs: a SQLite file (or sqlite:/// URL), or a"
-        " postgresql:// URL.",
-    ),
-]
-AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
-Token = Annotated[
-    str | None,
-    typer.Option(
-        "--token",
-        envvar="BATONFLOW_TOKEN",
-        metavar="TOKEN",
-        help="Act as this identity (see `batonflow identity`); needed once the database has"
-        " identities.",
-        show_envvar=True,
-    ),
-]
 RunId = Annotated[str, typer.Argument(metavar="RUN_ID", help="The run's id.", show_default=False)]
 Linger = Annotated[
     float,

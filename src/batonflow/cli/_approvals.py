@@ -15,8 +15,9 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from batonflow.cli._identities import AsJson, Db, Token, read, refusals, run_as
+from batonflow.cli._identities import read, refusals, run_as
 from batonflow.cli._io import DEFAULT_DB, cli_errors, console, note, print_json, resolve_db
+from batonflow.cli._options import AsJson, Db, Token
 from batonflow.cli._render import db_flag, when
 from batonflow.governance._approval import (
     ApprovalRequest,

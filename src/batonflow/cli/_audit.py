@@ -14,9 +14,9 @@ import typer
 from rich.text import Text
 
 import batonflow as bf
+from batonflow.cli import _setup
 from batonflow.cli._exit_codes import ExitCode
 from batonflow.cli._io import (
-    DB_ENV,
     DEFAULT_DB,
     cli_errors,
     console,
@@ -26,6 +26,7 @@ from batonflow.cli._io import (
     resolve_db,
 )
 from batonflow.cli._ops import opened_store
+from batonflow.cli._options import AsJson, Db, Token
 from batonflow.governance import _audit
 from batonflow.store import AuditRecord
 
@@ -33,13 +34,6 @@ audit_app = typer.Typer(
     help="The audit trail: verify that nobody changed it, sign its head, export it.",
     no_args_is_help=True,
 )
-
-
-Db = Annotated[
-    str,
-    typer.Option("--db", envvar=DB_ENV, metavar="PATH|URL", help="The database."),
-]
-AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 
 
 @audit_app.command("verify")
@@ -118,13 +112,14 @@ def sign(
         typer.Option("--out", metavar="FILE", help="Also write the signed head to FILE."),
     ] = None,
     db: Db = DEFAULT_DB,
+    token: Token = None,
     as_json: AsJson = False,
 ) -> None:
     """Sign the trail's current head; keep the copy (--out) somewhere the database is not."""
     with cli_errors():
         private = _audit.load_private_key(key)
         path = resolve_db(db, must_exist=True)
-        head = asyncio.run(_sign(path, private))
+        head = asyncio.run(_sign(path, private, token))
         if out is not None:
             out.write_text(head.to_json() + "\n")
     if as_json:
@@ -135,15 +130,10 @@ def sign(
         note(f"wrote {out}: `batonflow audit verify --head {out}` checks the trail against it")
 
 
-async def _sign(path: str, key: Any) -> _audit.SignedHead:
+async def _sign(path: str, key: Any, token: str | None) -> _audit.SignedHead:
     async with opened_store(path) as store:
-        return await _audit.sign_head(store, key, time.time(), actor=_actor())
-
-
-def _actor() -> str:
-    import getpass
-
-    return f"local:{getpass.getuser()}"
+        actor = await _setup.acting(store, token, "audit.sign")
+        return await _audit.sign_head(store, key, time.time(), actor=actor)
 
 
 def _when(value: str | None, option: str) -> float | None:

@@ -13,9 +13,9 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+import batonflow as bf
 from batonflow.cli import _ops, _render, _setup
 from batonflow.cli._io import (
-    DB_ENV,
     DEFAULT_DB,
     cli_errors,
     console,
@@ -23,7 +23,8 @@ from batonflow.cli._io import (
     print_json,
     resolve_db,
 )
-from batonflow.governance._connectors import ConnectorState, ConnectorSwitches
+from batonflow.cli._options import AsJson, Db, Token
+from batonflow.governance._connectors import ConnectorState, ConnectorSwitches, connector_name
 
 __all__ = ["connector_app"]
 
@@ -33,17 +34,6 @@ connector_app = typer.Typer(
     no_args_is_help=True,
 )
 
-Db = Annotated[
-    str,
-    typer.Option(
-        "--db",
-        envvar=DB_ENV,
-        metavar="PATH|URL",
-        help="The database holding the runs: a SQLite file (or sqlite:/// URL), or a"
-        " postgresql:// URL.",
-    ),
-]
-AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 Name = Annotated[
     str,
     typer.Argument(
@@ -51,15 +41,6 @@ Name = Annotated[
         help="A provider name, a connector name from the configuration (governance.connectors),"
         " or a host name.",
         show_default=False,
-    ),
-]
-Token = Annotated[
-    str | None,
-    typer.Option(
-        "--token",
-        envvar="BATONFLOW_TOKEN",
-        metavar="TOKEN",
-        help="Act as this identity (needed once the database has identities).",
     ),
 ]
 
@@ -95,7 +76,7 @@ def disable(
 ) -> None:
     """Switch a connector off: runs that call it wait until `batonflow connector enable`."""
     with cli_errors():
-        path = resolve_db(db, must_exist=False)
+        path = resolve_db(db, must_exist=True)
         state, changed = asyncio.run(_switch(path, name, token, False, reason))
     _report(state, changed, as_json, db)
 
@@ -117,12 +98,28 @@ async def _list(path: str) -> list[ConnectorState]:
 async def _switch(
     path: str, name: str, token: str | None, enabled: bool, reason: str | None
 ) -> tuple[ConnectorState, bool]:
+    _check_name(name)
     async with _ops.opened_store(path) as store:
         actor = await _setup.acting(store, token, "connector.switch")
         switches = ConnectorSwitches(store)
         if enabled:
             return await switches.enable(name, actor)
         return await switches.disable(name, actor, reason)
+
+
+def _check_name(name: str) -> None:
+    """A typo must not silently switch off nothing: the name is a configured connector or
+    provider, or a host name (a host nobody names is its own connector)."""
+    connector_name(name)  # its syntax first, with that error
+    known = _setup.current().egress()[1].names()
+    host_like = "." in name or name == "localhost" or ":" in name
+    if name.lower() in {k.lower() for k in known} or host_like:
+        return
+    listed = ", ".join(sorted(known)) or "none configured"
+    raise bf.ConfigError(
+        f"no connector named {name!r} (known: {listed}; name a host, such as"
+        " crm.example.com, or add it under [governance.connectors] in the configuration)"
+    )
 
 
 def _report(state: ConnectorState, changed: bool, as_json: bool, db: str) -> None:

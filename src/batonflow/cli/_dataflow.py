@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from batonflow.cli import _setup
 from batonflow.cli._io import cli_errors, console, print_json
 
 if TYPE_CHECKING:
@@ -50,9 +51,9 @@ def dataflow(
         str | None,
         typer.Option(
             "--config",
-            "-c",
             metavar="TOML",
-            help="The deployment's TOML config file: its providers table names the model"
+            help="The deployment's TOML config file (default: the root --config,"
+            " $BATONFLOW_CONFIG, or ./batonflow.toml): its providers table names the model"
             " vendors, governance.egress the global allow-list, governance.retention and"
             " governance.redact the deployment's rules, email the SMTP server.",
         ),
@@ -76,6 +77,9 @@ def dataflow(
 
     with cli_errors():
         document = load_document(file)
+        if config is None:  # the root --config, $BATONFLOW_CONFIG or ./batonflow.toml
+            chosen = _setup.current().source
+            config = chosen if chosen != "<defaults>" else None
         settings = load_dataflow_config(config) if config else None
         others = [load_document(path) for path in documents or ()]
         report = analyse_dataflow(document, config=settings, documents=others)

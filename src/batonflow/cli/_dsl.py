@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 import batonflow as bf
-from batonflow.cli._app import AsJson, Db, RunId, app, events_app
+from batonflow.cli._app import RunId, app, events_app
 from batonflow.cli._io import (
     DEFAULT_DB,
     cli_errors,
@@ -21,6 +21,7 @@ from batonflow.cli._io import (
     read_json_option,
     resolve_db,
 )
+from batonflow.cli._options import AsJson, Db, Token
 
 if TYPE_CHECKING:
     from batonflow.dsl import DslDocument
@@ -86,6 +87,7 @@ def events_send(
         ),
     ] = None,
     db: Db = DEFAULT_DB,
+    token: Token = None,
     as_json: AsJson = False,
 ) -> None:
     """Deliver a CloudEvent to every run whose listen task awaits it.
@@ -106,7 +108,7 @@ def events_send(
         except WorkflowError as error:
             raise bf.ConfigError(f"--data: {error.problem.detail}") from None
         path = resolve_db(db, must_exist=True)
-        delivered = asyncio.run(_publish(path, event, publish))
+        delivered = asyncio.run(_publish(path, event, publish, token))
     if as_json:
         print_json({"event": event, "delivered_to": delivered})
         return
@@ -120,10 +122,13 @@ def events_send(
         note(f"no run is listening for {event['type']} ({event['id']}); nothing was delivered")
 
 
-async def _publish(db: str, event: dict[str, Any], publish: Any) -> list[str]:
-    store = bf.open_store(db)
+async def _publish(db: str, event: dict[str, Any], publish: Any, token: str | None) -> list[str]:
+    from batonflow.cli import _setup
+
+    store = _setup.current().store(db)  # sealed: events for runs with subjects are sealed too
     await store.open()
     try:
+        await _setup.acting(store, token, "event.deliver")
         delivered: list[str] = await publish(store, event, time.time())
         return delivered
     finally:

@@ -19,7 +19,6 @@ from rich.table import Table
 
 from batonflow.cli._exit_codes import exit_code_for
 from batonflow.cli._io import (
-    DB_ENV,
     DEFAULT_DB,
     cli_errors,
     console,
@@ -29,6 +28,7 @@ from batonflow.cli._io import (
     resolve_db,
 )
 from batonflow.cli._ops import opened_store
+from batonflow.cli._options import AsJson, Db, Token
 from batonflow.cli._render import when
 from batonflow.errors import AccessDenied, ApprovalRefused
 from batonflow.governance._identity import (
@@ -49,9 +49,6 @@ from batonflow.governance._identity import (
 from batonflow.store import Store
 
 __all__ = [
-    "AsJson",
-    "Db",
-    "Token",
     "identity_app",
     "read",
     "refusals",
@@ -68,27 +65,6 @@ token_app = typer.Typer(
     help="Tokens that let a command act as an identity (--token or BATONFLOW_TOKEN).",
     no_args_is_help=True,
 )
-
-Db = Annotated[
-    str,
-    typer.Option(
-        "--db",
-        envvar=DB_ENV,
-        metavar="PATH|URL",
-        help="The database: a SQLite file (or sqlite:/// URL), or a postgresql:// URL.",
-    ),
-]
-Token = Annotated[
-    str | None,
-    typer.Option(
-        "--token",
-        metavar="TOKEN",
-        help=f"Act as the identity of this token (default: ${TOKEN_ENV}). Needed once the"
-        " database has identities.",
-        show_default=False,
-    ),
-]
-AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 
 
 @contextmanager
@@ -275,7 +251,7 @@ def token_create(
 ) -> None:
     """Issue a token (admins for anyone, anyone for themself). It is printed once, here."""
     with cli_errors(), refusals():
-        path = resolve_db(db, must_exist=False)
+        path = resolve_db(db, must_exist=True)
         issued = run_as(
             path, token,
             lambda store, actor: create_token(

@@ -3,6 +3,7 @@ results and errors: machine output on stdout, every error on stderr as ``error: 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -79,6 +80,10 @@ def cli_errors() -> Iterator[None]:
         yield
     except typer.Exit:
         raise
+    except BrokenPipeError:  # the reader stopped early (`| head`): not an error
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - nothing more can be written
+        raise typer.Exit(0) from None
     except (Exception, KeyboardInterrupt) as exc:
         fail(exc)
 

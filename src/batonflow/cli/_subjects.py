@@ -19,7 +19,6 @@ import typer
 import batonflow as bf
 from batonflow.cli import _setup
 from batonflow.cli._io import (
-    DB_ENV,
     DEFAULT_DB,
     cli_errors,
     console,
@@ -28,6 +27,7 @@ from batonflow.cli._io import (
     resolve_db,
 )
 from batonflow.cli._ops import opened_store
+from batonflow.cli._options import AsJson, Db, Token
 from batonflow.governance._identity import authorize, cli_identity
 from batonflow.governance._retention import (
     PurgeReport,
@@ -49,25 +49,6 @@ subject_app = typer.Typer(
     no_args_is_help=True,
 )
 
-Db = Annotated[
-    str,
-    typer.Option(
-        "--db",
-        envvar=DB_ENV,
-        metavar="PATH|URL",
-        help="The database holding the runs: a SQLite file (or sqlite:/// URL), or a"
-        " postgresql:// URL.",
-    ),
-]
-AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
-Token = Annotated[
-    str | None,
-    typer.Option(
-        "--token",
-        metavar="TOKEN",
-        help="Act as the identity of this token (default: the BATONFLOW_TOKEN variable).",
-    ),
-]
 SubjectId = Annotated[
     str,
     typer.Argument(
@@ -310,9 +291,10 @@ async def _purge(
 ) -> PurgeReport:
     async with opened_store(db) as raw:
         store = wrap_store(raw)
-        identity = await cli_identity(store, token)
-        if not dry_run:
-            authorize(identity, "run.purge")
+        if dry_run:  # a dry run only reads: no identity needed, nothing recorded
+            actor = "dry-run"
+        else:
+            actor = await _setup.acting(store, token, "run.purge")
         policies = {**await _document_policies(store, policies), **policies}
         if not policies:
             raise bf.ConfigError(
@@ -321,7 +303,7 @@ async def _purge(
                 " --retention WORKFLOW=P6Y"
             )
         return await purge_runs(
-            store, time.time(), policies, actor=identity.name, dry_run=dry_run, workflow=workflow
+            store, time.time(), policies, actor=actor, dry_run=dry_run, workflow=workflow
         )
 
 

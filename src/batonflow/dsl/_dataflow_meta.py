@@ -8,12 +8,12 @@ what a run would do.
 from __future__ import annotations
 
 import ipaddress
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from batonflow._toml import read_toml
 from batonflow.dsl._loader import DslDocument
 from batonflow.dsl._policy import policy_of
 from batonflow.errors import ConfigError
@@ -185,17 +185,7 @@ def load_dataflow_config(path: str | Path) -> DataflowConfig:
     """Read ``[providers]``, ``[governance.egress]``, ``[governance.redact]``,
     ``[governance.retention]`` and ``[email]`` from a TOML file (each optional); errors are
     :class:`ConfigError` naming the file and the key."""
-    source = str(path)
-    try:
-        with open(path, "rb") as file:
-            data = tomllib.load(file)
-    except FileNotFoundError:
-        raise ConfigError(f"{source}: no such file") from None
-    except OSError as exc:
-        raise ConfigError(f"{source}: cannot read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
-    return parse_dataflow_config(data, source)
+    return parse_dataflow_config(read_toml(path), str(path))
 
 
 def parse_dataflow_config(data: Mapping[str, Any], source: str = "<memory>") -> DataflowConfig:

@@ -77,6 +77,7 @@ ACTIONS: Mapping[str, frozenset[str]] = {
     "event.deliver": frozenset({"admin", "operator"}),
     "connector.switch": frozenset({"admin", "operator"}),
     "subject.export": frozenset({"admin", "operator"}),
+    "audit.sign": frozenset({"admin", "operator"}),
     "subject.erase": frozenset({"admin", "operator"}),
     "run.purge": frozenset({"admin", "operator"}),
     # governing the system itself

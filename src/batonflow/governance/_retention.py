@@ -21,12 +21,12 @@ import calendar
 import datetime as dt
 import json
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from batonflow._toml import read_toml
 from batonflow.errors import ConfigError, InvalidTransition, RunNotFound
 from batonflow.store import AuditEntry, RunRecord, RunStatus, Store
 
@@ -112,16 +112,7 @@ def retention_from_metadata(metadata: Any, *, where: str = "document.metadata") 
 
 def load_retention(path: str | Path) -> dict[str, Retention]:
     """The ``[governance.retention]`` table of a TOML file: workflow name -> retention."""
-    file = Path(path)
-    try:
-        data = tomllib.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{file}: no such configuration file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{file}: cannot read it: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
-    return retention_config(data, str(file))
+    return retention_config(read_toml(path), str(path))
 
 
 def retention_config(data: Mapping[str, Any], source: str) -> dict[str, Retention]:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import os
 import random
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from typing import Any, Literal
 
 import httpx
 
+from batonflow._toml import read_toml
 from batonflow.core import Clock, SystemClock
 from batonflow.errors import ConfigError
 from batonflow.providers._anthropic import AnthropicProvider
@@ -96,15 +96,7 @@ class ProvidersConfig:
 
 def load_config(path: str | Path) -> ProvidersConfig:
     """Read a providers TOML file; errors name the file and the offending key."""
-    source = str(path)
-    try:
-        with open(path, "rb") as file:
-            data = tomllib.load(file)
-    except OSError as exc:
-        raise ConfigError(f"{source}: cannot read: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
-    return parse_config(data, source)
+    return parse_config(read_toml(path), str(path))
 
 
 def parse_config(data: Mapping[str, Any], source: str = "<memory>") -> ProvidersConfig:

@@ -91,6 +91,7 @@ class PostgresStore(Connections):
 
         async def create(conn: Conn, retried: bool) -> tuple[RunRecord, bool]:
             async with conn.transaction():
+                await _queue_for_the_trail(conn)
                 row = await (await conn.execute(q.CREATE_RUN, params)).fetchone()
                 if row is not None:
                     if run.subjects:
@@ -161,6 +162,7 @@ class PostgresStore(Connections):
 
         async def change(conn: Conn, retried: bool) -> RunRecord:
             async with conn.transaction():
+                await _queue_for_the_trail(conn)
                 run = await _locked_run(conn, run_id)
                 if retried and run.status is target:
                     return run  # our first try committed
@@ -248,6 +250,7 @@ class PostgresStore(Connections):
 
         async def save(conn: Conn, retried: bool) -> None:
             async with conn.transaction():
+                await _queue_for_the_trail(conn)
                 row = await (await conn.execute(q.SAVE_STEPS, params)).fetchone()
                 if not (row and row[0]):
                     raise LeaseLost(f"run {run_id} is no longer held by this engine")
@@ -262,6 +265,7 @@ class PostgresStore(Connections):
 
         async def wait(conn: Conn, retried: bool) -> StepRecord:
             async with conn.transaction():
+                await _queue_for_the_trail(conn)
                 if step.key is not None:
                     await conn.execute(q.KEY_LOCK, (step.topic, step.key))
                 held = await (await conn.execute(q.HOLD_RUN, (now, step.run_id, owner))).fetchone()
@@ -312,6 +316,7 @@ class PostgresStore(Connections):
 
         async def suspend(conn: Conn, retried: bool) -> RunStatus:
             async with conn.transaction():
+                await _queue_for_the_trail(conn)
                 row = await (await conn.execute(q.SUSPEND_RUN, params)).fetchone()
                 if row is None:
                     raise LeaseLost(f"run {run_id} is no longer held by this engine")
@@ -345,6 +350,7 @@ class PostgresStore(Connections):
 
         async def finish(conn: Conn, retried: bool) -> None:
             async with conn.transaction():
+                await _queue_for_the_trail(conn)
                 args = (conn, run_id, owner, status, output_json, error_json, steps, attempts, now)
                 ended = await _end_run(*args)
                 if ended is None:
@@ -378,6 +384,7 @@ class PostgresStore(Connections):
         async def deliver(conn: Conn, retried: bool) -> EventRecord:
             subjects: tuple[str, ...] = ()
             async with conn.transaction():
+                await _queue_for_the_trail(conn)
                 if run_id is not None:
                     target = await _locked_run(conn, run_id)  # serialises with its waits
                     subjects = target.subjects
@@ -443,6 +450,7 @@ class PostgresStore(Connections):
 
         async def append(conn: Conn, retried: bool) -> None:
             async with conn.transaction():
+                await _queue_for_the_trail(conn)
                 await _append(conn, entries, now, op, retried)
 
         await self._run(append)
@@ -472,6 +480,7 @@ class PostgresStore(Connections):
 
         async def put(conn: Conn, retried: bool) -> None:
             async with conn.transaction():
+                await _queue_for_the_trail(conn)
                 if data_json is None:
                     await conn.execute("DELETE FROM records WHERE kind=%s AND key=%s", (kind, key))
                 else:
@@ -498,6 +507,7 @@ class PostgresStore(Connections):
 
         async def add(conn: Conn, retried: bool) -> bool:
             async with conn.transaction():
+                await _queue_for_the_trail(conn)
                 added = (
                     await conn.execute(
                         "INSERT INTO records (kind, key, data_json, updated_at)"
@@ -532,6 +542,7 @@ class PostgresStore(Connections):
 
         async def delete(conn: Conn, retried: bool) -> None:
             async with conn.transaction():
+                await _queue_for_the_trail(conn)
                 row = await (await conn.execute(q.LOCK_RUN, (run_id,))).fetchone()
                 if row is None:
                     if retried:
@@ -556,6 +567,13 @@ class PostgresStore(Connections):
 
 
 # -- helpers shared by the operations -------------------------------------------------------
+
+
+async def _queue_for_the_trail(conn: Conn) -> None:
+    """Take the chain head's lock first in every transaction that appends to the trail: the
+    appends serialise anyway, and queueing before touching any run row keeps those rows free
+    meanwhile (a lease renewal must never wait behind a queue of writers)."""
+    await conn.execute(q.LOCK_AUDIT_HEAD)
 
 
 async def _append(

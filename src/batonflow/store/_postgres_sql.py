@@ -273,8 +273,9 @@ WAITERS_FOR_KEY = (
 
 # -- audit trail ---------------------------------------------------------------------------------
 
-#: The chain's head, locked until commit: appends are serialised across all workers, and taken
-#: last in every transaction so that no lock order can deadlock against it.
+#: The chain's head, locked until commit: appends are serialised across all workers. Taken
+#: first in every transaction that appends (see ``_queue_for_the_trail``), so one lock order
+#: holds everywhere and no run row is held while a writer queues.
 LOCK_AUDIT_HEAD = "SELECT seq, hash FROM audit_head FOR UPDATE"
 SET_AUDIT_HEAD = "UPDATE audit_head SET seq=%s, hash=%s"
 INSERT_AUDIT = f"INSERT INTO audit ({AUDIT_COLS}, op) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
