@@ -91,8 +91,10 @@ def _notes(st: dict[str, Any], res: dict[str, Any], names: dict[str, str]) -> st
             f"- **Latency of a durable step:** {seq_b['step_latency_ms']:.2f} ms for batonflow, "
             f"{seq_d['step_latency_ms']:.2f} ms for DBOS, one workflow at a time "
             f"({_ratio(res, 'sequential-1', 'step_latency_ms')} lower for batonflow). A "
-            "batonflow step is one statement: the lease check, the journal entry and the "
-            "attempt travel together, one round trip and one commit."
+            "batonflow step is one transaction: the lease check, the journal entry, the attempt "
+            "and the step's hash-chained audit entries, one commit. The chain's head is one row: "
+            "appends serialise across all workers, so at concurrency the commit rate of the "
+            "server bounds batonflow (DBOS writes no audit trail). See docs/design.md, 39."
         )
     scale = []
     for system, label in names.items():

@@ -55,7 +55,9 @@ def render(data: dict[str, Any]) -> str:
         f"{st['concurrency']} in flight, by batonflow and, in the same run, by DBOS Transact on "
         "SQLite and LangGraph with its SQLite checkpointer. Every system records each step "
         "durably (survives power loss) before the next one starts: see "
-        "[Durability](#durability-what-each-system-used).\n"
+        "[Durability](#durability-what-each-system-used). batonflow also writes its audit "
+        "trail in the same commits (each run's creation, each step with its input and output, "
+        "each park and end, hash-chained); the peers write none.\n"
     )
 
     # -- summary ---------------------------------------------------------------------------
