@@ -264,6 +264,7 @@ class Context:
             if record.wake_at is not None and record.wake_at > self._clock.now():
                 raise self._suspend(record.wake_at)  # still backing off before a retry
         await self.flush()
+        self._engine.check_fence(self.run_id)
         attempt = attempts + 1
         started = self._clock.now()
         timeout, clipped = self._step_timeout(options.timeout, started, name)

@@ -302,6 +302,21 @@ class Engine:
                 " Engine(batonflow.governance.wrap_store(store)) (the CLI always does)"
             )
 
+    def check_fence(self, run_id: str) -> None:
+        """Before a step's side effect starts: if the run's fence has passed (its lease may be
+        gone, and another engine may take it over), stop the activation now. The heartbeat
+        stops fenced runs too, but it can be late when the event loop is busy; a new side
+        effect must never begin past the fence."""
+        act = self._active.get(run_id)
+        if act is None or not act.fence_at or time.monotonic() < act.fence_at:
+            return
+        if act.stop("fenced"):
+            self._fenced.add(run_id)
+            log.warning(
+                "run %s: lease not renewed in time; stopped it before its next step", run_id
+            )
+        raise asyncio.CancelledError
+
     def redacted(self, workflow: str, step: str | None, value: Any) -> Any:
         """``value`` as it may be stored: after the ``redact`` hook's persist policy for
         ``workflow``'s ``step`` (None: the run's input; ``OUTPUT``: its result)."""
