@@ -121,10 +121,8 @@ async def test_dropped_connections_lose_and_double_nothing(
     await _load_through(_app_named(pg_url, name), tmp_path, RUNS, "drop", pg_admin_url, name)
 
 
+@pytest.mark.skipif(_can_restart() is not None, reason=str(_can_restart()))
 async def test_a_server_restart_loses_and_doubles_nothing(
     pg_url: str, pg_admin_url: str, tmp_path: Path
 ) -> None:
-    reason = _can_restart()
-    if reason:
-        pytest.skip(reason)
     await _load_through(pg_url, tmp_path, RUNS, "restart", pg_admin_url, "")

@@ -196,6 +196,10 @@ def render_details(out: Console, d: RunDetails, *, db: str, full: bool) -> None:
     head.add_row("workflow", run.workflow + (f"  ({run.workflow_ref})" if full else ""))
     head.add_row("status", status_text(run.status.value))
     head.add_row("duration", duration(run_duration(run)))
+    if run.started_by:
+        head.add_row("started by", run.started_by)
+    if run.subjects and full:
+        head.add_row("subjects", ", ".join(s[:14] + "…" for s in run.subjects))
     if full:
         for label, value in _details_rows(run):
             head.add_row(label, value)

@@ -130,20 +130,11 @@ class PostgresStore(Connections):
         subject: str | None = None,
         limit: int = 50,
     ) -> list[RunRecord]:
-        clauses, params = [], []
-        for column, value in (("status", status), ("workflow", workflow), ("parent_id", parent_id)):
-            if value is not None:
-                clauses.append(f"{column}=%s")
-                params.append(str(value))
-        if subject is not None:
-            clauses.append("id IN (SELECT run_id FROM run_subjects WHERE subject=%s)")
-            params.append(subject)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = await self._rows(
-            f"SELECT {shared.RUN_COLS} FROM runs {where}"
-            " ORDER BY created_at DESC, id DESC LIMIT %s",
-            [*params, limit],
-        )
+        sql, params = shared.list_runs_sql(
+            "%s", status=status, workflow=workflow, parent_id=parent_id, subject=subject,
+            limit=limit,
+        )  # fmt: skip
+        rows = await self._rows(sql, params)
         return [shared.run_record(r) for r in rows]
 
     async def transition(

@@ -30,6 +30,29 @@ AUDIT_COLS = "seq, at, kind, run_id, step_id, actor, subjects, data_json, prev_h
 UNFINISHED = "('pending','running','waiting','suspended')"
 
 
+def list_runs_sql(
+    mark: str,
+    *,
+    status: RunStatus | None,
+    workflow: str | None,
+    parent_id: str | None,
+    subject: str | None,
+    limit: int,
+) -> tuple[str, list[Any]]:
+    """``Store.list_runs`` as SQL and its parameters (``mark``: the driver's placeholder)."""
+    clauses, params = [], []
+    for column, value in (("status", status), ("workflow", workflow), ("parent_id", parent_id)):
+        if value is not None:
+            clauses.append(f"{column}={mark}")
+            params.append(str(value))
+    if subject is not None:
+        clauses.append(f"id IN (SELECT run_id FROM run_subjects WHERE subject={mark})")
+        params.append(subject)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    sql = f"SELECT {RUN_COLS} FROM runs {where} ORDER BY created_at DESC, id DESC LIMIT {mark}"
+    return sql, [*params, limit]
+
+
 def run_record(row: Sequence[Any]) -> RunRecord:
     values = list(row)
     values[3] = RunStatus(values[3])

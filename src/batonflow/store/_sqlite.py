@@ -47,6 +47,7 @@ from batonflow.store._rows import (
     RUN_COLS,
     STEP_COLS,
     audit_record,
+    list_runs_sql,
     natural,
     run_record,
     step_record,
@@ -250,19 +251,11 @@ class SQLiteStore:
         subject: str | None = None,
         limit: int = 50,
     ) -> list[RunRecord]:
-        clauses, params = [], []
-        for column, value in (("status", status), ("workflow", workflow), ("parent_id", parent_id)):
-            if value is not None:
-                clauses.append(f"{column}=?")
-                params.append(str(value))
-        if subject is not None:
-            clauses.append("id IN (SELECT run_id FROM run_subjects WHERE subject=?)")
-            params.append(subject)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._read(
-            f"SELECT {RUN_COLS} FROM runs {where} ORDER BY created_at DESC, id DESC LIMIT ?",
-            [*params, limit],
-        )
+        sql, params = list_runs_sql(
+            "?", status=status, workflow=workflow, parent_id=parent_id, subject=subject,
+            limit=limit,
+        )  # fmt: skip
+        rows = self._read(sql, params)
         return [run_record(r) for r in rows]
 
     async def transition(
