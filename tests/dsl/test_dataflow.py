@@ -16,10 +16,10 @@ from typer.testing import CliRunner, Result
 from batonflow.cli import app
 from batonflow.cli._dataflow import dataflow
 from batonflow.dsl import DslValidationError, load_document
-from batonflow.dsl._dataflow import DataflowReport, Flow, analyse_dataflow
-from batonflow.dsl._dataflow_meta import load_dataflow_config
-from batonflow.dsl._dataflow_paths import Reference, references
-from batonflow.dsl._dataflow_record import record_of_processing
+from batonflow.dsl._dataflow.meta import load_dataflow_config
+from batonflow.dsl._dataflow.paths import Reference, references
+from batonflow.dsl._dataflow.record import record_of_processing
+from batonflow.dsl._dataflow.report import DataflowReport, Flow, analyse_dataflow
 from batonflow.errors import ConfigError
 
 from .ctk.harness import spec_path

@@ -28,15 +28,15 @@ from batonflow.dsl import (
     is_flow_directive,
     load_document,
 )
-from batonflow.dsl._model_auth import (
+from batonflow.dsl._model.auth import (
     AuthenticationReference,
     BearerAuthentication,
     BearerToken,
     SecretReference,
 )
-from batonflow.dsl._model_base import DurationInline
-from batonflow.dsl._model_events import AnyEvents, OneEvent
-from batonflow.dsl._model_tasks import RunContainer, RunWorkflow
+from batonflow.dsl._model.base import DurationInline
+from batonflow.dsl._model.events import AnyEvents, OneEvent
+from batonflow.dsl._model.tasks import RunContainer, RunWorkflow
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "shared/spec/serverless-workflow/v1.0.3/examples"
 

@@ -19,7 +19,7 @@ from batonflow.cli import _setup
 from batonflow.cli._io import cli_errors, console, print_json
 
 if TYPE_CHECKING:
-    from batonflow.dsl._dataflow import DataflowReport, Flow
+    from batonflow.dsl._dataflow.report import DataflowReport, Flow
 
 __all__ = ["ReportFormat", "dataflow"]
 
@@ -71,9 +71,9 @@ def dataflow(
     """Show which services and models a workflow can reach, which input fields go to each,
     where people decide, and how long run data is kept. Nothing is run."""
     from batonflow.dsl import load_document  # here: it imports pydantic
-    from batonflow.dsl._dataflow import analyse_dataflow
-    from batonflow.dsl._dataflow_meta import load_dataflow_config
-    from batonflow.dsl._dataflow_record import record_of_processing
+    from batonflow.dsl._dataflow.meta import load_dataflow_config
+    from batonflow.dsl._dataflow.record import record_of_processing
+    from batonflow.dsl._dataflow.report import analyse_dataflow
 
     with cli_errors():
         document = load_document(file)
@@ -92,7 +92,7 @@ def dataflow(
 
 
 def _render(report: DataflowReport) -> None:
-    from batonflow.dsl._dataflow import describe_expiry
+    from batonflow.dsl._dataflow.report import describe_expiry
 
     out = console()
     wf = report.workflow

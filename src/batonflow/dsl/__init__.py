@@ -17,7 +17,7 @@ from batonflow.dsl._loader import (
     DslValidationError,
     load_document,
 )
-from batonflow.dsl._model_base import (
+from batonflow.dsl._model.base import (
     DurationInline,
     Entry,
     FlowDirective,
@@ -25,7 +25,7 @@ from batonflow.dsl._model_base import (
     duration_to_timedelta,
     is_flow_directive,
 )
-from batonflow.dsl._model_calls import (
+from batonflow.dsl._model.calls import (
     BUILTIN_CALLS,
     CallA2A,
     CallAsyncApi,
@@ -36,8 +36,8 @@ from batonflow.dsl._model_calls import (
     CallOpenApi,
     CallTaskBase,
 )
-from batonflow.dsl._model_common import TaskBase, endpoint_authentication, endpoint_uri
-from batonflow.dsl._model_tasks import (
+from batonflow.dsl._model.common import TaskBase, endpoint_authentication, endpoint_uri
+from batonflow.dsl._model.tasks import (
     TASK_KINDS,
     DoTask,
     EmitTask,
@@ -52,7 +52,7 @@ from batonflow.dsl._model_tasks import (
     TryTask,
     WaitTask,
 )
-from batonflow.dsl._model_workflow import Document, Schedule, TaskRef, Use, Workflow
+from batonflow.dsl._model.workflow import Document, Schedule, TaskRef, Use, Workflow
 from batonflow.dsl._problems import ErrorType, Problem, WorkflowError, canonical_type
 from batonflow.dsl._yaml import Position, Positions
 

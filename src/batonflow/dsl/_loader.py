@@ -19,10 +19,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from batonflow.dsl import _model_checks, _policy
-from batonflow.dsl._model_base import describe
-from batonflow.dsl._model_errors import Finding, translate
-from batonflow.dsl._model_workflow import Workflow
+from batonflow.dsl import _policy
+from batonflow.dsl._model import checks as _model_checks
+from batonflow.dsl._model.base import describe
+from batonflow.dsl._model.errors import Finding, translate
+from batonflow.dsl._model.workflow import Workflow
 from batonflow.dsl._yaml import (
     Parsed,
     Position,

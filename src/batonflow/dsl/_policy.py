@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from batonflow.dsl._expr import check, evaluate, is_expression
-from batonflow.dsl._model_errors import Finding
+from batonflow.dsl._model.errors import Finding
 from batonflow.dsl._problems import ErrorType, Problem, WorkflowError
 from batonflow.errors import ConfigError
 from batonflow.governance._egress import egress_scope

@@ -9,7 +9,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import Field, Tag, model_validator
 
-from batonflow.dsl._model_base import (
+from batonflow.dsl._model.base import (
     OBJECT,
     STRING,
     TAG,
@@ -21,7 +21,7 @@ from batonflow.dsl._model_base import (
     by_key,
     invalid,
 )
-from batonflow.dsl._model_common import Export, Output
+from batonflow.dsl._model.common import Export, Output
 
 __all__ = [
     "AllEvents",

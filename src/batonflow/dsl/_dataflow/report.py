@@ -4,7 +4,7 @@
 Every task is walked (inside ``do``, ``for``, ``fork``, ``try``/``catch``, ``switch`` jumps,
 functions in ``use.functions`` and, when their documents are given, sub-workflows), following
 what each task's input is made of through ``input.from``, ``set``, ``output.as`` and
-``export.as`` (see ``_dataflow_paths``). Each place data leaves the process or a person decides
+``export.as`` (see ``paths``). Each place data leaves the process or a person decides
 is a :class:`Flow`: an HTTP/OpenAPI/gRPC/AsyncAPI/A2A/MCP call, a model call, an approval, an
 e-mail, an event emitted or awaited, a process, a sub-workflow, a function the runtime provides.
 Each names the workflow-input fields that can reach it (an over-approximation: a field named may
@@ -19,9 +19,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from batonflow.dsl._dataflow_meta import DataflowConfig, EgressCheck, Governance, read_governance
-from batonflow.dsl._dataflow_paths import FromInput
-from batonflow.dsl._dataflow_walk import Flag, Flow, Sink, Walker, describe_expiry
+from batonflow.dsl._dataflow.meta import DataflowConfig, EgressCheck, Governance, read_governance
+from batonflow.dsl._dataflow.paths import FromInput
+from batonflow.dsl._dataflow.walk import Flag, Flow, Sink, Walker, describe_expiry
 from batonflow.dsl._loader import DslDocument
 
 __all__ = ["DataflowReport", "Flag", "Flow", "analyse_dataflow", "describe_expiry"]

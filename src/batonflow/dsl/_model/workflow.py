@@ -10,15 +10,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, model_validator
 
-from batonflow.dsl._model_auth import ReusableAuthenticationPolicy
-from batonflow.dsl._model_base import (
+from batonflow.dsl._model.auth import ReusableAuthenticationPolicy
+from batonflow.dsl._model.base import (
     Duration,
     Model,
     OpenModel,
     TaskList,
     invalid,
 )
-from batonflow.dsl._model_common import (
+from batonflow.dsl._model.common import (
     Catalog,
     Error,
     ExtensionList,
@@ -29,8 +29,8 @@ from batonflow.dsl._model_common import (
     Timeout,
     TimeoutOrReference,
 )
-from batonflow.dsl._model_events import EventConsumptionStrategy
-from batonflow.dsl._model_tasks import Task
+from batonflow.dsl._model.events import EventConsumptionStrategy
+from batonflow.dsl._model.tasks import Task
 from batonflow.dsl._yaml import join_pointer
 
 __all__ = ["Document", "Evaluate", "Schedule", "TaskRef", "Use", "Workflow"]

@@ -1,5 +1,5 @@
 """The walk behind ``batonflow dataflow``: every task of a document, in flow order, to a fixed
-point, following what each task's data is made of (see ``_dataflow_paths``) and recording each
+point, following what each task's data is made of (see ``paths``) and recording each
 :class:`Flow` (data leaving, entering, or reaching a person) and :class:`Flag` (something to
 review). ``_dataflow_calls`` handles ``call`` tasks; ``_dataflow`` assembles the report.
 """
@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from batonflow.dsl._dataflow_meta import DataflowConfig, EgressCheck
-from batonflow.dsl._dataflow_paths import (
+from batonflow.dsl._dataflow.meta import DataflowConfig, EgressCheck
+from batonflow.dsl._dataflow.paths import (
     Data,
     FromInput,
     Obj,
@@ -477,7 +477,7 @@ class Walker:
     def _call(
         self, name: str, task: dict[str, Any], pointer: str, state: State
     ) -> tuple[Shape, Shape]:
-        from batonflow.dsl import _dataflow_calls
+        from batonflow.dsl._dataflow import calls as _dataflow_calls
 
         return _dataflow_calls.call(self, name, task, pointer, state), state.context
 

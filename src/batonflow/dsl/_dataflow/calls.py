@@ -1,6 +1,6 @@
 """``call`` tasks in the data-flow report: protocols (HTTP, OpenAPI, gRPC, AsyncAPI, A2A, MCP),
 the catalog's model functions, approvals, e-mail, functions in ``use.functions`` and functions
-the runtime provides. Each adds its :class:`~batonflow.dsl._dataflow_walk.Flow` to the walker and
+the runtime provides. Each adds its :class:`~batonflow.dsl._dataflow.walk.Flow` to the walker and
 returns the shape of the task's raw output."""
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from batonflow.dsl._dataflow_paths import Data, Shape, flatten, resolve
-from batonflow.dsl._dataflow_walk import MODEL_FUNCTIONS, US_VENDORS, host_of
+from batonflow.dsl._dataflow.paths import Data, Shape, flatten, resolve
+from batonflow.dsl._dataflow.walk import MODEL_FUNCTIONS, US_VENDORS, host_of
 from batonflow.dsl._expr import is_expression
 
 if TYPE_CHECKING:
-    from batonflow.dsl._dataflow_walk import State, Walker
+    from batonflow.dsl._dataflow.walk import State, Walker
 
 __all__ = ["call"]
 

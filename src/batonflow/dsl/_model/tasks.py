@@ -13,7 +13,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Discriminator, Field, Tag, model_validator
 
-from batonflow.dsl._model_base import (
+from batonflow.dsl._model.base import (
     ARRAY,
     OBJECT,
     STRING,
@@ -28,15 +28,15 @@ from batonflow.dsl._model_base import (
     invalid,
     require_one_of,
 )
-from batonflow.dsl._model_calls import CallTask
-from batonflow.dsl._model_common import (
+from batonflow.dsl._model.calls import CallTask
+from batonflow.dsl._model.common import (
     CatchErrors,
     Error,
     ExternalResource,
     RetryPolicyOrReference,
     TaskBase,
 )
-from batonflow.dsl._model_events import (
+from batonflow.dsl._model.events import (
     EmittedEventProperties,
     EventConsumptionStrategy,
     SubscriptionIterator,

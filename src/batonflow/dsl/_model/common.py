@@ -9,8 +9,8 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, Tag, model_validator
 
-from batonflow.dsl._model_auth import ReferenceableAuthentication
-from batonflow.dsl._model_base import (
+from batonflow.dsl._model.auth import ReferenceableAuthentication
+from batonflow.dsl._model.base import (
     OBJECT,
     STRING,
     TAG,

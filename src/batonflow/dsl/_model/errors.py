@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from batonflow.dsl._model_base import TAG, Model, describe
+from batonflow.dsl._model.base import TAG, Model, describe
 from batonflow.dsl._yaml import join_pointer
 
 __all__ = ["Finding", "translate"]

@@ -11,8 +11,8 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, Discriminator, Field, Tag, model_validator
 
-from batonflow.dsl._model_auth import ReferenceableAuthentication
-from batonflow.dsl._model_base import (
+from batonflow.dsl._model.auth import ReferenceableAuthentication
+from batonflow.dsl._model.base import (
     OBJECT,
     STRING,
     TAG,
@@ -26,8 +26,8 @@ from batonflow.dsl._model_base import (
     invalid,
     require_one_of,
 )
-from batonflow.dsl._model_common import Endpoint, ExternalResource, TaskBase
-from batonflow.dsl._model_events import SubscriptionIterator
+from batonflow.dsl._model.common import Endpoint, ExternalResource, TaskBase
+from batonflow.dsl._model.events import SubscriptionIterator
 
 __all__ = [
     "A2AArguments",

@@ -23,14 +23,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from batonflow.dsl._model_auth import AuthenticationReference
-from batonflow.dsl._model_base import FlowDirective, NamedList, TaskList, is_flow_directive
-from batonflow.dsl._model_calls import BUILTIN_CALLS, CallFunction
-from batonflow.dsl._model_common import TaskBase
-from batonflow.dsl._model_errors import Finding
-from batonflow.dsl._model_tasks import Catch as CatchConfig
-from batonflow.dsl._model_tasks import RaiseConfig, SwitchTask, TryTask
-from batonflow.dsl._model_workflow import Use, Workflow
+from batonflow.dsl._model.auth import AuthenticationReference
+from batonflow.dsl._model.base import FlowDirective, NamedList, TaskList, is_flow_directive
+from batonflow.dsl._model.calls import BUILTIN_CALLS, CallFunction
+from batonflow.dsl._model.common import TaskBase
+from batonflow.dsl._model.errors import Finding
+from batonflow.dsl._model.tasks import Catch as CatchConfig
+from batonflow.dsl._model.tasks import RaiseConfig, SwitchTask, TryTask
+from batonflow.dsl._model.workflow import Use, Workflow
 from batonflow.dsl._yaml import join_pointer
 
 __all__ = ["check", "warnings"]

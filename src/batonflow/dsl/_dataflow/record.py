@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from batonflow.dsl._dataflow import DataflowReport, Flow, describe_expiry
+from batonflow.dsl._dataflow.report import DataflowReport, Flow, describe_expiry
 
 __all__ = ["record_of_processing"]
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BeforeValidator, Discriminator, Tag
 
-from batonflow.dsl._model_base import TAG, Model, NonEmptyStr, OpenModel, Uri, by_key
+from batonflow.dsl._model.base import TAG, Model, NonEmptyStr, OpenModel, Uri, by_key
 
 __all__ = [
     "AuthenticationPolicy",

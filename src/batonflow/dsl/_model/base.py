@@ -33,7 +33,7 @@ from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 from batonflow.dsl._yaml import join_pointer
 
 if TYPE_CHECKING:
-    from batonflow.dsl._model_tasks import Task
+    from batonflow.dsl._model.tasks import Task
 
 T = TypeVar("T")
 
@@ -472,7 +472,7 @@ class TaskList(NamedList["Task"]):
 
     @classmethod
     def item_type(cls) -> Any:
-        from batonflow.dsl._model_tasks import Task  # the task types contain task lists
+        from batonflow.dsl._model.tasks import Task  # the task types contain task lists
 
         return Task
 
