@@ -18,6 +18,7 @@ EXPECTED = {
     "StepInfo", "StepKind", "StepRecord", "StepStatus", "StepTimeout", "Store", "StoreError",
     "SystemClock", "Workflow", "WorkflowNotFound", "__version__", "current_step",
     "load_workflow", "open_store", "step", "workflow",
+    "FailedAttempt", "Hook", "RunEnded", "RunStarted",
 }  # fmt: skip
 
 

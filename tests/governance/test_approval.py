@@ -342,7 +342,10 @@ async def test_too_few_named_deciders_after_separation_of_duties(
         ({"require_comment": ["maybe"]}, "'maybe', which is not one of the options"),
         ({"expires_in": "4 hours"}, "not an ISO 8601 duration"),
         ({"expires_in": -5}, "must be positive"),
-        ({"on_expiry": "shrug"}, "'on_expiry' must be 'reject', 'fail'"),
+        (
+            {"on_expiry": "shrug"},
+            "'on_expiry' must be 'escalate' \\(the default\\), 'reject', 'fail'",
+        ),
         ({"on_expiry": {"escalate": {"groups": ["x"]}}}, "escalating needs 'expires_in'"),
         (
             {"expires_in": 60, "on_expiry": {"escalate": {"group": ["x"]}}},

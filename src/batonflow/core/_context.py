@@ -30,6 +30,7 @@ from batonflow._serde import (
     loads,
     roundtrip,
 )
+from batonflow.core._hooks import FailedAttempt
 from batonflow.core._trail import TrailEntry, collecting
 from batonflow.core._workflow import Workflow, step_options
 from batonflow.errors import (
@@ -327,7 +328,8 @@ class Context:
         options: Any,
     ) -> None:
         now = self._clock.now()
-        error_json = dumps_lenient(error_to_dict(exc))
+        error = error_to_dict(exc)
+        error_json = dumps_lenient(error)
         if isinstance(exc, ConnectorDisabled):
             # Not a failure: the run waits for the connector without using up an attempt.
             waiting = StepRecord(
@@ -345,12 +347,28 @@ class Context:
             input_json=self._args_json(name, args, kwargs), error_json=error_json, attempts=attempt,
             started_at=started, finished_at=now,
         )  # fmt: skip
-        if options.retry.should_retry(exc, attempt):
-            wake = now + options.retry.delay(attempt, self._engine.rng)
+        retry = options.retry.should_retry(exc, attempt)
+        wake = now + options.retry.delay(attempt, self._engine.rng) if retry else None
+        hooks = self._engine.hooks
+        if hooks:
+            hooks.attempt_failed(FailedAttempt(self.run, step_id, name, attempt, error, now, wake))
+        if wake is not None:
             self._record(replace(base, status=StepStatus.PENDING, wake_at=wake, finished_at=None))
             raise self._suspend(wake) from exc
         self._record(base)
         _tag(exc, step_id)
+
+    def report_retry(
+        self, step: str, attempt: int, error: Mapping[str, Any], retry_at: float
+    ) -> None:
+        """Tell the engine's hooks that ``step`` of a retry loop written in workflow code (a
+        DSL ``try``/``catch``/``retry``) failed attempt ``attempt`` with ``error`` and will try
+        again at ``retry_at``, as :meth:`step` does for its own retries."""
+        hooks = self._engine.hooks
+        if hooks:
+            now = self._clock.now()
+            event = FailedAttempt(self.run, step, step, attempt, dict(error), now, retry_at)
+            hooks.attempt_failed(event)
 
     async def _invoke(
         self,

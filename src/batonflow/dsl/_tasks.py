@@ -194,7 +194,10 @@ async def try_task(it: Interpreter, call: TaskCall) -> TaskResult:
                 raise
             if policy and await _should_retry(it, call, policy, scope, retries, started):
                 retries += 1
-                await it.ctx.sleep(_retry_delay(policy, retries, call, it.ctx.run_id))
+                delay = _retry_delay(policy, retries, call, it.ctx.run_id)
+                retry_at = it.ctx.engine.clock.now() + delay
+                it.ctx.report_retry(call.pointer, retries, error.problem.to_dict(), retry_at)
+                await it.ctx.sleep(delay)
                 continue
             if "do" in catch:
                 pointer = f"{call.pointer}/catch/do"
