@@ -747,3 +747,64 @@ async def test_the_email_function_names_a_refused_starttls(smtp: tuple[Mailbox, 
     (send,) = mailer.functions().values()
     with pytest.raises(EmailRejected, match=r'STARTTLS.*set tls = "none" in \[email\]'):
         await send(to="x@firm.test", subject="s", body="b")
+
+
+# -- an outage longer than the retries ----------------------------------------------------------
+
+
+async def test_an_alert_a_channel_missed_is_delivered_again_once_it_is_back(
+    hook: Hook, clock: FakeClock, db_path: Path
+) -> None:
+    hook.statuses = [503, 503]  # down for the first delivery and the first round
+    store = SQLiteStore(db_path)
+    await store.open()
+    try:
+        async with make_client() as client:
+            channel = WebhookChannel(hook.url, {}, client)
+            first = AlertMonitor(store, clock, [channel], attempts=1)
+            other = AlertMonitor(store, clock, [channel], attempts=1)  # another process
+            assert await first.dispatcher.raise_(ALERT) is True
+            record = json.loads(await store.get_record("alert", ALERT.key) or "{}")
+            assert record["state"] == "failed"
+            assert await first.check() == []
+            assert first.next_due == clock.now() + 60  # the monitor wakes for the next round
+            await clock.advance(60)
+            await asyncio.gather(first.check(), other.check())  # both find it due: one round
+            assert len(hook.received) == 2
+            # still down: the one that made the round waits longer for the next
+            assert {first.next_due, other.next_due} - {None} == {clock.now() + 120}
+            await clock.advance(120)
+            await asyncio.gather(first.check(), other.check())
+            record = json.loads(await store.get_record("alert", ALERT.key) or "{}")
+            assert await store.list_records("alert.pending") == []
+            await clock.advance(3600)
+            await first.check()  # nothing is left to deliver
+    finally:
+        await store.close()
+    assert record["state"] == "sent"
+    assert len(hook.received) == 3
+    assert {e["id"] for e in hook.events()} == {ALERT.key}  # a receiver can drop repeats
+
+
+async def test_a_delivery_abandoned_by_a_dead_process_is_finished_by_the_monitor(
+    hook: Hook, clock: FakeClock, db_path: Path
+) -> None:
+    """The process raised the alert (the record says so) and died before it delivered it."""
+    store = SQLiteStore(db_path)
+    await store.open()
+    try:
+        async with make_client() as client:
+            channel = WebhookChannel(hook.url, {}, client)
+            dying = AlertMonitor(store, clock, [channel])
+            assert await dying.dispatcher.claim(ALERT)
+            await dying.dispatcher._pending(ALERT, [channel.name], 0, clock.now() + 300)
+            monitor = AlertMonitor(store, clock, [channel])
+            await monitor.check()
+            assert hook.received == []  # it may still be delivering: wait
+            await clock.advance(300)
+            await monitor.check()
+            record = json.loads(await store.get_record("alert", ALERT.key) or "{}")
+    finally:
+        await store.close()
+    assert record["state"] == "sent"
+    assert len(hook.received) == 1

@@ -8,16 +8,25 @@ insert-if-absent in one transaction *before* anything is sent; whoever finds the
 there stays silent. Delivery outcomes update that record and add ``alert.sent`` or
 ``alert.failed`` entries. A channel that fails is retried with backoff on the injected clock,
 then logged at ERROR and recorded; nothing in here raises.
+
+Surviving a longer outage: while an alert is not delivered to every channel, a record
+``kind="alert.pending"`` says which channels are left and when to try again. It is written
+before the first delivery (so a process that dies mid-delivery leaves it behind, due
+``STALE_AFTER`` later) and removed once every channel has it. The monitor
+(:meth:`Dispatcher.retry_pending`) takes each due round by an insert-if-absent claim, so one
+process makes it, with backoff between rounds, for ``MAX_ROUNDS`` rounds (a day and more).
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import json
 import logging
 import os
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from batonflow import _serde
@@ -26,7 +35,7 @@ from batonflow.errors import BatonflowError, ConfigError
 from batonflow.governance._alert_channels import Alert, AlertChannel
 from batonflow.store import AuditEntry, Store
 
-__all__ = ["ACTOR", "ALERT_RECORD", "Dispatcher"]
+__all__ = ["ACTOR", "ALERT_RECORD", "PENDING_RECORD", "Dispatcher"]
 
 log = logging.getLogger("batonflow.alerts")
 
@@ -34,6 +43,13 @@ log = logging.getLogger("batonflow.alerts")
 ALERT_RECORD = "alert"
 #: Who raises alerts, in the audit trail.
 ACTOR = "system:alerts"
+#: Alerts some channel has not received yet, and the claims of their delivery rounds.
+PENDING_RECORD = "alert.pending"
+ROUND_CLAIM = "alert.round"
+#: A first delivery not finished after this long was abandoned (its process died).
+STALE_AFTER = 300.0
+#: Rounds of redelivery before giving up: waits of 1, 2, 4 ... minutes, at most an hour.
+MAX_ROUNDS = 30
 
 
 class Dispatcher:
@@ -69,6 +85,8 @@ class Dispatcher:
             return None
         if claimed:
             log.warning("ALERT %s: %s", alert.kind, alert.summary)
+            names = [channel.name for channel in self.channels]
+            await self._pending(alert, names, 0, self.clock.now() + STALE_AFTER)
             await self.deliver(alert)
         return claimed
 
@@ -82,8 +100,21 @@ class Dispatcher:
         now = self.clock.now()
         return await self.store.add_record(ALERT_RECORD, alert.key, data_json, now, audit=[entry])
 
-    async def deliver(self, alert: Alert) -> None:
-        outcomes = await asyncio.gather(*(self._send(ch, alert) for ch in self.channels))
+    async def deliver(
+        self,
+        alert: Alert,
+        channels: Sequence[AlertChannel] | None = None,
+        *,
+        earlier: Sequence[Mapping[str, Any]] = (),
+        round: int = 0,
+    ) -> float | None:
+        """Send ``alert`` through ``channels`` (default: all), record the outcomes (with the
+        ``earlier`` ones of channels not tried again) and what is left after round ``round``;
+        return when the next round is due (None: nothing is left)."""
+        chosen = self.channels if channels is None else tuple(channels)
+        outcomes = list(await asyncio.gather(*(self._send(ch, alert) for ch in chosen)))
+        tried = {outcome["channel"] for outcome in outcomes}
+        outcomes += [dict(o) for o in earlier if o.get("channel") not in tried]
         ok = [outcome["ok"] for outcome in outcomes]
         state = "sent" if all(ok) else "failed" if not any(ok) else "partly sent"
         data = {**alert.to_dict(), "state": state, "deliveries": outcomes}
@@ -102,6 +133,60 @@ class Dispatcher:
             )
         except Exception:
             log.exception("could not record the delivery of alert %s (%s)", alert.key, state)
+        left = [o["channel"] for o in outcomes if not o["ok"]]
+        next_at = None
+        if left and round >= MAX_ROUNDS:
+            log.error("ALERT %s given up after %d rounds: %s", alert.key, round, alert.summary)
+        elif left:
+            next_at = self.clock.now() + min(60.0 * 2**round, 3600.0)
+        await self._pending(alert, left, round, next_at)
+        return next_at
+
+    async def _pending(
+        self, alert: Alert, channels: list[str], round: int, next_at: float | None
+    ) -> None:
+        """Record which channels still need ``alert`` and when to try (none: forget it)."""
+        data = None
+        if channels and next_at is not None:
+            record = {"alert": alert.to_dict(), "channels": channels, "round": round}
+            data = _serde.dumps_lenient({**record, "next_at": next_at})
+        try:
+            await self.store.put_record(PENDING_RECORD, alert.key, data, self.clock.now())
+        except Exception:
+            log.exception("could not record what is left to deliver of alert %s", alert.key)
+
+    async def retry_pending(self) -> float | None:
+        """Make every delivery round that is due and that no other process took; return when
+        the next one falls due (None: nothing is left to deliver)."""
+        now, due = self.clock.now(), None
+        for key, data_json in await self.store.list_records(PENDING_RECORD):
+            try:
+                data = json.loads(data_json)
+                alert, next_at, round = _alert(data["alert"]), float(data["next_at"]), data["round"]
+            except (ValueError, KeyError, TypeError) as exc:
+                log.error("pending alert %r is unreadable (%s); dropping it", key, exc)
+                await self.store.put_record(PENDING_RECORD, key, None, now)
+                continue
+            if next_at > now:
+                due = next_at if due is None else min(due, next_at)
+                continue
+            if not await self.store.add_record(ROUND_CLAIM, f"{key}#{round}", data_json, now):
+                continue  # another process makes this round
+            channels = [c for c in self.channels if c.name in data["channels"]] or self.channels
+            earlier = await self._outcomes(key)
+            log.warning("ALERT %s: delivering again (round %d)", key, round + 1)
+            after = await self.deliver(alert, channels, earlier=earlier, round=round + 1)
+            if after is not None:
+                due = after if due is None else min(due, after)
+        return due
+
+    async def _outcomes(self, key: str) -> list[dict[str, Any]]:
+        data_json = await self.store.get_record(ALERT_RECORD, key)
+        try:
+            deliveries = json.loads(data_json).get("deliveries", []) if data_json else []
+        except ValueError:
+            return []
+        return [d for d in deliveries if isinstance(d, dict)]
 
     async def _send(self, channel: AlertChannel, alert: Alert) -> dict[str, Any]:
         delay = self._retry_delay
@@ -132,6 +217,20 @@ class Dispatcher:
             else:
                 return {"channel": channel.name, "ok": True, "attempts": attempt}
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _alert(data: Mapping[str, Any]) -> Alert:
+    """An alert from its ``to_dict`` form."""
+    at = dt.datetime.fromisoformat(str(data["at"]).replace("Z", "+00:00")).timestamp()
+    return Alert(
+        data["kind"],
+        data.get("run_id"),
+        data.get("workflow"),
+        data["summary"],
+        at,
+        data["key"],
+        dict(data.get("details") or {}),
+    )
 
 
 def clip(text: str, limit: int) -> str:

@@ -103,7 +103,8 @@ class AlertMonitor:
             await self.clock.sleep(wait)
 
     async def check(self) -> list[Alert]:
-        """One pass: raise what needs raising; return the alerts this monitor raised.
+        """One pass: raise what needs raising; return the alerts this monitor raised. Alerts
+        a channel has not received yet (it was down) are delivered again when due.
 
         A run is found FAULTED or open among the newest ``scan_limit`` runs of each status (and
         workflow with a deadline) that ``Store.list_runs`` returns; a warning is logged when a
@@ -117,6 +118,13 @@ class AlertMonitor:
         for alert in found:
             if await self._raise(alert):
                 raised.append(alert)
+        try:
+            redelivery = await self.dispatcher.retry_pending()
+        except Exception:  # the store failed: the next check tries again
+            log.exception("could not deliver pending alerts; retrying at the next check")
+        else:
+            if redelivery is not None:
+                self._due(redelivery)
         if len(self._known) > 100_000:  # forget old keys: the records still dedupe
             self._known.clear()
         return raised
