@@ -269,6 +269,31 @@ async def test_a_deadline_is_alerted_at_the_moment_it_passes(
     assert event_time(overdue) == clock.now()
 
 
+async def test_a_run_that_ends_in_time_is_never_called_overdue(
+    db_path: Path, clock: FakeClock, hooks: Receiver
+) -> None:
+    setup = Setup("<test>", config(hooks.url, deadlines={"waits": "PT4H"}))
+
+    @bf.workflow(name="waits")
+    async def waits(ctx: bf.Context) -> Any:
+        return await ctx.wait_for_event("answer")
+
+    async with (
+        setup.session(str(db_path), clock=clock) as session,
+        session.engine([waits], clock=clock) as engine,
+    ):
+        handle = await engine.start(waits)
+        await engine.settle()
+        await clock.advance(3600)
+        await engine.send_event("answer", {"ok": True}, run_id=handle.run_id)
+        await engine.settle()
+        assert await handle.status() is bf.RunStatus.COMPLETED
+        await clock.advance(4 * 3600)
+        (hook,) = [h for h in engine.hooks.all if isinstance(h, AlertHook)]
+        await asyncio.gather(*hook._tasks)
+    assert hooks.events == []
+
+
 async def test_an_approval_nearing_expiry_and_expiring_alerts_and_keeps_waiting(
     db_path: Path, clock: FakeClock, hooks: Receiver
 ) -> None:

@@ -125,6 +125,8 @@ class AlertHook(Hook):
 
     # -- what the engine tells ------------------------------------------------------------------
     def run_ended(self, event: RunEnded) -> None:
+        if self._timers is not None:  # it can no longer be overdue
+            self._timers.cancel(f"run.overdue:{event.run.id}")
         if event.status is not RunStatus.FAULTED:
             return
         run = event.run
@@ -199,8 +201,8 @@ class AlertHook(Hook):
             except Exception:
                 log.exception("alert check failed; the monitor will look again")
                 return
-            if alert is not None and self._dispatcher is not None:
-                await self._dispatcher.raise_(alert)
+            if alert is not None:
+                self.submit(alert)
 
         self._track(run())
 
@@ -237,22 +239,27 @@ class AlertHook(Hook):
 
 
 class _Timers:
-    """Checks due at given clock times, run by one task that sleeps until the earliest."""
+    """Checks due at given clock times, run by one task that sleeps until the earliest. A key
+    has one check at a time; a cancelled one is dropped when it comes up."""
 
     def __init__(self, engine: Engine, spawn: Callable[[Check], None]) -> None:
         self._engine, self._spawn = engine, spawn
-        self._heap: list[tuple[float, int, str, Check]] = []
-        self._keys: set[str] = set()
+        self._heap: list[tuple[float, int, str]] = []
+        self._checks: dict[str, tuple[int, Check]] = {}
         self._order = itertools.count()
         self._changed = asyncio.Event()
         self._task = asyncio.ensure_future(self._loop())
 
     def add(self, at: float, key: str, check: Check) -> None:
-        if key in self._keys:
+        if key in self._checks:
             return
-        self._keys.add(key)
-        heapq.heappush(self._heap, (at, next(self._order), key, check))
+        order = next(self._order)
+        self._checks[key] = (order, check)
+        heapq.heappush(self._heap, (at, order, key))
         self._changed.set()
+
+    def cancel(self, key: str) -> None:
+        self._checks.pop(key, None)
 
     async def stop(self) -> None:
         self._task.cancel()
@@ -263,9 +270,11 @@ class _Timers:
         while True:
             self._changed.clear()
             while self._heap and self._heap[0][0] <= clock.now():
-                _, _, key, check = heapq.heappop(self._heap)
-                self._keys.discard(key)
-                self._spawn(check)
+                _, order, key = heapq.heappop(self._heap)
+                entry = self._checks.get(key)
+                if entry is not None and entry[0] == order:
+                    del self._checks[key]
+                    self._spawn(entry[1])
             waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._changed.wait())}
             if self._heap:
                 waits.add(asyncio.ensure_future(clock.sleep(self._heap[0][0] - clock.now())))
