@@ -175,7 +175,11 @@ class AlertHook(Hook):
         if len(self._submitted) > 10_000:
             self._submitted.clear()
         self._submitted.add(alert.key)
-        self._track(self._dispatcher.raise_(alert))
+        self._track(self._raise(self._dispatcher, alert))
+
+    async def _raise(self, dispatcher: Dispatcher, alert: Alert) -> None:
+        if await dispatcher.raise_(alert) is None:  # the store failed: let it be tried again
+            self._submitted.discard(alert.key)
 
     async def raise_now(self, alert: Alert) -> bool:
         """Raise ``alert`` and deliver it before returning; True if this process raised it."""
