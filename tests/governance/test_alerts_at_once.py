@@ -70,13 +70,24 @@ def toml(data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+class Retries(bf.Hook):
+    """What the engine tells hooks of failed attempts that will be tried again."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int]] = []
+
+    def attempt_failed(self, event: bf.FailedAttempt) -> None:
+        if event.retry_at is not None:
+            self.seen.append((event.step, event.attempt))
+
+
 @asynccontextmanager
 async def engine_on(
-    setup: Setup, db: str, clock: FakeClock
+    setup: Setup, db: str, clock: FakeClock, *hooks: bf.Hook
 ) -> AsyncIterator[tuple[bf.Engine, Any]]:
     async with (
         setup.session(db, clock=clock) as session,
-        session.engine([crm_flows.enquiry], clock=clock) as engine,
+        session.engine([crm_flows.enquiry], clock=clock, hooks=hooks) as engine,
     ):
         yield engine, session
 
@@ -110,7 +121,8 @@ async def test_a_crm_that_times_out_past_every_retry_alerts_at_once(
     store_url: str, clock: FakeClock, crm: HangingCrm, hooks: Receiver, flavour: str
 ) -> None:
     setup = Setup("<test>", config(hooks.url, step_failures=2))
-    async with engine_on(setup, store_url, clock) as (engine, session):
+    retries = Retries()
+    async with engine_on(setup, store_url, clock, retries) as (engine, session):
         data = {"crm": crm.url, "enquiry": ENQUIRY}
         if flavour == "python":
             handle = await engine.start(crm_flows.enquiry, data)
@@ -130,6 +142,9 @@ async def test_a_crm_that_times_out_past_every_retry_alerts_at_once(
     (retrying,) = hooks.of("step.retrying")
     assert retrying["data"]["details"]["attempts"] == 2
     assert hooks.events.index(retrying) < hooks.events.index(faulted)
+    # each failure that is tried again is told once, though later activations replay it
+    step = "log_enquiry" if flavour == "python" else "/do/0/logEnquiry"
+    assert retries.seen == [(step, 1), (step, 2)]
     # one alert of each, recorded with its delivery
     assert len(hooks.of("run.faulted")) == 1
     store = bf.open_store(store_url)

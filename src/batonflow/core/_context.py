@@ -363,9 +363,12 @@ class Context:
     ) -> None:
         """Tell the engine's hooks that ``step`` of a retry loop written in workflow code (a
         DSL ``try``/``catch``/``retry``) failed attempt ``attempt`` with ``error`` and will try
-        again at ``retry_at``, as :meth:`step` does for its own retries."""
+        again at ``retry_at``, as :meth:`step` does for its own retries. Once: a replay that
+        re-runs code its journal has gone past tells nothing."""
         hooks = self._engine.hooks
-        if hooks:
+        scope = _scope.get(None)
+        upcoming = f"{scope.prefix}{scope.counter + 1}" if scope is not None else "1"
+        if hooks and upcoming not in self._journal:
             now = self._clock.now()
             event = FailedAttempt(self.run, step, step, attempt, dict(error), now, retry_at)
             hooks.attempt_failed(event)
