@@ -84,12 +84,32 @@ def error_to_dict(exc: BaseException) -> dict[str, Any]:
     record_state = getattr(exc, "record_state", None)
     if callable(record_state):  # errors that carry structured data (e.g. DSL problem details)
         data["state"] = record_state()
-    step = getattr(exc, "__batonflow_step__", None)
-    if isinstance(step, str):
+    step = failed_step(exc)
+    if step is not None:
         data["step"] = step
     tb = "".join(traceback.format_exception(exc)[-6:])
     data["traceback"] = tb[-4000:]
     return data
+
+
+def failed_step(exc: BaseException) -> str | None:
+    """The position of the step whose failure ``exc`` is, or was raised from.
+
+    The kernel tags a step's error with its position. An error explicitly raised from it
+    (``raise Problem(...) from error``) is that step's failure too, so ``resume`` of the run it
+    faulted retries that step; the DSL wraps every task's error this way, to say which task of
+    the document failed. (An error merely raised while handling one, without ``from``, is not:
+    the handler may have done other steps since, which a retried step would leave behind.)
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        step = getattr(current, "__batonflow_step__", None)
+        if isinstance(step, str):
+            return step
+        current = current.__cause__
+    return None
 
 
 def error_from_dict(data: dict[str, Any]) -> BaseException:
