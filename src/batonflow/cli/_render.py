@@ -259,7 +259,7 @@ def _print_error(out: Console, problem: dict[str, Any], *, full: bool) -> None:
     line = Text("error     ", style="bold")
     line.append(short_error(problem), style="red")
     if problem.get("step"):
-        line.append(f"  (at step {problem['step']})")
+        line.append(f"  (step {problem['step']})")
     out.print(line)
     if not full:
         return
