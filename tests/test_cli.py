@@ -335,6 +335,34 @@ def test_resume_retries_a_faulted_run_from_the_failed_step(cli: Cli, tmp_path: P
     assert done["output"] == "found"
 
 
+def test_resume_retries_the_failed_step_of_a_sealed_subject_run(
+    store_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """On SQLite and PostgreSQL: a run naming a data subject (its error sealed) that raised its
+    own error from the failed step's is resumed from that step."""
+    monkeypatch.delenv("BATONFLOW_DB", raising=False)
+    runner = CliRunner()
+
+    def run_cli(*args: str) -> Result:
+        return runner.invoke(app, [*args, "--db", store_url])
+
+    marker = tmp_path / "marker"
+    data = json.dumps({"marker": str(marker), "email": "ann@example.com"})
+    result = run_cli("run", flow("fragile_client"), "--input", data, "--json")
+    assert result.exit_code == ExitCode.RUN_FAULTED, result.output
+    faulted = json.loads(result.stdout)
+    assert faulted["subjects"]
+    assert faulted["error"]["class"] == "builtins:LookupError"
+    assert faulted["error"]["detail"] == "nothing to send ann@example.com yet"
+    assert faulted["error"]["step"] == "1"
+    assert f"batonflow resume {faulted['id']} --wait" in result.stderr  # the hint
+    marker.touch()
+    done = doc(run_cli("resume", faulted["id"], "--wait", "--json"))
+    assert done["status"] == "completed"
+    assert done["output"] == "found"
+    assert [s["status"] for s in done["steps"]] == ["completed"]
+
+
 def test_invalid_transitions_exit_5(cli: Cli) -> None:
     run_id = doc(cli("run", flow("greet"), "-i", '{"name": "a"}', "--json"))["id"]
     assert_error(cli("cancel", run_id), ExitCode.INVALID_TRANSITION, "completed", "cancelled")

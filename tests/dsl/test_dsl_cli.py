@@ -196,7 +196,7 @@ do:
 
 
 def test_a_faulted_document_reports_its_own_problem_and_resume_completes_it(
-    tmp_path: Path,
+    tmp_path: Path, store_url: str
 ) -> None:
     """Through the command line (whose store seals subject runs): the CRM is down past the
     retry, so the run faults with the workflow's own problem at the top level of --json and in
@@ -207,7 +207,7 @@ def test_a_faulted_document_reports_its_own_problem_and_resume_completes_it(
     try:
         flow = tmp_path / "crm.yaml"
         flow.write_text(CRM_FLOW.replace("CRM_URL", crm.url))
-        db = str(tmp_path / "runs.db")
+        db = store_url  # SQLite, then PostgreSQL
         enquiry = json.dumps({"from": "ann@example.com", "subject": "Refund"})
         result = invoke("run", str(flow), "--input", enquiry, "--db", db, "--json")
         assert result.exit_code == 4, result.output
