@@ -99,6 +99,8 @@ async def test_a_runs_problem(tmp_path: Path) -> None:
         await engine.settle()
         assert bf.problem_of(await engine.get_run(done.run_id)) is None
         run = await engine.get_run(failed.run_id)
+        with pytest.raises(bf.RunFailed) as awaited:
+            await failed.result()
     problem = bf.problem_of(run)
     assert problem is not None
     assert {k: problem[k] for k in ("type", "status", "title", "detail", "instance")} == {
@@ -112,3 +114,4 @@ async def test_a_runs_problem(tmp_path: Path) -> None:
     recorded = json.loads(run.error_json or "")
     assert problem["step"] == recorded["step"]
     assert bf.problem_of(recorded) == problem  # the recorded error gives the same
+    assert bf.problem_of(awaited.value) == problem  # and so does awaiting the run

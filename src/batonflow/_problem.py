@@ -89,8 +89,9 @@ def problem_of(run_or_error: BaseException | Mapping[str, Any]) -> dict[str, Any
 def problem_of(
     run_or_error: RunRecord | BaseException | Mapping[str, Any],
 ) -> dict[str, Any] | None:
-    """The RFC 9457 problem of a run's error (None if the run has none), of an exception, or
-    of a recorded error (the JSON object a run's ``error_json`` holds)."""
+    """The RFC 9457 problem of a run's error (None if the run has none), of an exception (for
+    the ``RunFailed`` that awaiting a faulted run raises: that run's problem), or of a
+    recorded error (the JSON object a run's ``error_json`` holds)."""
     if isinstance(run_or_error, RunRecord):
         if run_or_error.error_json is None:
             return None
@@ -99,6 +100,8 @@ def problem_of(
         except ValueError:
             recorded = {"message": run_or_error.error_json}
         return _from_record(recorded if isinstance(recorded, dict) else {"message": recorded})
+    if type(run_or_error) is errors.RunFailed and run_or_error.error:
+        return _from_record(run_or_error.error)  # awaiting a run that faulted: its problem
     if isinstance(run_or_error, BaseException):
         return _from_record(error_to_dict(run_or_error))
     return _from_record(run_or_error)
