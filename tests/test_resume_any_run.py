@@ -175,3 +175,40 @@ async def test_a_tampered_step_position_does_not_open(store_url: str, clock: Fak
             await keys.open(moved, "run-1")
     finally:
         await keys.store.close()
+
+
+async def test_a_dsl_sub_flow(open_engine: Open, mode: str) -> None:
+    """The failed step is a child run's: resume resumes the child at its failed call."""
+    service = Service()
+    child = {
+        "document": {"dsl": "1.0.3", "namespace": "test", "name": "log", "version": "1.0.0"},
+        "do": [{"callCrm": {"call": "crm", "with": {"what": WHO}}}],
+    }
+    parent: dict[str, Any] = {
+        "document": {"dsl": "1.0.3", "namespace": "test", "name": "parent", "version": "1.0.0"},
+        "do": [
+            {
+                "logIt": {
+                    "run": {
+                        "workflow": {
+                            "namespace": "test", "name": "log", "version": "1.0.0",
+                            "input": "${ $workflow.input }",
+                        }
+                    }
+                }
+            }
+        ],
+    }  # fmt: skip
+    if mode == "sealed-subjects":
+        parent["document"]["metadata"] = {"batonflow": {"subjects": "${ [.from] }"}}
+    runtime = DslRuntime(functions={"crm": service})
+    runtime.add_document(child)
+    async with open_engine(workflows=[runtime.workflow]) as engine:
+        handle = await runtime.start(engine, parent, {"from": "ann@example.com"})
+        run = await _fault_then_resume(engine, service, handle)
+        children = await engine.store.list_runs(parent_id=handle.run_id)
+    await runtime.aclose()
+    assert run.status is bf.RunStatus.COMPLETED, run.error_json
+    assert json.loads(run.output_json or "") == {"logged": "ann@example.com"}
+    assert service.calls == ["ann@example.com"] * 2
+    assert [c.status for c in children] == [bf.RunStatus.COMPLETED]

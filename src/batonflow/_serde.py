@@ -16,7 +16,7 @@ import traceback
 import uuid
 from typing import Any
 
-from batonflow.errors import RecordedError, SerializationError
+from batonflow.errors import RecordedError, RunFailed, SerializationError
 
 
 def _default(value: Any) -> Any:
@@ -132,8 +132,9 @@ def error_from_dict(data: dict[str, Any]) -> BaseException:
             return rebuilt
     exc = cls.__new__(cls)
     exc.args = (message,)
-    if "cause" in data and hasattr(cls, "error"):
-        exc.error = data["cause"]  # type: ignore[attr-defined]
+    if isinstance(exc, RunFailed):  # its recorded error (an instance attribute: set it here)
+        cause = data.get("cause")
+        exc.error = cause if isinstance(cause, dict) else {}
     return exc
 
 

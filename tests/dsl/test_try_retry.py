@@ -156,3 +156,63 @@ async def test_the_docs_sample_notes_the_outage_then_fails(tmp_path: Path, crm: 
     }
     assert crm.posts == 5
     assert len(crm.enquiries) == 1
+
+
+async def test_a_sub_flows_own_error_reaches_the_parent(tmp_path: Path) -> None:
+    """The parent sees the child's problem (its type, status, title, detail) at the task that
+    ran it: a catch can filter on it, and uncaught it is the parent run's problem."""
+    child = {
+        "document": {**HEADER, "name": "refund"},
+        "do": [
+            {
+                "refuse": {
+                    "raise": {
+                        "error": {
+                            "type": "https://example.com/errors/over-limit",
+                            "status": 422,
+                            "title": "Over the limit",
+                            "detail": "a refund over 500 needs a partner",
+                        }
+                    }
+                }
+            }
+        ],
+    }
+    ref = {"namespace": "test", "name": "refund", "version": "1.0.0"}
+    caught = {
+        "document": {**HEADER, "name": "caught-parent"},
+        "do": [
+            {
+                "refund": {
+                    "try": [{"runIt": {"run": {"workflow": ref}}}],
+                    "catch": {
+                        "errors": {"with": {"type": "https://example.com/errors/over-limit"}},
+                        "do": [{"escalate": {"set": {"escalated": "${ $error.title }"}}}],
+                    },
+                }
+            }
+        ],
+    }
+    uncaught = {
+        "document": {**HEADER, "name": "parent"},
+        "do": [{"runIt": {"run": {"workflow": ref}}}],
+    }
+    runtime = DslRuntime()
+    runtime.add_document(child)
+    async with bf.Engine(tmp_path / "s.db", clock=FakeClock()) as engine:
+        handled = await runtime.start(engine, caught, {})
+        failed = await runtime.start(engine, uncaught, {})
+        await engine.settle()
+        handled_run = await engine.get_run(handled.run_id)
+        failed_run = await engine.get_run(failed.run_id)
+    assert handled_run.status is bf.RunStatus.COMPLETED, handled_run.error_json
+    assert json.loads(handled_run.output_json or "") == {"escalated": "Over the limit"}
+    problem = bf.problem_of(failed_run)
+    assert problem is not None
+    assert {k: problem[k] for k in ("type", "status", "title", "detail", "instance")} == {
+        "type": "https://example.com/errors/over-limit",
+        "status": 422,
+        "title": "Over the limit",
+        "detail": "a refund over 500 needs a partner",
+        "instance": "/do/0/runIt",
+    }

@@ -40,9 +40,12 @@ async def leaf_step(
 
 
 def _child_problem(failed: bf.ChildWorkflowFailed, pointer: str) -> Problem:
-    state = (failed.error.get("cause") or {}).get("state")
+    """A failed sub-flow's own problem (its type, status, title and detail), located at the
+    task that ran it; a child that failed otherwise (cancelled, a bug) is a runtime error."""
+    state = (getattr(failed, "error", None) or {}).get("state")
     if isinstance(state, dict) and "type" in state and "status" in state:
-        return Problem.from_dict(state)
+        child = Problem.from_dict(state)
+        return Problem(child.type, child.status, child.title, child.detail, instance=pointer)
     return Problem.of(ErrorType.RUNTIME, str(failed), instance=pointer)
 
 
