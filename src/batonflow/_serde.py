@@ -98,8 +98,9 @@ def failed_step(exc: BaseException) -> str | None:
     The kernel tags a step's error with its position. An error explicitly raised from it
     (``raise Problem(...) from error``) is that step's failure too, so ``resume`` of the run it
     faulted retries that step; the DSL wraps every task's error this way, to say which task of
-    the document failed. (An error merely raised while handling one, without ``from``, is not:
-    the handler may have done other steps since, which a retried step would leave behind.)
+    the document failed. (An error merely raised while handling one, without ``from``, is not
+    here: the handler may have recorded steps since, which a retried step would leave behind;
+    the engine, which knows the journal, decides that case: ``Context.failure_being_handled``.)
     """
     seen: set[int] = set()
     current: BaseException | None = exc
