@@ -143,6 +143,10 @@ async def test_the_docs_sample_notes_the_outage_then_fails(tmp_path: Path, crm: 
                 await engine.settle()
                 await clock.advance(delay)
             run = await engine.get_run(handle.run_id)
+            crm.recover()  # as the page says, resume retries the raise, not the call
+            await engine.resume(handle.run_id)
+            await engine.settle()
+            again = await engine.get_run(handle.run_id)
     finally:
         await runtime.aclose()
     assert run.status is bf.RunStatus.FAULTED
@@ -156,6 +160,11 @@ async def test_the_docs_sample_notes_the_outage_then_fails(tmp_path: Path, crm: 
     }
     assert crm.posts == 5
     assert len(crm.enquiries) == 1
+    assert again.status is bf.RunStatus.FAULTED
+    assert bf.problem_of(again) == {
+        **problem,
+        "traceback": (bf.problem_of(again) or {})["traceback"],
+    }
 
 
 async def test_a_sub_flows_own_error_reaches_the_parent(tmp_path: Path) -> None:
