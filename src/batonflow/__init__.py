@@ -16,6 +16,7 @@
 This module is the whole public API; everything else is private.
 """
 
+from batonflow._problem import problem_of
 from batonflow.core import (
     Clock,
     Context,
@@ -131,6 +132,7 @@ __all__ = [
     "current_step",
     "load_workflow",
     "open_store",
+    "problem_of",
     "step",
     "workflow",
 ]

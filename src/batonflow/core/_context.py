@@ -233,6 +233,23 @@ class Context:
     def unvisited(self) -> list[str]:
         return [sid for sid in self._journal if sid not in self._visited]
 
+    def failure_being_handled(self, error: BaseException) -> str | None:
+        """The step whose error ``error`` was raised while handling (``except E: raise
+        Other(...)``, without ``from``), if the run recorded nothing after that step: then
+        retrying that step on ``resume`` cannot leave a handler's work behind."""
+        seen: set[int] = set()
+        current: BaseException | None = error
+        while current is not None and id(current) not in seen:
+            seen.add(id(current))
+            step = getattr(current, "__batonflow_step__", None)
+            if isinstance(step, str):
+                after = _position(step)
+                later = [s for s in (*self._journal, *self._visited) if _position(s) > after]
+                return None if later else step
+            suppressed = current.__suppress_context__ and current.__cause__ is None
+            current = None if suppressed else (current.__cause__ or current.__context__)
+        return None
+
     @staticmethod
     def _answer(record: StepRecord) -> Any:
         if record.status is StepStatus.FAILED:
@@ -644,6 +661,11 @@ async def _first_success(tasks: list[asyncio.Task[T]]) -> int:
         raise suspended[0]
     first = next(e for e in errors if e is not None)
     raise first
+
+
+def _position(step_id: str) -> tuple[int, ...]:
+    """Journal order: "10" after "9", a branch's "3.0.1" after its group's "3"."""
+    return tuple(int(part) for part in step_id.split("."))
 
 
 def _tag(error: BaseException, step_id: str) -> None:

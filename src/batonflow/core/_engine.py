@@ -502,7 +502,11 @@ class Engine:
             await self._release_quietly(run.id)
         except Exception as exc:
             cause = ctx.nondeterminism if ctx is not None and ctx.nondeterminism else exc
-            await self._finish(act, ctx, RunStatus.FAULTED, None, dumps(error_to_dict(cause)))
+            error = error_to_dict(cause)
+            handled = ctx.failure_being_handled(exc) if ctx is not None else None
+            if "step" not in error and cause is exc and handled is not None:
+                error["step"] = handled  # resume retries that step
+            await self._finish(act, ctx, RunStatus.FAULTED, None, dumps(error))
         finally:
             if timer is not None:
                 timer.cancel()
