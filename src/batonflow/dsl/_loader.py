@@ -24,6 +24,7 @@ from batonflow.dsl._model import checks as _model_checks
 from batonflow.dsl._model.base import describe
 from batonflow.dsl._model.errors import Finding, translate
 from batonflow.dsl._model.workflow import Workflow
+from batonflow.dsl._verdict import expression_findings
 from batonflow.dsl._yaml import (
     Parsed,
     Position,
@@ -159,6 +160,7 @@ def _validate(name: str, parsed: Parsed) -> DslDocument:
         raise DslValidationError(name, _in_order(problems)) from None
     problems.extend(located(f) for f in _model_checks.check(model))
     problems.extend(located(f) for f in _policy.findings(data))
+    problems.extend(located(f) for f in expression_findings(data))
     if problems:
         raise DslValidationError(name, _in_order(problems))
     warnings = tuple(_in_order([located(f) for f in _model_checks.warnings(model)]))

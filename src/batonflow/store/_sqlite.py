@@ -322,17 +322,8 @@ class SQLiteStore:
             return queued
 
         def claim(conn: sqlite3.Connection) -> list[RunRecord]:
-            rows = conn.execute(
-                f"UPDATE runs SET status='running', owner=?, lease_until=?, updated_at=?,"
-                f" started_at=COALESCE(started_at, ?), activations=activations+1"
-                f" WHERE id IN (SELECT id FROM runs WHERE status='pending'"
-                f"   OR (status='waiting' AND wake_at<=?)"
-                f"   OR (status='running' AND lease_until<? AND owner IS NOT ?)"
-                f"   ORDER BY COALESCE(wake_at, created_at) LIMIT ?)"
-                f" RETURNING {RUN_COLS}",
-                (owner, lease_until, now, now, now, now, owner, limit),
-            ).fetchall()
-            return [run_record(r) for r in rows]
+            params = {"owner": owner, "now": now, "lease_until": lease_until}
+            return _sqlite_claim.take_fair(conn, params, "TRUE", limit)
 
         if not self._read(
             "SELECT 1 FROM runs WHERE status='pending' OR (status='waiting' AND wake_at<=?)"
