@@ -35,8 +35,8 @@ MAX_DOCUMENT_BYTES: Final = 4 << 20
 """Characters in one workflow document."""
 MAX_VALUE_BYTES: Final = 64 << 20
 """Characters of JSON in one recorded value (a run's input, an event, a step's result)."""
-MAX_NODES: Final = 250_000
-"""Values in one workflow document after YAML aliases are expanded (the alias-bomb bound)."""
+MAX_NODES: Final = 50_000
+"""Values that YAML aliases may repeat in one workflow document (the alias-bomb bound)."""
 
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
 _ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|.)", re.DOTALL)

@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 
 import batonflow as bf
+from batonflow import _limits
 from batonflow.cli._exit_codes import ExitCode, exit_code_for
 
 DEFAULT_DB = "batonflow.db"
@@ -129,7 +130,13 @@ def read_json_option(value: str | None, option: str) -> Any:
         raise bf.ConfigError(f"{where}: invalid JSON: {constant} is not a JSON value")
 
     try:
+        _limits.check_json_text(text)
         return json.loads(text, parse_constant=reject)
+    except _limits.TextLimitError as exc:
+        line, column = _limits.line_column(text, exc.offset)
+        raise bf.ConfigError(
+            f"{where}: refused at line {line} column {column}: {exc.message}"
+        ) from None
     except json.JSONDecodeError as exc:
         raise bf.ConfigError(
             f"{where}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"

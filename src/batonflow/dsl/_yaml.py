@@ -281,7 +281,8 @@ class _Converter:
         self.values: dict[str, Position] = {}
         self.duplicates: list[DuplicateKey] = []
         self._open: set[int] = set()  # nodes being converted: an alias back into them loops
-        self._count = 0  # values made, aliases expanded (bounded: an alias bomb)
+        self._seen: set[int] = set()  # nodes converted at least once
+        self._repeated = 0  # values converted again through aliases (bounded: an alias bomb)
         self._depth = 0
 
     def convert(self, root: Node) -> Parsed:
@@ -290,13 +291,16 @@ class _Converter:
         return Parsed(data, Positions(self.entries, self.values), tuple(self.duplicates))
 
     def node(self, node: Node, pointer: str) -> Any:
-        self._count += 1
-        if self._count > _limits.MAX_NODES:
-            raise SourceSyntaxError(
-                f"the document expands to more than {_limits.MAX_NODES} values (each use of a"
-                " YAML alias repeats what it names); the limit is reached here",
-                _position(node),
-            )
+        if id(node) in self._seen:  # reached again: through an alias
+            self._repeated += 1
+            if self._repeated > _limits.MAX_NODES:
+                raise SourceSyntaxError(
+                    f"YAML aliases in the document repeat more than {_limits.MAX_NODES} values"
+                    " (an alias repeats all that its anchor holds); the limit is reached here",
+                    _position(node),
+                )
+        else:
+            self._seen.add(id(node))
         self.values.setdefault(pointer, _position(node))
         if isinstance(node, ScalarNode):
             return _scalar(node)
