@@ -126,7 +126,7 @@ async def test_the_event_loop_runs_on_while_an_expression_spins() -> None:
 
 @pytest.mark.slow
 def test_the_blocking_path_is_bounded_too() -> None:
-    with pytest.raises(WorkflowError, match="time budget of 0.5s"):
+    with pytest.raises(WorkflowError, match=r"time budget of 0\.5s"):
         evaluate("${ def f: f; f }", None, budget=QUICK)
 
 
