@@ -104,6 +104,7 @@ class SQLiteStore:
         try:
             conn.execute("BEGIN IMMEDIATE")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
+            self._check_identity(conn, version)
             if version > len(MIGRATIONS):
                 raise StoreError(
                     f"{self.path} has schema version {version}, newer than this batonflow "
@@ -117,6 +118,19 @@ class SQLiteStore:
             conn.execute("COMMIT")
         finally:
             conn.close()
+
+    def _check_identity(self, conn: sqlite3.Connection, version: int) -> None:
+        """Refuse a SQLite file that some other program made: migrating it would add our tables
+        to it and set its ``user_version``."""
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        if (version == 0 and tables) or (version > 0 and "runs" not in tables):
+            conn.execute("ROLLBACK")
+            shown = ", ".join(sorted(tables)[:5]) or "none"
+            raise StoreError(
+                f"{self.path} is a SQLite database but not a batonflow store (schema version "
+                f"{version}; tables: {shown}); it was left unchanged. Point --db (or "
+                "BATONFLOW_DB) at a batonflow database, or at a new file"
+            )
 
     async def close(self) -> None:
         if self._writer is not None:
