@@ -152,6 +152,7 @@ class Engine:
         self._threads: ThreadPoolExecutor | None = None
         self._open = False
         self._saturated = False
+        self._store_trouble = _StoreTrouble()
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def open(self) -> Engine:
@@ -472,18 +473,21 @@ class Engine:
                 output = await wf.invoke(ctx, loads(run.input_json))
             except _Suspend:
                 await self._park(act, ctx)
+                self._store_trouble.ok()
                 return
             _check_replayed_everything(ctx)
             if not wf.redacts_itself:
                 output = self.redacted(wf.name, OUTPUT, output)
             _, output_json = roundtrip(output, what=f"the result of workflow {wf.name!r}")
             await self._finish(act, ctx, RunStatus.COMPLETED, output_json, None)
+            self._store_trouble.ok()
         except asyncio.CancelledError:
             await self._stopped(act, ctx)
         except LeaseLost:
             log.warning("run %s: lease lost, leaving it to its new owner", run.id)
         except StoreError as exc:
             log.error("run %s: store failure, handing the run back: %s", run.id, exc)
+            self._store_trouble.failed(exc)
             await self._release_quietly(run.id)
         except Exception as exc:
             cause = ctx.nondeterminism if ctx is not None and ctx.nondeterminism else exc
@@ -601,6 +605,10 @@ class Engine:
 
     async def _dispatch(self) -> None:
         while True:
+            pause = self._store_trouble.waiting()
+            if pause > 0:  # a failing store (a full disk): wait, then try again; nothing is lost
+                await asyncio.sleep(pause)
+                continue
             self._wake.clear()
             room = await self._claim_once(self.clock.now())
             timer = None
@@ -617,6 +625,8 @@ class Engine:
             room = self.max_concurrent_runs - len(self._active)
             if room <= 0 or not self._open:  # closing: claim nothing more
                 return room
+            if self._store_trouble.waiting() > 0:  # the store is failing: let it recover
+                return room
             requested_at = time.monotonic()
             queued: dict[str, Any] = {}
             if self._limits or self._serve is not None:
@@ -627,6 +637,7 @@ class Engine:
                 )
             except StoreError as exc:
                 log.error("cannot claim runs, retrying: %s", exc)
+                self._store_trouble.failed(exc)
                 return room
             self._saturated = len(claimed) >= room
             for run in claimed:
@@ -735,3 +746,39 @@ def _check_replayed_everything(ctx: Context) -> None:
             f"run {ctx.run_id} finished without reaching recorded position(s) "
             f"{', '.join(unvisited[:5])}; the workflow code changed while this run was in flight"
         )
+
+
+class _StoreTrouble:
+    """Back-off while the store fails (a full disk, a lost database): claims pause for 0.5 s,
+    doubling to 30 s, instead of claiming and failing the same runs in a hot loop. Runs handed
+    back stay runnable in the store; the first successful write ends the pause."""
+
+    FIRST, LONGEST = 0.5, 30.0
+
+    def __init__(self) -> None:
+        self._failures = 0
+        self._until = 0.0
+
+    def failed(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        if isinstance(exc, LeaseLost) or now < self._until:
+            return  # already pausing: the other runs of one burst do not lengthen it
+        self._failures += 1
+        pause = min(self.FIRST * 2 ** (self._failures - 1), self.LONGEST)
+        log.error(
+            "the store is failing (%s); runs wait and claims retry in %.1f s;"
+            " nothing recorded is lost (free disk space or restore the database)",
+            exc,
+            pause,
+        )
+        self._until = now + pause
+
+    def ok(self) -> None:
+        if self._failures:
+            log.warning("the store works again; runs continue")
+        self._failures = 0
+        self._until = 0.0
+
+    def waiting(self) -> float:
+        """Seconds until claims may be tried again (0: now)."""
+        return max(self._until - time.monotonic(), 0.0)
