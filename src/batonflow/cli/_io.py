@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import sys
 import traceback
@@ -36,9 +37,35 @@ def console() -> Console:
     return out
 
 
+def tolerant_streams() -> None:
+    """Text that UTF-8 cannot hold (a lone surrogate recorded before batonflow refused them)
+    is printed as an escape (``\\ud800``) instead of ending the command."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if callable(reconfigure):
+            with contextlib.suppress(ValueError, OSError):
+                reconfigure(errors="backslashreplace")
+
+
 def print_json(document: Any) -> None:
-    """The one JSON document a ``--json`` command writes to stdout."""
-    sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    """The one JSON document a ``--json`` command writes to stdout: always JSON, even for
+    records written before values were bounded (an infinite time becomes a string, a lone
+    surrogate an escape)."""
+    try:
+        text = json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        text = json.dumps(_finite(document), indent=2, ensure_ascii=False, allow_nan=False)
+    sys.stdout.write(text.encode("utf-8", "backslashreplace").decode("utf-8") + "\n")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def print_error(message: str, *hints: str) -> None:
