@@ -166,3 +166,14 @@ def test_pools_are_shared_per_budget() -> None:
         ExpressionBudget(seconds=0.5, memory_mb=256)
     )
     assert EvaluatorPool.shared(QUICK) is not EvaluatorPool.shared(ExpressionBudget())
+
+
+@pytest.mark.slow
+async def test_an_evaluator_killed_from_outside_is_replaced() -> None:
+    budget = ExpressionBudget(seconds=5, memory_mb=200, processes=1)
+    evaluator = Evaluator(budget)
+    assert await evaluator.evaluate("${ [.[] + 1] }", [1]) == [2]
+    for process in list(evaluator.pool._idle):  # an operator's kill -9
+        process.popen.kill()
+        process.popen.wait()
+    assert await evaluator.evaluate("${ [.[] + 2] }", [1]) == [3]

@@ -191,12 +191,18 @@ class EvaluatorPool:
     # -- evaluating ---------------------------------------------------------------------------
     async def run(self, program: str, data: str) -> Outcome:
         """Run ``program`` on ``data`` (JSON text). Raises :class:`BudgetExceeded`."""
+        try:
+            return await self._run_once(program, data)
+        except _Gone:  # an idle process had died (killed from outside): once more, on a new one
+            return await self._run_once(program, data)
+
+    async def _run_once(self, program: str, data: str) -> Outcome:
         process = await self._acquire()
         healthy = False
         try:
             if not process.ready:
                 await self._start(process, process.receive)
-            process.send(program, data)
+            _send(process, program, data)
             try:
                 line = await process.receive(self.budget.seconds)
             except TimeoutError:
@@ -211,12 +217,18 @@ class EvaluatorPool:
 
     def run_blocking(self, program: str, data: str) -> Outcome:
         """:meth:`run` for synchronous callers: blocks this thread for at most the budget."""
+        try:
+            return self._run_blocking_once(program, data)
+        except _Gone:
+            return self._run_blocking_once(program, data)
+
+    def _run_blocking_once(self, program: str, data: str) -> Outcome:
         process = self._acquire_blocking()
         healthy = False
         try:
             if not process.ready:
                 self._start_blocking(process)
-            process.send(program, data)
+            _send(process, program, data)
             try:
                 line = process.receive_blocking(self.budget.seconds)
             except TimeoutError:
@@ -312,6 +324,17 @@ class EvaluatorPool:
             if not waiter.done() and not waiter.get_loop().is_closed():
                 waiter.get_loop().call_soon_threadsafe(_wake, waiter)
                 break
+
+
+class _Gone(Exception):
+    """The process was dead before the program was sent: nothing ran."""
+
+
+def _send(process: _Process, program: str, data: str) -> None:
+    try:
+        process.send(program, data)
+    except (BrokenPipeError, ConnectionResetError, ValueError):
+        raise _Gone from None
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
