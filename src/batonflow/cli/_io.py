@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import os
+import sqlite3
 import sys
 import traceback
 from collections.abc import Iterator
@@ -188,11 +189,13 @@ def _read_source(source: str, option: str) -> str:
         raise bf.ConfigError(f"{option}: cannot read {source}: {exc.strerror}") from None
 
 
-def resolve_db(db: str, *, must_exist: bool) -> str:
+def resolve_db(db: str, *, must_exist: bool, read_only: bool = False) -> str:
     """Check ``--db`` before the store touches it; return what to give ``bf.open_store``.
 
     Commands that only read or change existing runs refuse a missing file rather than
-    silently creating an empty database at a mistyped path.
+    silently creating an empty database at a mistyped path. ``read_only`` commands (list,
+    show, audit verify and export) also refuse a SQLite file they would have to change: one of
+    another program, or of an older batonflow (opening it would upgrade its schema).
     """
     text = db.strip()
     if not text:
@@ -215,7 +218,35 @@ def resolve_db(db: str, *, must_exist: bool) -> str:
         parent = parent.parent
     if not parent.is_dir():
         raise bf.ConfigError(f"--db {db}: {parent} is not a directory")
+    if read_only and path.exists():
+        _check_readable(db, path)
     return text
+
+
+def _check_readable(db: str, path: Path) -> None:
+    """Look at a SQLite file without writing to it (a read-only connection)."""
+    from batonflow.store._sqlite_schema import MIGRATIONS
+
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise bf.StoreError(f"--db {db}: cannot read it as a SQLite database: {exc}") from None
+    if "runs" not in tables:
+        shown = ", ".join(sorted(tables)[:5]) or "none"
+        raise bf.StoreError(
+            f"--db {db}: not a batonflow database (tables: {shown}); it was left unchanged"
+        )
+    if version < len(MIGRATIONS):
+        raise bf.ConfigError(
+            f"--db {db}: the database has schema version {version}; this batonflow uses "
+            f"{len(MIGRATIONS)}. A read-only command does not upgrade it: run a command that "
+            "writes (`batonflow worker`, `batonflow run`) once to upgrade it"
+        )
 
 
 def ensure_cwd_on_path() -> None:

@@ -92,6 +92,7 @@ class SQLiteStore:
         if not self.path.parent.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            self._check_identity()
             self._migrate()
             self._reader = connect(str(self.path))
         except sqlite3.DatabaseError as exc:
@@ -104,7 +105,6 @@ class SQLiteStore:
         try:
             conn.execute("BEGIN IMMEDIATE")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            self._check_identity(conn, version)
             if version > len(MIGRATIONS):
                 raise StoreError(
                     f"{self.path} has schema version {version}, newer than this batonflow "
@@ -119,12 +119,19 @@ class SQLiteStore:
         finally:
             conn.close()
 
-    def _check_identity(self, conn: sqlite3.Connection, version: int) -> None:
-        """Refuse a SQLite file that some other program made: migrating it would add our tables
-        to it and set its ``user_version``."""
-        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    def _check_identity(self) -> None:
+        """Refuse a SQLite file that some other program made, before anything writes to it
+        (switching it to WAL, adding our tables, setting its ``user_version``): looked at
+        through a read-only connection."""
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        finally:
+            conn.close()
         if (version == 0 and tables) or (version > 0 and "runs" not in tables):
-            conn.execute("ROLLBACK")
             shown = ", ".join(sorted(tables)[:5]) or "none"
             raise StoreError(
                 f"{self.path} is a SQLite database but not a batonflow store (schema version "
