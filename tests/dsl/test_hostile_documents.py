@@ -152,3 +152,13 @@ def test_validate_reports_the_alias_bomb(tmp_path: Path) -> None:
     assert result.exit_code == ExitCode.USAGE
     assert f"{path}:1:" in result.output
     assert "repeat more than" in result.output
+
+
+async def test_an_event_with_a_lone_surrogate_is_refused_when_published(tmp_path: Path) -> None:
+    import batonflow as bf
+    from batonflow.dsl import DslRuntime
+
+    runtime = DslRuntime()
+    async with bf.Engine(tmp_path / "e.db", workflows=[runtime.workflow]) as engine:
+        with pytest.raises(bf.SerializationError, match="lone surrogate"):
+            await runtime.publish(engine, {"id": "1", "source": "s", "type": "t", "data": "\ud800"})

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import batonflow as bf
+from batonflow import _serde
 from batonflow.dsl import _expr
 from batonflow.dsl._problems import ErrorType, Problem, WorkflowError
 
@@ -257,7 +258,7 @@ async def publish(
     Works on the store alone, so a process that holds no engine (the CLI beside a running
     worker) can publish; the worker notices the woken runs on its next poll.
     """
-    payload = json.dumps(event, separators=(",", ":"))
+    payload = _serde.dumps(event, what="the event")  # within the value bounds
     evaluator = evaluator or _expr.Evaluator()
     delivered: list[str] = []
     seen: set[tuple[str, str | None]] = set()
