@@ -93,6 +93,11 @@ def test_a_live_worker_survives_hostile_input_and_stops_on_sigterm(tmp_path: Pat
         refused = _cli(env, "run", str(bomb), "--detach")
         assert refused.returncode == 2
         assert "repeat more than" in refused.stderr
+        nested = tmp_path / "nested.yaml"
+        nested.write_text(HEADER + "do:\n- x:\n    set: {v: " + "[" * 500 + "]" * 500 + "}\n")
+        refused = _cli(env, "run", str(nested), "--detach")
+        assert refused.returncode == 2
+        assert "nests deeper than 128 levels" in refused.stderr
         deep = "[" * 100_000 + "]" * 100_000
         refused = _cli(env, "run", str(good), "--detach", "--input", "@-", stdin=deep)
         assert refused.returncode == 2
