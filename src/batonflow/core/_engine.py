@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import math
 import os
 import random
 import socket
@@ -25,7 +26,7 @@ from typing import Any, TypeVar
 from batonflow._serde import dumps, error_to_dict, loads, roundtrip
 from batonflow.core import _leases
 from batonflow.core._clock import Clock, SystemClock
-from batonflow.core._context import Context, _Suspend
+from batonflow.core._context import LATEST_WAKE, Context, _Suspend
 from batonflow.core._handle import Final, RunHandle
 from batonflow.core._loader import load_workflow
 from batonflow.core._queues import Queue, queue_limits, served
@@ -712,7 +713,15 @@ class Engine:
 
 
 def _deadline(now: float, timeout: float | None) -> float | None:
-    return now + timeout if timeout else None
+    if not timeout:
+        return None
+    deadline = now + timeout
+    if not math.isfinite(deadline) or deadline > LATEST_WAKE:
+        raise ConfigError(
+            f"a run timeout of {timeout!r} seconds ends after 9999-12-31T23:59:59Z; give at most"
+            f" {LATEST_WAKE - now:.0f} seconds"
+        )
+    return deadline
 
 
 async def _cancel(tasks: Iterable[asyncio.Task[None]]) -> None:
