@@ -71,7 +71,7 @@ def test_a_file_that_is_not_sqlite_is_refused(tmp_path: Path) -> None:
     junk.write_bytes(b"\x00\x01 not a database " * 64)
     result = cli("list", "--db", str(junk))
     assert result.exit_code == ExitCode.STORE_ERROR
-    assert "cannot read it as a SQLite database" in result.output
+    assert "cannot open it as a batonflow database: file is not a database" in result.output
 
 
 def test_a_read_only_command_does_not_upgrade_an_older_database(tmp_path: Path) -> None:

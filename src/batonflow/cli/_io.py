@@ -235,7 +235,7 @@ def _check_readable(db: str, path: Path) -> None:
         finally:
             conn.close()
     except sqlite3.Error as exc:
-        raise bf.StoreError(f"--db {db}: cannot read it as a SQLite database: {exc}") from None
+        raise bf.StoreError(f"--db {db}: cannot open it as a batonflow database: {exc}") from None
     if "runs" not in tables:
         shown = ", ".join(sorted(tables)[:5]) or "none"
         raise bf.StoreError(
