@@ -259,9 +259,29 @@ def render(data: dict[str, Any]) -> str:
         "installed only in `bench/.venv`, never in batonflow's dependencies."
     )
     add(f"- Whole benchmark: {env['wall_s']} s.\n")
+    if data.get("timers"):
+        add(render_timers(data["timers"]))
     if data.get("postgres"):  # the scale-out part (pg_run.py), when a server was available
         add(render_postgres(data["postgres"]))
     return "\n".join(out).rstrip() + "\n"
+
+
+def render_timers(t: dict[str, Any]) -> str:
+    """Timer lateness under a backlog of new runs (bench_timers.py)."""
+    if "error" in t:
+        return f"## Timers under a backlog\n\nFailed: `{t['error'][-300:]}`\n"
+    late = t["lateness_ms"]
+    return (
+        "## Timers under a backlog\n\n"
+        f"{t['timers']} runs each sleep 0.1-1 s while {t['backlog']} new 3-step runs are queued "
+        f"at once on one engine ({t['store']}, `max_concurrent_runs={t['max_concurrent_runs']}`"
+        f", poll {t['poll_s']} s). Lateness = when a sleeper woke minus when it asked to. Runs "
+        "already under way (due timers, delivered events) are claimed before new ones.\n\n"
+        "| p50 | p90 | p99 | max | within the poll interval | backlog drained in |\n"
+        "|---|---|---|---|---|---|\n"
+        f"| {late['p50']} ms | {late['p90']} ms | {late['p99']} ms | {late['max']} ms | "
+        f"{t['within_poll']} of {t['timers']} | {t['backlog_drained_s']} s |\n"
+    )
 
 
 def _load(value: Any) -> str:

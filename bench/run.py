@@ -84,6 +84,8 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=BENCH / "results" / "latest.json")
     ap.add_argument("--from-json", type=Path, help="only re-render the report from saved results")
     ap.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL part")
+    ap.add_argument("--timer-backlog", type=int, default=5000, help="new runs queued at once")
+    ap.add_argument("--timers", type=int, default=50, help="sleeping runs whose lateness is timed")
     pg_run.add_options(ap)
     args = ap.parse_args()
     if args.from_json:
@@ -111,6 +113,7 @@ def main() -> int:
                 for mode in MODES:
                     counted = fsyncs(system, mode, args, base / f"strace-{system.key}-{mode}")
                     results[system.key].setdefault(mode, {})["fsyncs"] = counted
+        timers = run_timers(args)
         env["loadavg_after"] = os.getloadavg()
         postgres = None
         why = "skipped (--no-postgres)" if args.no_postgres else pg_run.available(args.pg_url)
@@ -124,6 +127,8 @@ def main() -> int:
         shutil.rmtree(base, ignore_errors=True)
     env["wall_s"] = round(time.monotonic() - started, 1)
     data = {"env": env, "settings": settings(args), "systems": labels(systems), "results": results}
+    if timers is not None:
+        data["timers"] = timers
     if postgres is not None:
         data["postgres"] = postgres
     args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -190,6 +195,22 @@ def run_one(
         f"{out['peak_rss_mb']:.0f} MB  ({time.monotonic() - t0:.0f} s)"
     )
     return out
+
+
+def run_timers(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Timer lateness under a backlog of new runs (bench_timers.py, batonflow on SQLite)."""
+    if args.timers <= 0:
+        return None
+    cmd = [sys.executable, str(BENCH / "bench_timers.py"), "--backlog", str(args.timer_backlog)]
+    cmd += ["--timers", str(args.timers)]
+    log(f"timers     backlog={args.timer_backlog} timers={args.timers} ...")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, cwd=REPO)
+    if proc.returncode != 0:
+        log("timers FAILED:\n" + "\n".join(proc.stderr.strip().splitlines()[-15:]))
+        return {"error": proc.stderr.strip()[-2000:]}
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    log(f"timers     lateness p50 {result['lateness_ms']['p50']} ms")
+    return result
 
 
 def keep(slot: dict[str, Any], mode: str, out: dict[str, Any]) -> None:

@@ -60,6 +60,17 @@ def with_search_path(url: str, schema: str) -> str:
     return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
 
 
+#: The timeout of a test marked ``long`` (a chaos run, a live worker): its own budget, so a
+#: loaded CI machine does not turn a slow pass into a failure at the 60 s default.
+LONG_TIMEOUT = 300
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("long") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(LONG_TIMEOUT))
+
+
 @pytest.fixture(scope="session")
 def pg_admin_url() -> str:
     """The test database's URL (its default schema): for what tests do beside the store."""

@@ -16,6 +16,7 @@ import traceback
 import uuid
 from typing import Any
 
+from batonflow import _limits
 from batonflow.errors import RecordedError, RunFailed, SerializationError
 
 
@@ -38,11 +39,22 @@ def _default(value: Any) -> Any:
 
 
 def dumps(value: Any, *, what: str = "value") -> str:
-    """Encode ``value`` as compact JSON, or raise SerializationError naming ``what``."""
+    """Encode ``value`` as compact JSON, or raise SerializationError naming ``what``: also
+    for a value over the bounds of :mod:`batonflow._limits` (size, nesting, a lone surrogate),
+    so nothing is recorded that cannot be read back."""
     try:
-        return json.dumps(value, default=_default, separators=(",", ":"), allow_nan=False)
+        text = json.dumps(value, default=_default, separators=(",", ":"), allow_nan=False)
+    except RecursionError:
+        raise SerializationError(
+            f"cannot record {what} as JSON: it nests deeper than {_limits.MAX_DEPTH} levels"
+        ) from None
     except (TypeError, ValueError) as exc:
         raise SerializationError(f"cannot record {what} as JSON: {exc}") from exc
+    try:
+        _limits.check_json_text(text)
+    except _limits.TextLimitError as exc:
+        raise SerializationError(f"cannot record {what}: {exc.message}") from None
+    return text
 
 
 def dumps_lenient(value: Any) -> str:
@@ -50,7 +62,19 @@ def dumps_lenient(value: Any) -> str:
     try:
         return dumps(value)
     except SerializationError:
-        return json.dumps(value, default=lambda v: {"$repr": repr(v)[:200]}, separators=(",", ":"))
+        try:
+            text = json.dumps(
+                value, default=lambda v: {"$repr": repr(v)[:200]}, separators=(",", ":")
+            )
+            _limits.check_json_text(text)
+        except (RecursionError, ValueError):
+            return json.dumps({"$repr": f"<{type(value).__qualname__} that cannot be recorded>"})
+        return text
+
+
+def _readable(text: str) -> str:
+    """``text`` with anything UTF-8 cannot hold (lone surrogates) shown as an escape."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def loads(text: str | None) -> Any:
@@ -74,7 +98,7 @@ def error_to_dict(exc: BaseException) -> dict[str, Any]:
         message = str(exc).removeprefix(f"{name}: ")
     else:
         name, message = type_name(type(exc)), str(exc)
-    data: dict[str, Any] = {"type": name, "message": message}
+    data: dict[str, Any] = {"type": name, "message": _readable(message)}
     retryable = getattr(exc, "retryable", None)
     if isinstance(retryable, bool):
         data["retryable"] = retryable
@@ -88,7 +112,7 @@ def error_to_dict(exc: BaseException) -> dict[str, Any]:
     if step is not None:
         data["step"] = step
     tb = "".join(traceback.format_exception(exc)[-6:])
-    data["traceback"] = tb[-4000:]
+    data["traceback"] = _readable(tb[-4000:])
     return data
 
 

@@ -95,6 +95,7 @@ class Setup:
         self.mailer()
         self.alerts()
         self.retention()
+        self.expression_budget()
 
     def _governance(self) -> Mapping[str, Any]:
         table = self.data.get("governance", {})
@@ -203,6 +204,31 @@ class Setup:
 
         return Mailer(parse_smtp_settings(self.data, self.source))
 
+    def expression_budget(self) -> Any:
+        """``[expressions]``: the time and memory budget of every runtime expression
+        (``seconds``, ``memory_mb``, ``processes``: see ``batonflow.dsl.ExpressionBudget``)."""
+        from batonflow.dsl import ExpressionBudget
+
+        table = self.data.get("expressions", {})
+        if not isinstance(table, Mapping):
+            raise bf.ConfigError(f"{self.source}: expressions: must be a table")
+        known = {"seconds": float, "memory_mb": int, "processes": int}
+        options: dict[str, Any] = {}
+        for key, value in table.items():
+            kind = known.get(key)
+            if kind is None:
+                raise bf.ConfigError(
+                    f"{self.source}: expressions.{key}: unknown setting; expected one of "
+                    f"{', '.join(known)}"
+                )
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise bf.ConfigError(f"{self.source}: expressions.{key}: must be a number")
+            options[key] = kind(value)
+        try:
+            return ExpressionBudget(**options)
+        except ValueError as exc:
+            raise bf.ConfigError(f"{self.source}: expressions: {exc}") from None
+
     def retention(self) -> dict[str, Any]:
         """``[governance.retention]``: workflow name -> how long its ended runs are kept."""
         from batonflow.governance._retention import retention_config
@@ -299,6 +325,7 @@ class Setup:
                 secrets=self.secrets(),
                 functions={**self.functions(store, client, clock), **(functions or {})},
                 allow_processes=allow_processes,
+                expression_budget=self.expression_budget(),
             )
             for path in documents:
                 runtime.add_document(load_document(path).raw)

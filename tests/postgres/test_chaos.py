@@ -20,7 +20,7 @@ import pytest
 import batonflow as bf
 from postgres.harness import Cluster, check_history, count_ended, submit
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.long]  # 35 s quiet, more under load
 
 RUNS = 1000
 WORKERS = 4

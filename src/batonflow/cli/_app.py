@@ -390,7 +390,7 @@ def list_runs(
     """List runs, newest first."""
     with cli_errors():
         wanted = _status(status)
-        path = resolve_db(db, must_exist=True)
+        path = resolve_db(db, must_exist=True, read_only=True)
         runs = asyncio.run(_ops.list_runs(path, status=wanted, workflow=workflow, limit=limit))
     if as_json:
         print_json([_render.run_doc(r) for r in runs])
@@ -419,7 +419,7 @@ def show(run_id: RunId, db: Db = DEFAULT_DB, as_json: AsJson = False) -> None:
     waits for and how to continue it.
     """
     with cli_errors():
-        path = resolve_db(db, must_exist=True)
+        path = resolve_db(db, must_exist=True, read_only=True)
         details = asyncio.run(_ops.show(path, run_id))
     if as_json:
         print_json(_render.details_doc(details))

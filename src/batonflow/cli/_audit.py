@@ -65,7 +65,7 @@ def verify(
     with cli_errors():
         given = [_audit.SignedHead.from_json(p.read_text(), str(p)) for p in heads or []]
         key = _audit.load_public_key(public_key) if public_key else None
-        path = resolve_db(db, must_exist=True)
+        path = resolve_db(db, must_exist=True, read_only=True)
         result = asyncio.run(_verify(path, given, key))
     if as_json:
         print_json(
@@ -187,7 +187,7 @@ def export(
             run_id=run_id, workflow=workflow, since=_when(since, "--since"),
             until=_when(until, "--until"),
         )  # fmt: skip
-        path = resolve_db(db, must_exist=True)
+        path = resolve_db(db, must_exist=True, read_only=True)
         if out is None:
             count = asyncio.run(_export(path, sys.stdout, fmt, where, subject))
         else:

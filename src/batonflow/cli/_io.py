@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
+import sqlite3
 import sys
 import traceback
 from collections.abc import Iterator
@@ -18,6 +20,7 @@ import typer
 from rich.console import Console
 
 import batonflow as bf
+from batonflow import _limits
 from batonflow.cli._exit_codes import ExitCode, exit_code_for
 
 DEFAULT_DB = "batonflow.db"
@@ -35,9 +38,35 @@ def console() -> Console:
     return out
 
 
+def tolerant_streams() -> None:
+    """Text that UTF-8 cannot hold (a lone surrogate recorded before batonflow refused them)
+    is printed as an escape (``\\ud800``) instead of ending the command."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if callable(reconfigure):
+            with contextlib.suppress(ValueError, OSError):
+                reconfigure(errors="backslashreplace")
+
+
 def print_json(document: Any) -> None:
-    """The one JSON document a ``--json`` command writes to stdout."""
-    sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    """The one JSON document a ``--json`` command writes to stdout: always JSON, even for
+    records written before values were bounded (an infinite time becomes a string, a lone
+    surrogate an escape)."""
+    try:
+        text = json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        text = json.dumps(_finite(document), indent=2, ensure_ascii=False, allow_nan=False)
+    sys.stdout.write(text.encode("utf-8", "backslashreplace").decode("utf-8") + "\n")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def print_error(message: str, *hints: str) -> None:
@@ -129,7 +158,13 @@ def read_json_option(value: str | None, option: str) -> Any:
         raise bf.ConfigError(f"{where}: invalid JSON: {constant} is not a JSON value")
 
     try:
+        _limits.check_json_text(text)
         return json.loads(text, parse_constant=reject)
+    except _limits.TextLimitError as exc:
+        line, column = _limits.line_column(text, exc.offset)
+        raise bf.ConfigError(
+            f"{where}: refused at line {line} column {column}: {exc.message}"
+        ) from None
     except json.JSONDecodeError as exc:
         raise bf.ConfigError(
             f"{where}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
@@ -154,11 +189,13 @@ def _read_source(source: str, option: str) -> str:
         raise bf.ConfigError(f"{option}: cannot read {source}: {exc.strerror}") from None
 
 
-def resolve_db(db: str, *, must_exist: bool) -> str:
+def resolve_db(db: str, *, must_exist: bool, read_only: bool = False) -> str:
     """Check ``--db`` before the store touches it; return what to give ``bf.open_store``.
 
     Commands that only read or change existing runs refuse a missing file rather than
-    silently creating an empty database at a mistyped path.
+    silently creating an empty database at a mistyped path. ``read_only`` commands (list,
+    show, audit verify and export) also refuse a SQLite file they would have to change: one of
+    another program, or of an older batonflow (opening it would upgrade its schema).
     """
     text = db.strip()
     if not text:
@@ -181,7 +218,35 @@ def resolve_db(db: str, *, must_exist: bool) -> str:
         parent = parent.parent
     if not parent.is_dir():
         raise bf.ConfigError(f"--db {db}: {parent} is not a directory")
+    if read_only and path.exists():
+        _check_readable(db, path)
     return text
+
+
+def _check_readable(db: str, path: Path) -> None:
+    """Look at a SQLite file without writing to it (a read-only connection)."""
+    from batonflow.store._sqlite_schema import MIGRATIONS
+
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise bf.StoreError(f"--db {db}: cannot open it as a batonflow database: {exc}") from None
+    if "runs" not in tables:
+        shown = ", ".join(sorted(tables)[:5]) or "none"
+        raise bf.StoreError(
+            f"--db {db}: not a batonflow database (tables: {shown}); it was left unchanged"
+        )
+    if version < len(MIGRATIONS):
+        raise bf.ConfigError(
+            f"--db {db}: the database has schema version {version}; this batonflow uses "
+            f"{len(MIGRATIONS)}. A read-only command does not upgrade it: run a command that "
+            "writes (`batonflow worker`, `batonflow run`) once to upgrade it"
+        )
 
 
 def ensure_cwd_on_path() -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import batonflow as bf
+from batonflow import _serde
 from batonflow.cli import _setup
 from batonflow.cli._io import load_workflow
 from batonflow.cli._waiting import Wait, follow, waits_of
@@ -189,7 +190,7 @@ async def _record_pending(
     idempotency_key: str | None,
     timeout: float | None,
 ) -> RunDetails:
-    input_json = json.dumps(input, separators=(",", ":"), allow_nan=False)
+    input_json = _serde.dumps(input, what="the run's input")  # within the value bounds
     now = time.time()
     new = NewRun(
         id=uuid.uuid4().hex,
@@ -313,7 +314,7 @@ async def send_event(
         raise bf.ConfigError("events deliver: the topic must not be empty")
     if run_id is None and key is None:
         raise bf.ConfigError("events deliver needs --run RUN_ID or --key KEY to address the event")
-    payload_json = json.dumps(payload, separators=(",", ":"), allow_nan=False)
+    payload_json = _serde.dumps(payload, what=f"the payload of event {topic!r}")
     async with opened_store(db) as store:
         me = await _setup.acting(store, token, "event.deliver")
         if run_id is not None:

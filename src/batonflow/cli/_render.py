@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import math
 import shlex
 import time
 from collections.abc import Iterable
@@ -40,25 +41,33 @@ def decode(text: str | None) -> Any:
         return None
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return text
 
 
 def when(ts: float | None) -> str:
     if ts is None:
         return "-"
-    return dt.datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    try:
+        return dt.datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, ValueError, OSError):  # recorded before times were bounded
+        return f"(invalid time {ts!r})"
 
 
 def clock(ts: float | None) -> str:
     if ts is None:
         return "-"
-    return dt.datetime.fromtimestamp(ts).astimezone().strftime("%H:%M:%S.%f")[:-3]
+    try:
+        return dt.datetime.fromtimestamp(ts).astimezone().strftime("%H:%M:%S.%f")[:-3]
+    except (OverflowError, ValueError, OSError):
+        return f"(invalid time {ts!r})"
 
 
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
+    if not math.isfinite(seconds):  # recorded before durations were bounded
+        return "forever" if seconds > 0 else "-"
     seconds = max(0.0, seconds)
     if seconds < 0.001:
         return "<1ms"

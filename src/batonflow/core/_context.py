@@ -18,10 +18,11 @@ import contextlib
 import contextvars
 import datetime as dt
 import functools
+import math
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, overload
 
 from batonflow._serde import (
     dumps_lenient,
@@ -102,6 +103,18 @@ def current_step() -> StepInfo:
         return _step_info.get()
     except LookupError:
         raise ConfigError("current_step() is only available inside a step function") from None
+
+
+LATEST_WAKE: Final = 253_402_300_799.0
+"""The latest wake-up time: 9999-12-31T23:59:59Z, the last moment a date can show."""
+
+
+def _wake_time(when: float) -> float:
+    if not math.isfinite(when) or not 0 <= when <= LATEST_WAKE:
+        raise ConfigError(
+            f"a sleep must end between 1970 and 9999-12-31T23:59:59Z; got epoch {when!r}"
+        )
+    return when
 
 
 def _seconds(duration: float | dt.timedelta) -> float:
@@ -453,7 +466,7 @@ class Context:
         if record is None:
             record = StepRecord(
                 self.run_id, step_id, StepKind.SLEEP, "sleep", StepStatus.PENDING,
-                started_at=now, wake_at=target(now),
+                started_at=now, wake_at=_wake_time(target(now)),
             )  # fmt: skip
             self._record(record)
         if record.status is StepStatus.COMPLETED:

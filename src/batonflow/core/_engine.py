@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import math
 import os
 import random
 import socket
@@ -25,11 +26,12 @@ from typing import Any, TypeVar
 from batonflow._serde import dumps, error_to_dict, loads, roundtrip
 from batonflow.core import _leases
 from batonflow.core._clock import Clock, SystemClock
-from batonflow.core._context import Context, _Suspend
+from batonflow.core._context import LATEST_WAKE, Context, _Suspend
 from batonflow.core._handle import Final, RunHandle
 from batonflow.core._hooks import Hook, Hooks, RunEnded, RunStarted
 from batonflow.core._loader import load_workflow
 from batonflow.core._queues import Queue, queue_limits, served
+from batonflow.core._trouble import StoreTrouble
 from batonflow.core._workflow import Redact, Workflow
 from batonflow.errors import (
     ConfigError,
@@ -158,6 +160,7 @@ class Engine:
         self._threads: ThreadPoolExecutor | None = None
         self._open = False
         self._saturated = False
+        self._store_trouble = StoreTrouble()
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def open(self) -> Engine:
@@ -487,18 +490,21 @@ class Engine:
                 output = await wf.invoke(ctx, loads(run.input_json))
             except _Suspend:
                 await self._park(act, ctx)
+                self._store_trouble.ok()
                 return
             _check_replayed_everything(ctx)
             if not wf.redacts_itself:
                 output = self.redacted(wf.name, OUTPUT, output)
             _, output_json = roundtrip(output, what=f"the result of workflow {wf.name!r}")
             await self._finish(act, ctx, RunStatus.COMPLETED, output_json, None)
+            self._store_trouble.ok()
         except asyncio.CancelledError:
             await self._stopped(act, ctx)
         except LeaseLost:
             log.warning("run %s: lease lost, leaving it to its new owner", run.id)
         except StoreError as exc:
             log.error("run %s: store failure, handing the run back: %s", run.id, exc)
+            self._store_trouble.failed(exc)
             await self._release_quietly(run.id)
         except Exception as exc:
             cause = ctx.nondeterminism if ctx is not None and ctx.nondeterminism else exc
@@ -624,6 +630,10 @@ class Engine:
 
     async def _dispatch(self) -> None:
         while True:
+            pause = self._store_trouble.waiting()
+            if pause > 0:  # a failing store (a full disk): wait, then try again; nothing is lost
+                await asyncio.sleep(pause)
+                continue
             self._wake.clear()
             room = await self._claim_once(self.clock.now())
             timer = None
@@ -640,6 +650,8 @@ class Engine:
             room = self.max_concurrent_runs - len(self._active)
             if room <= 0 or not self._open:  # closing: claim nothing more
                 return room
+            if self._store_trouble.waiting() > 0:  # the store is failing: let it recover
+                return room
             requested_at = time.monotonic()
             queued: dict[str, Any] = {}
             if self._limits or self._serve is not None:
@@ -650,6 +662,7 @@ class Engine:
                 )
             except StoreError as exc:
                 log.error("cannot claim runs, retrying: %s", exc)
+                self._store_trouble.failed(exc)
                 return room
             self._saturated = len(claimed) >= room
             for run in claimed:
@@ -723,7 +736,15 @@ class Engine:
 
 
 def _deadline(now: float, timeout: float | None) -> float | None:
-    return now + timeout if timeout else None
+    if not timeout:
+        return None
+    deadline = now + timeout
+    if not math.isfinite(deadline) or deadline > LATEST_WAKE:
+        raise ConfigError(
+            f"a run timeout of {timeout!r} seconds ends after 9999-12-31T23:59:59Z; give at most"
+            f" {LATEST_WAKE - now:.0f} seconds"
+        )
+    return deadline
 
 
 async def _cancel(tasks: Iterable[asyncio.Task[None]]) -> None:

@@ -54,13 +54,27 @@ def _import(module_part: str, ref: str) -> Any:
         sys.modules[name] = module
         try:
             spec.loader.exec_module(module)
+        except SystemExit as exc:
+            del sys.modules[name]
+            raise _exited(module_part, ref, exc) from None
         except Exception:
             del sys.modules[name]
             raise
         return module
     try:
         return importlib.import_module(module_part)
+    except SystemExit as exc:
+        raise _exited(module_part, ref, exc) from None
     except ModuleNotFoundError as exc:
         raise WorkflowNotFound(
             f"cannot import module {module_part!r} (from {ref!r}): {exc}"
         ) from exc
+
+
+def _exited(module_part: str, ref: str, exc: SystemExit) -> WorkflowNotFound:
+    """A module that calls ``sys.exit`` while being imported: refused, so the command reports
+    it instead of exiting with the module's code and no word."""
+    return WorkflowNotFound(
+        f"importing {module_part} (from {ref!r}) called sys.exit({exc.code!r}); a workflow"
+        ' module must not exit when imported (guard it with `if __name__ == "__main__":`)'
+    )

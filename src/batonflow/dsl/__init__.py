@@ -3,6 +3,8 @@
 from batonflow.dsl._expr import (
     STANDARD_ARGUMENTS,
     Arguments,
+    Evaluator,
+    ExpressionBudget,
     check,
     check_template,
     evaluate,
@@ -60,6 +62,8 @@ __all__ = ["ErrorType", "Problem", "WorkflowError", "canonical_type"]
 __all__ += [
     "STANDARD_ARGUMENTS",
     "Arguments",
+    "Evaluator",
+    "ExpressionBudget",
     "check",
     "check_template",
     "evaluate",

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import batonflow as bf
+from batonflow import _serde
 from batonflow.dsl import _expr
 from batonflow.dsl._problems import ErrorType, Problem, WorkflowError
 
@@ -53,7 +54,7 @@ def read(event: dict[str, Any], mode: str) -> Any:
 # -- matching ---------------------------------------------------------------------------------
 
 
-def matches(event: dict[str, Any], flt: dict[str, Any]) -> bool:
+async def matches(event: dict[str, Any], flt: dict[str, Any], evaluator: _expr.Evaluator) -> bool:
     """Does ``event`` pass ``flt`` (``with`` attributes, resolved ``correlate`` expectations)?
 
     In ``with``: a runtime expression is a predicate on the event's attribute (``.`` is the
@@ -63,18 +64,20 @@ def matches(event: dict[str, Any], flt: dict[str, Any]) -> bool:
     for name, wanted in (flt.get("with") or {}).items():
         if name not in event:
             return False
-        if not _attribute_matches(event[name], wanted):
+        if not await _attribute_matches(event[name], wanted, evaluator):
             return False
     for correlation in (flt.get("correlate") or {}).values():
-        if "expect" in correlation and correlate(event, correlation) != correlation["expect"]:
+        if "expect" not in correlation:
+            continue
+        if await correlate(event, correlation, evaluator) != correlation["expect"]:
             return False
     return True
 
 
-def _attribute_matches(value: Any, wanted: Any) -> bool:
+async def _attribute_matches(value: Any, wanted: Any, evaluator: _expr.Evaluator) -> bool:
     if _expr.is_expression(wanted):
         try:
-            return _expr.evaluate(wanted, value) is True
+            return await evaluator.evaluate(wanted, value) is True
         except WorkflowError:
             return False
     if isinstance(wanted, str):
@@ -87,19 +90,26 @@ def _attribute_matches(value: Any, wanted: Any) -> bool:
     return bool(value == wanted)
 
 
-def correlate(event: dict[str, Any], correlation: dict[str, Any]) -> Any:
+async def correlate(
+    event: dict[str, Any], correlation: dict[str, Any], evaluator: _expr.Evaluator
+) -> Any:
     """The correlation value ``from`` extracts from the event (``.`` is the whole event)."""
     try:
-        return _expr.evaluate(correlation["from"], event)
+        return await evaluator.evaluate(correlation["from"], event)
     except WorkflowError:
         return None
 
 
-def first_match(event: dict[str, Any], filters: list[dict[str, Any]]) -> int | None:
+async def first_match(
+    event: dict[str, Any], filters: list[dict[str, Any]], evaluator: _expr.Evaluator
+) -> int | None:
     """Index of the first filter the event passes (an empty list accepts any event)."""
     if not filters:
         return 0
-    return next((i for i, f in enumerate(filters) if matches(event, f)), None)
+    for index, flt in enumerate(filters):
+        if await matches(event, flt, evaluator):
+            return index
+    return None
 
 
 # -- listening --------------------------------------------------------------------------------
@@ -177,17 +187,17 @@ class Listener:
             if until.condition is not None:
                 args = self.it.arguments(self.call.scope, task=self.call.descriptor)
                 where = f"{self.call.pointer}/listen/to/until"
-                if self.it.condition(until.condition, events, args, where):
+                if await self.it.condition(until.condition, events, args, where):
                     return events
 
     async def next(self, filters: list[dict[str, Any]]) -> tuple[dict[str, Any], int]:
         """Wait until an event passes one of ``filters``; return it and that filter's index."""
-        resolved = [self._resolve(f) for f in filters]
+        resolved = [await self._resolve(f) for f in filters]
         while True:
             event = await self._wait(resolved)
-            index = first_match(event, resolved)
+            index = await first_match(event, resolved, self.it.runtime.evaluator)
             if index is not None:
-                self._learn(event, filters[index] if filters else {})
+                await self._learn(event, filters[index] if filters else {})
                 return event, index
 
     async def _wait(self, filters: list[dict[str, Any]]) -> dict[str, Any]:
@@ -214,7 +224,7 @@ class Listener:
             )
         return event
 
-    def _resolve(self, flt: dict[str, Any]) -> dict[str, Any]:
+    async def _resolve(self, flt: dict[str, Any]) -> dict[str, Any]:
         """The filter as publishers will test it: ``expect`` values evaluated now."""
         correlations = {}
         for name, correlation in (flt.get("correlate") or {}).items():
@@ -226,26 +236,30 @@ class Listener:
                         self.call.scope, task=self.call.descriptor, input=self.call.input
                     )
                     where = f"{self.call.pointer}/listen/to/correlate/{name}/expect"
-                    expect = self.it.evaluate(expect, self.call.input, args, where)
+                    expect = await self.it.evaluate(expect, self.call.input, args, where)
                 resolved["expect"] = expect
             elif name in self.expectations:  # the first event fixed it
                 resolved["expect"] = self.expectations[name]
             correlations[name] = resolved
         return {"with": flt.get("with") or {}, "correlate": correlations}
 
-    def _learn(self, event: dict[str, Any], flt: dict[str, Any]) -> None:
+    async def _learn(self, event: dict[str, Any], flt: dict[str, Any]) -> None:
         for name, correlation in (flt.get("correlate") or {}).items():
             if "expect" not in correlation and name not in self.expectations:
-                self.expectations[name] = correlate(event, correlation)
+                evaluator = self.it.runtime.evaluator
+                self.expectations[name] = await correlate(event, correlation, evaluator)
 
 
-async def publish(store: bf.Store, event: dict[str, Any], now: float) -> list[str]:
+async def publish(
+    store: bf.Store, event: dict[str, Any], now: float, *, evaluator: _expr.Evaluator | None = None
+) -> list[str]:
     """Deliver ``event`` to every run whose listen task awaits it; return their run ids.
 
     Works on the store alone, so a process that holds no engine (the CLI beside a running
     worker) can publish; the worker notices the woken runs on its next poll.
     """
-    payload = json.dumps(event, separators=(",", ":"))
+    payload = _serde.dumps(event, what="the event")  # within the value bounds
+    evaluator = evaluator or _expr.Evaluator()
     delivered: list[str] = []
     seen: set[tuple[str, str | None]] = set()
     for wait in await store.list_waits(TOPIC):
@@ -253,7 +267,7 @@ async def publish(store: bf.Store, event: dict[str, Any], now: float) -> list[st
         if target in seen:
             continue
         detail = json.loads(wait.input_json or "{}")
-        if first_match(event, detail.get("filters") or []) is None:
+        if await first_match(event, detail.get("filters") or [], evaluator) is None:
             continue
         seen.add(target)
         await store.deliver_event(TOPIC, payload, now, run_id=wait.run_id, key=wait.key)

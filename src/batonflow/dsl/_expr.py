@@ -28,22 +28,30 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, cast
 
 import jq  # type: ignore[import-not-found]  # libjq bindings ship no stubs
 
+from batonflow.dsl._bounded import is_bounded
 from batonflow.dsl._problems import ErrorType, Problem, WorkflowError
+from batonflow.dsl._sandbox import BudgetExceeded, EvaluatorPool, ExpressionBudget, Outcome
 
 __all__ = [
+    "DEFAULT_BUDGET",
+    "MAX_EXPRESSION_LENGTH",
+    "MAX_EXPRESSION_NESTING",
     "STANDARD_ARGUMENTS",
     "Arguments",
+    "Evaluator",
+    "ExpressionBudget",
     "check",
     "check_template",
     "evaluate",
     "evaluate_condition",
     "evaluate_template",
+    "is_bounded",
     "is_expression",
     "is_variable_name",
 ]
@@ -56,6 +64,13 @@ STANDARD_ARGUMENTS: Final = frozenset(
 CACHE_SIZE: Final = 1024
 """Compiled programs kept (least recently used dropped first); the same number of parsed
 expressions is kept besides."""
+
+DEFAULT_BUDGET: Final = ExpressionBudget()
+
+MAX_EXPRESSION_LENGTH: Final = 65_536
+"""Characters in one expression; longer ones are refused before jq compiles them."""
+MAX_EXPRESSION_NESTING: Final = 128
+"""Brackets open at once in one expression (jq's compiler recurses on nesting)."""
 
 _STRICT = re.compile(r"\s*\$\{(.+)\}\s*", re.DOTALL)
 _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -184,6 +199,8 @@ class _Parsed:
 class _Compiled:
     program: _Program
     names: tuple[str, ...]  # bound variables, in the order the program destructures them
+    text: str  # the whole program as compiled (prelude, bindings, body)
+    bounded: bool  # plainly bounded in time and memory: evaluated in this process
 
 
 def evaluate(
@@ -192,10 +209,108 @@ def evaluate(
     arguments: Arguments | None = None,
     *,
     instance: str | None = None,
+    budget: ExpressionBudget | None = None,
 ) -> Any:
     """The value of ``expression`` (``${ ... }`` or bare jq) on ``data``: its single result,
     ``None`` if it yields none. Raises :class:`WorkflowError` (expression, 400) if it cannot be
-    compiled, fails, reads an absent variable, or yields more than one result."""
+    compiled, fails, reads an absent variable, yields more than one result, or runs past its
+    ``budget`` (default :class:`ExpressionBudget`). Blocks the calling thread for at most the
+    budget's time: on an event loop, use :class:`Evaluator`."""
+    compiled, value = _prepare(expression, data, arguments, instance)
+    if compiled.bounded:
+        outcome = _first_two(compiled.program, value)
+    else:
+        pool = EvaluatorPool.shared(budget or DEFAULT_BUDGET)
+        outcome = _isolated(expression, instance, pool.run_blocking, compiled, value)
+    return _conclude(expression, outcome, instance)
+
+
+def evaluate_condition(
+    expression: str,
+    data: Any,
+    arguments: Arguments | None = None,
+    *,
+    instance: str | None = None,
+    budget: ExpressionBudget | None = None,
+) -> bool:
+    """``if``/``when``/``while``/``until``: the expression must yield ``true`` or ``false``;
+    any other value (``null`` and no result included) is an expression error."""
+    result = evaluate(expression, data, arguments, instance=instance, budget=budget)
+    return _as_condition(expression, result, instance)
+
+
+def evaluate_template(
+    value: Any,
+    data: Any,
+    arguments: Arguments | None = None,
+    *,
+    instance: str | None = None,
+    budget: ExpressionBudget | None = None,
+) -> Any:
+    """``value`` with every strict-mode expression in it replaced by its value: walks mappings
+    (values only; keys are names, never evaluated) and lists; other strings and scalars are kept.
+    Results are not walked again, so a string that data supplies is never evaluated. Returns new
+    containers; ``value`` is not changed. With ``instance`` (a JSON pointer to ``value``), an
+    error's instance points at the failing string."""
+    found = [
+        evaluate(text, data, arguments, instance=where, budget=budget)
+        for text, where in _expressions_in(value, instance)
+    ]
+    return _rebuild(value, iter(found))
+
+
+class Evaluator:
+    """Evaluates runtime expressions on an event loop under ``budget``: a plainly bounded
+    expression (paths, literals, comparisons: most of them) in this process, any other in an
+    evaluator process, awaited without blocking the loop."""
+
+    def __init__(self, budget: ExpressionBudget | None = None) -> None:
+        self.budget = budget or DEFAULT_BUDGET
+        self._pool: EvaluatorPool | None = None
+
+    @property
+    def pool(self) -> EvaluatorPool:
+        if self._pool is None:
+            self._pool = EvaluatorPool.shared(self.budget)
+        return self._pool
+
+    async def evaluate(
+        self, expression: str, data: Any, arguments: Arguments | None = None,
+        *, instance: str | None = None,
+    ) -> Any:  # fmt: skip
+        """:func:`evaluate`, off the loop when the expression is not plainly bounded."""
+        compiled, value = _prepare(expression, data, arguments, instance)
+        if compiled.bounded:
+            outcome = _first_two(compiled.program, value)
+        else:
+            try:
+                isolated = await self.pool.run(compiled.text, _input_text(value))
+            except (BudgetExceeded, _CompileError) as over:
+                raise _failure(expression, str(over), instance) from None
+            outcome = _from_outcome(isolated)
+        return _conclude(expression, outcome, instance)
+
+    async def condition(
+        self, expression: str, data: Any, arguments: Arguments | None = None,
+        *, instance: str | None = None,
+    ) -> bool:  # fmt: skip
+        result = await self.evaluate(expression, data, arguments, instance=instance)
+        return _as_condition(expression, result, instance)
+
+    async def template(
+        self, value: Any, data: Any, arguments: Arguments | None = None,
+        *, instance: str | None = None,
+    ) -> Any:  # fmt: skip
+        found = [
+            await self.evaluate(text, data, arguments, instance=where)
+            for text, where in _expressions_in(value, instance)
+        ]
+        return _rebuild(value, iter(found))
+
+
+def _prepare(
+    expression: str, data: Any, arguments: Arguments | None, instance: str | None
+) -> tuple[_Compiled, Any]:
     arguments = arguments if arguments is not None else _NO_ARGUMENTS
     compiled = _resolve(expression, arguments.names, instance)
     if compiled.names:
@@ -203,7 +318,39 @@ def evaluate(
         value.append(data)
     else:
         value = data
-    first, second, message = _first_two(compiled.program, value)
+    return compiled, value
+
+
+def _isolated(
+    expression: str,
+    instance: str | None,
+    run: Callable[[str, str], Outcome],
+    compiled: _Compiled,
+    value: Any,
+) -> tuple[Any, Any, str | None]:
+    try:
+        outcome = run(compiled.text, _input_text(value))
+    except (BudgetExceeded, _CompileError) as over:
+        raise _failure(expression, str(over), instance) from None
+    return _from_outcome(outcome)
+
+
+def _input_text(value: Any) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=True, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError) as error:
+        raise _CompileError(f"failed: the data is not JSON ({error})") from None
+
+
+def _from_outcome(outcome: Outcome) -> tuple[Any, Any, str | None]:
+    if outcome.error is not None:
+        return _ABSENT, _ABSENT, outcome.error
+    results = [*outcome.results, _ABSENT, _ABSENT]
+    return results[0], results[1], None
+
+
+def _conclude(expression: str, outcome: tuple[Any, Any, str | None], instance: str | None) -> Any:
+    first, second, message = outcome
     if message is not None:
         raise _failure(expression, f"failed: {message}", instance)
     if first is _ABSENT:
@@ -238,16 +385,7 @@ def _first_two(program: _Program, value: Any) -> tuple[Any, Any, str | None]:
     return first, second, None
 
 
-def evaluate_condition(
-    expression: str,
-    data: Any,
-    arguments: Arguments | None = None,
-    *,
-    instance: str | None = None,
-) -> bool:
-    """``if``/``when``/``while``/``until``: the expression must yield ``true`` or ``false``;
-    any other value (``null`` and no result included) is an expression error."""
-    result = evaluate(expression, data, arguments, instance=instance)
+def _as_condition(expression: str, result: Any, instance: str | None) -> bool:
     if not isinstance(result, bool):
         raise _failure(
             expression,
@@ -257,36 +395,33 @@ def evaluate_condition(
     return result
 
 
-def evaluate_template(
-    value: Any,
-    data: Any,
-    arguments: Arguments | None = None,
-    *,
-    instance: str | None = None,
-) -> Any:
-    """``value`` with every strict-mode expression in it replaced by its value: walks mappings
-    (values only; keys are names, never evaluated) and lists; other strings and scalars are kept.
-    Results are not walked again, so a string that data supplies is never evaluated. Returns new
-    containers; ``value`` is not changed. With ``instance`` (a JSON pointer to ``value``), an
-    error's instance points at the failing string."""
-    arguments = arguments if arguments is not None else _NO_ARGUMENTS
-    return _walk(value, data, arguments, instance)
+def _expressions_in(value: Any, instance: str | None) -> list[tuple[str, str | None]]:
+    """Every strict-mode expression in ``value`` with its pointer, in walking order."""
+    found: list[tuple[str, str | None]] = []
+
+    def visit(item: Any, pointer: str | None) -> None:
+        if isinstance(item, str):
+            if is_expression(item):
+                found.append((item, pointer))
+        elif isinstance(item, Mapping):
+            for key, child in item.items():
+                visit(child, _child(pointer, key))
+        elif isinstance(item, list):
+            for index, child in enumerate(item):
+                visit(child, _child(pointer, index))
+
+    visit(value, instance)
+    return found
 
 
-def _walk(value: Any, data: Any, arguments: Arguments, instance: str | None) -> Any:
+def _rebuild(value: Any, found: Iterator[Any]) -> Any:
+    """``value`` with its expressions replaced, in walking order, by ``found``."""
     if isinstance(value, str):
-        if is_expression(value):
-            return evaluate(value, data, arguments, instance=instance)
-        return value
+        return next(found) if is_expression(value) else value
     if isinstance(value, Mapping):
-        return {
-            key: _walk(item, data, arguments, _child(instance, key)) for key, item in value.items()
-        }
+        return {key: _rebuild(item, found) for key, item in value.items()}
     if isinstance(value, list):
-        return [
-            _walk(item, data, arguments, _child(instance, index))
-            for index, item in enumerate(value)
-        ]
+        return [_rebuild(item, found) for item in value]
     return value
 
 
@@ -350,7 +485,8 @@ def _bind(expression: str, available: frozenset[str]) -> _Compiled:
     arguments are left out, so ``$workflow.definition`` is not converted for ``.a + 1``."""
     parsed = _parse(expression)
     names = tuple(sorted(parsed.references & available))
-    return _Compiled(_program(parsed.body, names), names)
+    program, text = _program(parsed.body, names)
+    return _Compiled(program, names, text, is_bounded(parsed.body))
 
 
 @functools.lru_cache(maxsize=CACHE_SIZE)
@@ -361,16 +497,18 @@ def _parse(expression: str) -> _Parsed:
 
 
 @functools.lru_cache(maxsize=CACHE_SIZE)
-def _program(body: str, names: tuple[str, ...]) -> _Program:
+def _program(body: str, names: tuple[str, ...]) -> tuple[_Program, str]:
     """Compile ``body``; at run time its input is ``[*values of names, data]``."""
     if not body:
         raise _CompileError("the expression is empty")
+    _check_size(body)
     if names:
         binding = f". as [{', '.join('$' + name for name in names)}] | .[{len(names)}] | "
     else:
         binding = ""
+    text = _PRELUDE + binding + body
     try:
-        return cast(_Program, jq.compile(_PRELUDE + binding + body))
+        return cast(_Program, jq.compile(text)), text
     except ValueError as wrapped:
         # Compile the program on its own for a message whose positions are the author's.
         try:
@@ -378,6 +516,27 @@ def _program(body: str, names: tuple[str, ...]) -> _Program:
         except ValueError as error:
             raise _CompileError(_clean(str(error), body)) from None
         raise _CompileError(_clean(str(wrapped), body)) from None
+
+
+def _check_size(body: str) -> None:
+    if len(body) > MAX_EXPRESSION_LENGTH:
+        raise _CompileError(
+            f"the expression is {len(body)} characters long; the limit is {MAX_EXPRESSION_LENGTH}"
+        )
+    depth = deepest = 0
+    for token in _BRACKETS.findall(body):
+        if token in "([{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in ")]}":
+            depth -= 1
+    if deepest > MAX_EXPRESSION_NESTING:
+        raise _CompileError(
+            f"the expression nests brackets {deepest} deep; the limit is {MAX_EXPRESSION_NESTING}"
+        )
+
+
+_BRACKETS = re.compile(r'"(?:[^"\\]|\\.)*"|[()\[\]{}]')
 
 
 def _clean(message: str, body: str) -> str:

@@ -122,14 +122,14 @@ class Interpreter:
             args = _expr.Arguments(
                 workflow=self.workflow, runtime=self.runtime.descriptor, secrets=self.secrets
             )
-            data = self.evaluate(spec_input["from"], data, args, "/input/from")
+            data = await self.evaluate(spec_input["from"], data, args, "/input/from")
         try:
             data = await self.do_list(self.document.get("do", []), "/do", data, {})
         except EndWorkflow as end:
             data = end.output
         spec_output = self.document.get("output") or {}
         if "as" in spec_output:
-            data = self.evaluate(spec_output["as"], data, self.arguments({}), "/output/as")
+            data = await self.evaluate(spec_output["as"], data, self.arguments({}), "/output/as")
         self.validate(spec_output.get("schema"), data, "/output/schema", "workflow output")
         return data
 
@@ -178,14 +178,14 @@ class Interpreter:
         descriptor["startedAt"] = datetime_descriptor(started)
         if "if" in task:
             args = self.arguments(scope, task=descriptor)
-            if not self.condition(task["if"], raw_input, args, f"{pointer}/if"):
+            if not await self.condition(task["if"], raw_input, args, f"{pointer}/if"):
                 return TaskResult(raw_input)  # skipped: the raw input becomes the output
         spec_input = task.get("input") or {}
         self.validate(spec_input.get("schema"), raw_input, f"{pointer}/input/schema", "task input")
         data = raw_input
         if "from" in spec_input:
             args = self.arguments(scope, task=descriptor)
-            data = self.evaluate(spec_input["from"], raw_input, args, f"{pointer}/input/from")
+            data = await self.evaluate(spec_input["from"], raw_input, args, f"{pointer}/input/from")
         call = TaskCall(name, task, pointer, data, raw_input, scope, descriptor)
         try:
             result = await self.execute(call)
@@ -194,8 +194,8 @@ class Interpreter:
         if task_kind(task) not in LEAF_KINDS:
             await self.ctx.now(f"{DONE_MARK}{pointer}")
         descriptor["output"] = result.output
-        output = self.transform_output(call, result.output)
-        self.export(call, output)
+        output = await self.transform_output(call, result.output)
+        await self.export(call, output)
         return TaskResult(output, result.then or task.get("then"))
 
     async def execute(self, call: TaskCall) -> TaskResult:
@@ -208,20 +208,22 @@ class Interpreter:
         started = call.descriptor["startedAt"]["epoch"]["milliseconds"] / 1000
         return await self.within(HANDLERS[kind](self, call), started, timeout, call.pointer)
 
-    def transform_output(self, call: TaskCall, raw_output: Any) -> Any:
+    async def transform_output(self, call: TaskCall, raw_output: Any) -> Any:
         spec = call.task.get("output") or {}
         output = raw_output
         if "as" in spec:
             args = self.arguments(call.scope, task=call.descriptor, input=call.input)
-            output = self.evaluate(spec["as"], raw_output, args, f"{call.pointer}/output/as")
+            output = await self.evaluate(spec["as"], raw_output, args, f"{call.pointer}/output/as")
         self.validate(spec.get("schema"), output, f"{call.pointer}/output/schema", "task output")
         return output
 
-    def export(self, call: TaskCall, output: Any) -> None:
+    async def export(self, call: TaskCall, output: Any) -> None:
         spec = call.task.get("export") or {}
         if "as" in spec:
             args = self.arguments(call.scope, task=call.descriptor, input=call.input, output=output)
-            self.context = self.evaluate(spec["as"], output, args, f"{call.pointer}/export/as")
+            self.context = await self.evaluate(
+                spec["as"], output, args, f"{call.pointer}/export/as"
+            )
         schema = spec.get("schema")
         self.validate(schema, self.context, f"{call.pointer}/export/schema", "exported context")
 
@@ -272,18 +274,22 @@ class Interpreter:
             **extra,
         )
 
-    def evaluate(self, expression: Any, data: Any, args: _expr.Arguments, where: str) -> Any:
-        """An expression (``${ }`` or bare jq), or an object whose ``${ }`` strings are."""
+    async def evaluate(self, expression: Any, data: Any, args: _expr.Arguments, where: str) -> Any:
+        """An expression (``${ }`` or bare jq), or an object whose ``${ }`` strings are;
+        under the runtime's expression budget."""
+        evaluator = self.runtime.evaluator
         if isinstance(expression, str):
-            return _expr.evaluate(expression, data, args, instance=where)
-        return _expr.evaluate_template(expression, data, args, instance=where)
+            return await evaluator.evaluate(expression, data, args, instance=where)
+        return await evaluator.template(expression, data, args, instance=where)
 
-    def template(self, value: Any, data: Any, args: _expr.Arguments, where: str) -> Any:
+    async def template(self, value: Any, data: Any, args: _expr.Arguments, where: str) -> Any:
         """``value`` with its ``${ }`` strings evaluated; other strings stay as written."""
-        return _expr.evaluate_template(value, data, args, instance=where)
+        return await self.runtime.evaluator.template(value, data, args, instance=where)
 
-    def condition(self, expression: str, data: Any, args: _expr.Arguments, where: str) -> bool:
-        return _expr.evaluate_condition(expression, data, args, instance=where)
+    async def condition(
+        self, expression: str, data: Any, args: _expr.Arguments, where: str
+    ) -> bool:
+        return await self.runtime.evaluator.condition(expression, data, args, instance=where)
 
     def validate(self, schema: Any, value: Any, where: str, what: str) -> None:
         if schema is not None:

@@ -12,6 +12,7 @@ file, line, column and JSON pointer.
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,11 +20,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from batonflow import _limits
 from batonflow.dsl import _policy
 from batonflow.dsl._model import checks as _model_checks
 from batonflow.dsl._model.base import describe
 from batonflow.dsl._model.errors import Finding, translate
 from batonflow.dsl._model.workflow import Workflow
+from batonflow.dsl._verdict import expression_findings
 from batonflow.dsl._yaml import (
     Parsed,
     Position,
@@ -131,7 +134,9 @@ def load_document(source: str | Path, *, text: str | None = None) -> DslDocument
 
 def _read(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return _read_regular(path)
+    except _NotRegular as exc:
+        reason = str(exc)
     except FileNotFoundError:
         reason = "no such file"
     except IsADirectoryError:
@@ -142,6 +147,28 @@ def _read(path: Path) -> str:
         reason = f"cannot be read: {exc.strerror}"
     problem = DocumentProblem(str(path), None, None, None, reason, "io")
     raise DslValidationError(str(path), [problem])
+
+
+class _NotRegular(Exception):
+    pass
+
+
+def _read_regular(path: Path) -> str:
+    """The file's text, if it is a regular file within the size limit: a FIFO or a device is
+    refused before it is opened (reading one could block forever or never end)."""
+    info = path.stat()
+    if stat.S_ISDIR(info.st_mode):
+        raise IsADirectoryError(str(path))
+    if not stat.S_ISREG(info.st_mode):
+        raise _NotRegular("is not a regular file (a FIFO, a socket or a device); give a file")
+    limit = _limits.MAX_DOCUMENT_BYTES
+    if info.st_size > limit:
+        raise _NotRegular(f"is {info.st_size} bytes long; the limit is {limit}")
+    with path.open("rb") as file:
+        data = file.read(limit + 1)
+    if len(data) > limit:
+        raise _NotRegular(f"is more than {limit} bytes long; the limit is {limit}")
+    return data.decode("utf-8")
 
 
 def _validate(name: str, parsed: Parsed) -> DslDocument:
@@ -159,6 +186,7 @@ def _validate(name: str, parsed: Parsed) -> DslDocument:
         raise DslValidationError(name, _in_order(problems)) from None
     problems.extend(located(f) for f in _model_checks.check(model))
     problems.extend(located(f) for f in _policy.findings(data))
+    problems.extend(located(f) for f in expression_findings(data))
     if problems:
         raise DslValidationError(name, _in_order(problems))
     warnings = tuple(_in_order([located(f) for f in _model_checks.warnings(model)]))

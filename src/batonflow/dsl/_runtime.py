@@ -13,6 +13,7 @@ from batonflow import _net
 from batonflow.core._engine import OUTPUT
 from batonflow.dsl import _events
 from batonflow.dsl._durations import to_seconds
+from batonflow.dsl._expr import Evaluator, ExpressionBudget
 from batonflow.dsl._interpreter import Interpreter
 from batonflow.dsl._policy import EGRESS_POINTER, DocumentPolicy, policy_of
 from batonflow.dsl._problems import ErrorType, Problem, WorkflowError
@@ -32,7 +33,8 @@ class DslRuntime:
     ``client`` carries all outbound HTTP (default: batonflow's egress client); ``secrets`` are
     what ``$secrets`` and authentication policies may read; ``functions`` are Python callables a
     ``call:`` may name; ``allow_processes`` lets ``run: shell`` and ``run: script`` execute
-    local processes (off by default).
+    local processes (off by default); ``expression_budget`` bounds the time and memory of every
+    runtime expression (see :class:`ExpressionBudget`).
     """
 
     def __init__(
@@ -42,12 +44,14 @@ class DslRuntime:
         secrets: Mapping[str, Any] | None = None,
         functions: Mapping[str, Callable[..., Any]] | None = None,
         allow_processes: bool = False,
+        expression_budget: ExpressionBudget | None = None,
     ) -> None:
         self._client = client
         self._owns_client = client is None
         self.secrets: dict[str, Any] = dict(secrets or {})
         self.functions: dict[str, Callable[..., Any]] = dict(functions or {})
         self.allow_processes = allow_processes
+        self.evaluator = Evaluator(expression_budget)
         self.schemas = SchemaValidator()
         self.descriptor = {"name": "batonflow", "version": bf.__version__, "metadata": {}}
         self.workflow: bf.Workflow[dict[str, Any], Any] = bf.Workflow(
@@ -123,7 +127,9 @@ class DslRuntime:
     async def publish(self, engine: bf.Engine, event: dict[str, Any]) -> list[str]:
         """Deliver a CloudEvent to the runs listening for it; return their run ids."""
         _events.check_event(event, "/")
-        delivered = await _events.publish(engine.store, event, engine.clock.now())
+        delivered = await _events.publish(
+            engine.store, event, engine.clock.now(), evaluator=self.evaluator
+        )
         if delivered:
             engine.poke()
         return delivered

@@ -52,7 +52,7 @@ def _child_problem(failed: bf.ChildWorkflowFailed, pointer: str) -> Problem:
 async def set_task(it: Interpreter, call: TaskCall) -> TaskResult:
     async def compute(data: Any) -> Any:
         args = it.arguments(call.scope, task=call.descriptor, input=data)
-        return it.evaluate(call.task["set"], data, args, f"{call.pointer}/set")
+        return await it.evaluate(call.task["set"], data, args, f"{call.pointer}/set")
 
     return TaskResult(await leaf_step(it, call, compute))
 
@@ -64,7 +64,7 @@ async def raise_task(it: Interpreter, call: TaskCall) -> TaskResult:
 
     async def compute(data: Any) -> Any:
         args = it.arguments(call.scope, task=call.descriptor, input=data)
-        details = it.evaluate(error, data, args, f"{call.pointer}/raise/error")
+        details = await it.evaluate(error, data, args, f"{call.pointer}/raise/error")
         raise WorkflowError(
             Problem(
                 type=str(details["type"]),
@@ -96,7 +96,7 @@ async def switch_task(it: Interpreter, call: TaskCall) -> TaskResult:
             default = name, spec["then"]
             continue
         where = f"{call.pointer}/switch/{index}/{name}/when"
-        if it.condition(spec["when"], call.input, args, where):
+        if await it.condition(spec["when"], call.input, args, where):
             _note_route(it, call, name, spec["then"], spec["when"], passed)
             return TaskResult(call.input, then=spec["then"])
         passed.append(name)
@@ -128,7 +128,7 @@ async def for_task(it: Interpreter, call: TaskCall) -> TaskResult:
     loop = call.task["for"]
     each, at = loop.get("each", "item"), loop.get("at", "index")
     args = it.arguments(call.scope, task=call.descriptor, input=call.input)
-    items = it.evaluate(loop["in"], call.input, args, f"{call.pointer}/for/in")
+    items = await it.evaluate(loop["in"], call.input, args, f"{call.pointer}/for/in")
     if items is None:
         items = []
     if isinstance(items, dict):
@@ -146,7 +146,9 @@ async def for_task(it: Interpreter, call: TaskCall) -> TaskResult:
         scope = {**call.scope, each: item, at: index}
         if "while" in call.task:
             condition_args = it.arguments(scope, task=call.descriptor, input=data)
-            if not it.condition(call.task["while"], data, condition_args, f"{call.pointer}/while"):
+            if not await it.condition(
+                call.task["while"], data, condition_args, f"{call.pointer}/while"
+            ):
                 break
         data = await it.do_list(call.task["do"], f"{call.pointer}/do", data, scope)
     return TaskResult(data)
@@ -169,7 +171,7 @@ async def fork_task(it: Interpreter, call: TaskCall) -> TaskResult:
 async def wait_task(it: Interpreter, call: TaskCall) -> TaskResult:
     args = it.arguments(call.scope, task=call.descriptor, input=call.input)
     # an ISO 8601 string or an object; only a ${ } string is an expression
-    duration = it.template(call.task["wait"], call.input, args, f"{call.pointer}/wait")
+    duration = await it.template(call.task["wait"], call.input, args, f"{call.pointer}/wait")
     await it.ctx.sleep(to_seconds(duration, where=f"{call.pointer}/wait"))
     return TaskResult(call.input)
 
@@ -198,7 +200,7 @@ async def try_task(it: Interpreter, call: TaskCall) -> TaskResult:
         except WorkflowError as error:
             variable = catch.get("as", "error")
             scope = {**call.scope, variable: error.problem.to_dict()}
-            if not _catches(it, call, catch, error.problem, scope):
+            if not await _catches(it, call, catch, error.problem, scope):
                 raise
             if policy and await _should_retry(it, call, policy, scope, retries, started):
                 _note_caught(it, call, error.problem, "retried", retries)
@@ -233,7 +235,7 @@ def _note_caught(
     )  # fmt: skip
 
 
-def _catches(
+async def _catches(
     it: Interpreter, call: TaskCall, catch: dict[str, Any], problem: Problem, scope: dict[str, Any]
 ) -> bool:
     wanted = (catch.get("errors") or {}).get("with") or {}
@@ -247,11 +249,13 @@ def _catches(
             return False
     args = it.arguments(scope, task=call.descriptor, input=call.input)
     pointer = f"{call.pointer}/catch"
-    if "when" in catch and not it.condition(catch["when"], call.input, args, f"{pointer}/when"):
+    if "when" in catch and not await it.condition(
+        catch["when"], call.input, args, f"{pointer}/when"
+    ):
         return False
     return not (
         "exceptWhen" in catch
-        and it.condition(catch["exceptWhen"], call.input, args, f"{pointer}/exceptWhen")
+        and await it.condition(catch["exceptWhen"], call.input, args, f"{pointer}/exceptWhen")
     )
 
 
@@ -270,9 +274,11 @@ async def _should_retry(
 ) -> bool:
     args = it.arguments(scope, task=call.descriptor, input=call.input)
     pointer = f"{call.pointer}/catch/retry"
-    if "when" in policy and not it.condition(policy["when"], call.input, args, f"{pointer}/when"):
+    if "when" in policy and not await it.condition(
+        policy["when"], call.input, args, f"{pointer}/when"
+    ):
         return False
-    if "exceptWhen" in policy and it.condition(
+    if "exceptWhen" in policy and await it.condition(
         policy["exceptWhen"], call.input, args, f"{pointer}/exceptWhen"
     ):
         return False

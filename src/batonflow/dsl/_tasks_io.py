@@ -38,7 +38,7 @@ async def call_task(it: Interpreter, call: TaskCall) -> TaskResult:
     functions = (it.document.get("use") or {}).get("functions") or {}
     if target in functions:  # a custom function: a task definition, fed the evaluated 'with'
         args = it.arguments(call.scope, task=call.descriptor, input=call.input)
-        function_input = it.template(arguments, call.input, args, f"{call.pointer}/with")
+        function_input = await it.template(arguments, call.input, args, f"{call.pointer}/with")
         pointer = f"{call.pointer}/call/{target}"
         result = await it.run_task(target, functions[target], pointer, function_input, {})
         return TaskResult(result.output)
@@ -55,7 +55,7 @@ async def call_task(it: Interpreter, call: TaskCall) -> TaskResult:
 
     if wants_context(registered):  # an agent, an approval: it makes its own steps and waits
         args = it.arguments(call.scope, task=call.descriptor, input=call.input)
-        values = it.template(arguments, call.input, args, f"{call.pointer}/with")
+        values = await it.template(arguments, call.input, args, f"{call.pointer}/with")
         if not isinstance(values, dict):
             raise WorkflowError(
                 Problem.of(
@@ -110,7 +110,7 @@ async def call_task(it: Interpreter, call: TaskCall) -> TaskResult:
 
     async def compute(data: Any) -> Any:
         args = it.arguments(call.scope, task=call.descriptor, input=data)
-        values = it.template(arguments, data, args, f"{call.pointer}/with")
+        values = await it.template(arguments, data, args, f"{call.pointer}/with")
         result = registered(**values) if isinstance(values, dict) else registered(values)
         return await result if asyncio.iscoroutine(result) else result
 
@@ -120,7 +120,9 @@ async def call_task(it: Interpreter, call: TaskCall) -> TaskResult:
 def _protocol_call(it: Interpreter, call: TaskCall, target: str, arguments: Any) -> Any:
     async def compute(data: Any) -> Any:
         args = it.arguments(call.scope, task=call.descriptor, input=data)
-        spec = it.template(_inline_policies(it, arguments), data, args, f"{call.pointer}/with")
+        spec = await it.template(
+            _inline_policies(it, arguments), data, args, f"{call.pointer}/with"
+        )
         if target == "http":
             return await call_http(spec, input_data=data, client=it.runtime.client, auth=it.auth)
         return await call_openapi(
@@ -158,7 +160,7 @@ async def emit_task(it: Interpreter, call: TaskCall) -> TaskResult:
 
     async def compute(data: Any) -> Any:
         args = it.arguments(call.scope, task=call.descriptor, input=data)
-        values = it.template(attributes, data, args, f"{call.pointer}/emit/event/with")
+        values = await it.template(attributes, data, args, f"{call.pointer}/emit/event/with")
         engine = it.ctx.engine
         event = {
             "specversion": "1.0",
@@ -202,7 +204,9 @@ async def _each(
         spec = foreach.get("output") or {}
         if "as" in spec:
             args = it.arguments(scope, task=call.descriptor, input=item)
-            output = it.evaluate(spec["as"], output, args, f"{call.pointer}/foreach/output/as")
+            output = await it.evaluate(
+                spec["as"], output, args, f"{call.pointer}/foreach/output/as"
+            )
         outputs.append(output)
     return outputs
 
@@ -234,7 +238,7 @@ async def run_task(it: Interpreter, call: TaskCall) -> TaskResult:
 
     async def compute(data: Any) -> Any:
         args = it.arguments(call.scope, task=call.descriptor, input=data)
-        spec = it.template(run, data, args, f"{call.pointer}/run")
+        spec = await it.template(run, data, args, f"{call.pointer}/run")
         return await run_process(spec, kind, f"{call.pointer}/run/{kind}")
 
     return TaskResult(await leaf_step(it, call, compute))
@@ -243,7 +247,7 @@ async def run_task(it: Interpreter, call: TaskCall) -> TaskResult:
 async def _run_workflow(it: Interpreter, call: TaskCall, target: dict[str, Any]) -> Any:
     args = it.arguments(call.scope, task=call.descriptor, input=call.input)
     where = f"{call.pointer}/run/workflow"
-    spec = it.template(target, call.input, args, where)
+    spec = await it.template(target, call.input, args, where)
     document = it.runtime.find_document(
         spec.get("namespace"), spec["name"], spec.get("version", "latest"), where
     )

@@ -23,8 +23,11 @@ from typing import Any, NamedTuple
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.resolver import BaseResolver
+
+from batonflow import _limits
 
 __all__ = [
     "DuplicateKey",
@@ -134,10 +137,12 @@ def is_json_text(text: str, source: str = "") -> bool:
 def parse_text(text: str, source: str = "") -> Parsed:
     """The data in ``text`` (YAML 1.2 or JSON) with its positions.
 
-    Raises :class:`SourceSyntaxError` for text that cannot be read. A ``.json`` file must be
-    JSON; other text that opens an object is read as JSON if it is, else as YAML (a flow
-    mapping).
+    Raises :class:`SourceSyntaxError` for text that cannot be read, or that is over the bounds
+    of :mod:`batonflow._limits`: its length, its nesting, the values its YAML aliases expand
+    to, a lone surrogate. A ``.json`` file must be JSON; other text that opens an object is
+    read as JSON if it is, else as YAML (a flow mapping).
     """
+    _check_text(text)
     if not is_json_text(text, source):
         return _Converter().convert(_compose(text))
     try:
@@ -148,7 +153,26 @@ def parse_text(text: str, source: str = "") -> Parsed:
     return _Converter().convert(_compose(text))
 
 
+def _check_text(text: str) -> None:
+    limit = _limits.MAX_DOCUMENT_BYTES
+    if len(text) > limit:
+        raise SourceSyntaxError(
+            f"the document is {len(text)} characters long; the limit is {limit}",
+            Position(*_limits.line_column(text, limit)),
+        )
+    found = _limits.SURROGATE_CHAR.search(text)
+    if found is not None:
+        raise SourceSyntaxError(
+            _limits.SURROGATE, Position(*_limits.line_column(text, found.start()))
+        )
+
+
 def _parse_json(text: str) -> Parsed:
+    try:
+        _limits.check_json_text(text, max_bytes=_limits.MAX_DOCUMENT_BYTES)
+    except _limits.TextLimitError as exc:
+        where = Position(*_limits.line_column(text, exc.offset))
+        raise SourceSyntaxError(f"the document is over a limit: {exc.message}", where) from None
     try:
         data = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
@@ -170,6 +194,7 @@ def _compose(text: str) -> Node:
     yaml = YAML(typ="safe", pure=True)
     yaml.Resolver = _CoreResolver
     try:
+        _check_events(yaml, text)
         node = yaml.compose(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -180,6 +205,35 @@ def _compose(text: str) -> Node:
     if node is None:
         raise SourceSyntaxError("the document is empty", Position(1, 1))
     return node  # type: ignore[no-any-return]
+
+
+def _check_events(yaml: YAML, text: str) -> None:
+    """Nesting and alias count from the parser's events (a loop, not recursion), before the
+    composer (which recurses) sees the text."""
+    depth = aliases = 0
+    for event in yaml.parse(text):
+        if isinstance(event, CollectionStartEvent):
+            depth += 1
+            if depth > _limits.MAX_DEPTH:
+                raise SourceSyntaxError(
+                    f"the document nests deeper than {_limits.MAX_DEPTH} levels",
+                    _mark(event.start_mark),
+                )
+        elif isinstance(event, CollectionEndEvent):
+            depth -= 1
+        elif isinstance(event, AliasEvent):
+            aliases += 1
+            if aliases > _MAX_ALIASES:
+                raise SourceSyntaxError(
+                    f"the document uses more than {_MAX_ALIASES} aliases", _mark(event.start_mark)
+                )
+
+
+_MAX_ALIASES = 10_000
+
+
+def _mark(mark: Any) -> Position | None:
+    return Position(mark.line + 1, mark.column + 1) if mark is not None else None
 
 
 def _yaml_message(exc: MarkedYAMLError) -> str:
@@ -227,6 +281,9 @@ class _Converter:
         self.values: dict[str, Position] = {}
         self.duplicates: list[DuplicateKey] = []
         self._open: set[int] = set()  # nodes being converted: an alias back into them loops
+        self._seen: set[int] = set()  # nodes converted at least once
+        self._repeated = 0  # values converted again through aliases (bounded: an alias bomb)
+        self._depth = 0
 
     def convert(self, root: Node) -> Parsed:
         self.entries[""] = _position(root)
@@ -234,12 +291,28 @@ class _Converter:
         return Parsed(data, Positions(self.entries, self.values), tuple(self.duplicates))
 
     def node(self, node: Node, pointer: str) -> Any:
+        if id(node) in self._seen:  # reached again: through an alias
+            self._repeated += 1
+            if self._repeated > _limits.MAX_NODES:
+                raise SourceSyntaxError(
+                    f"YAML aliases in the document repeat more than {_limits.MAX_NODES} values"
+                    " (an alias repeats all that its anchor holds); the limit is reached here",
+                    _position(node),
+                )
+        else:
+            self._seen.add(id(node))
         self.values.setdefault(pointer, _position(node))
         if isinstance(node, ScalarNode):
             return _scalar(node)
         if id(node) in self._open:
             raise SourceSyntaxError("an alias refers to a node that contains it", _position(node))
+        if self._depth >= _limits.MAX_DEPTH:
+            raise SourceSyntaxError(
+                f"the document nests deeper than {_limits.MAX_DEPTH} levels (aliases included)",
+                _position(node),
+            )
         self._open.add(id(node))
+        self._depth += 1
         try:
             if isinstance(node, SequenceNode):
                 return self.sequence(node, pointer)
@@ -247,6 +320,7 @@ class _Converter:
                 return self.mapping(node, pointer)
         finally:
             self._open.discard(id(node))
+            self._depth -= 1
         raise SourceSyntaxError("unsupported YAML node", _position(node))
 
     def sequence(self, node: SequenceNode, pointer: str) -> list[Any]:
@@ -306,6 +380,11 @@ def _key(node: Node) -> str:
 def _scalar(node: ScalarNode) -> Any:
     tag = str(node.tag)
     text: str = node.value
+    if _limits.SURROGATE_CHAR.search(text):  # "\ud83d\ude00" is one character; "\ud800" none
+        try:
+            text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le")
+        except UnicodeDecodeError:
+            raise SourceSyntaxError(_limits.SURROGATE, _position(node)) from None
     if not tag.startswith(_CORE):
         return text
     kind = tag[len(_CORE) :]
@@ -317,7 +396,13 @@ def _scalar(node: ScalarNode) -> Any:
         if kind == "int":
             return _int(text)
         if kind == "float":
-            return _float(text)
+            number = _float(text)
+            if not math.isfinite(number):
+                raise SourceSyntaxError(
+                    f"{text!r} is not a JSON number (infinity and NaN cannot be recorded)",
+                    _position(node),
+                )
+            return number
     except ValueError:
         raise SourceSyntaxError(f"{text!r} is not a valid !!{kind}", _position(node)) from None
     return text

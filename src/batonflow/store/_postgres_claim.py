@@ -60,9 +60,12 @@ async def claim(
         where = _FREE if limited else "TRUE"
         if serve is not None:
             where += f" AND {_SERVED}"
-        params = {**base, "limit": room, "limited": limited, "serve": list(serve or ())}
-        rows = await (await conn.execute(q.claim_sql(where), params)).fetchall()
-        taken.extend(shared.run_record(r) for r in rows)
+        params = {**base, "limited": limited, "serve": list(serve or ())}
+        # started runs (due timers, delivered events, expired leases) before new ones
+        taken.extend(await _take(conn, params, f"{where} AND started_at IS NOT NULL", room))
+        room = limit - len(taken)
+        if room > 0:
+            taken.extend(await _take(conn, params, f"{where} AND started_at IS NULL", room))
     return taken
 
 

@@ -92,6 +92,7 @@ class SQLiteStore:
         if not self.path.parent.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            self._check_identity()
             self._migrate()
             self._reader = connect(str(self.path))
         except sqlite3.DatabaseError as exc:
@@ -117,6 +118,26 @@ class SQLiteStore:
             conn.execute("COMMIT")
         finally:
             conn.close()
+
+    def _check_identity(self) -> None:
+        """Refuse a SQLite file that some other program made, before anything writes to it
+        (switching it to WAL, adding our tables, setting its ``user_version``): looked at
+        through a read-only connection."""
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        finally:
+            conn.close()
+        if (version == 0 and tables) or (version > 0 and "runs" not in tables):
+            shown = ", ".join(sorted(tables)[:5]) or "none"
+            raise StoreError(
+                f"{self.path} is a SQLite database but not a batonflow store (schema version "
+                f"{version}; tables: {shown}); it was left unchanged. Point --db (or "
+                "BATONFLOW_DB) at a batonflow database, or at a new file"
+            )
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -322,17 +343,8 @@ class SQLiteStore:
             return queued
 
         def claim(conn: sqlite3.Connection) -> list[RunRecord]:
-            rows = conn.execute(
-                f"UPDATE runs SET status='running', owner=?, lease_until=?, updated_at=?,"
-                f" started_at=COALESCE(started_at, ?), activations=activations+1"
-                f" WHERE id IN (SELECT id FROM runs WHERE status='pending'"
-                f"   OR (status='waiting' AND wake_at<=?)"
-                f"   OR (status='running' AND lease_until<? AND owner IS NOT ?)"
-                f"   ORDER BY COALESCE(wake_at, created_at) LIMIT ?)"
-                f" RETURNING {RUN_COLS}",
-                (owner, lease_until, now, now, now, now, owner, limit),
-            ).fetchall()
-            return [run_record(r) for r in rows]
+            params = {"owner": owner, "now": now, "lease_until": lease_until}
+            return _sqlite_claim.take_fair(conn, params, "TRUE", limit)
 
         if not self._read(
             "SELECT 1 FROM runs WHERE status='pending' OR (status='waiting' AND wake_at<=?)"

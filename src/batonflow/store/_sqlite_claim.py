@@ -1,4 +1,5 @@
-"""Claiming runs on SQLite when the engine has named queues with limits.
+"""Claiming runs on SQLite: started runs (due timers, delivered events) before new ones, and
+the limits of named queues.
 
 Only one engine executes runs on a SQLite file (the engine lock), and claims run on the writer
 thread one at a time, so a queue's global and per-worker limits are the same thing here: count
@@ -51,7 +52,18 @@ def claim(
         marks = ",".join(f":s{i}" for i in range(len(serve))) or "NULL"
         where += f" AND COALESCE(queue, '') IN ({marks})"
         extra.update({f"s{i}": name for i, name in enumerate(serve)})
-    taken.extend(_take(conn, {**params, **extra}, where, room))
+    taken.extend(take_fair(conn, {**params, **extra}, where, room))
+    return taken
+
+
+def take_fair(
+    conn: sqlite3.Connection, params: dict[str, Any], where: str, limit: int
+) -> list[RunRecord]:
+    """Claim runs already started first (due timers, delivered events, expired leases), then
+    new ones: a backlog of new runs never delays a due timer by more than a poll."""
+    taken = _take(conn, params, f"{where} AND started_at IS NOT NULL", limit)
+    if len(taken) < limit:
+        taken += _take(conn, params, f"{where} AND started_at IS NULL", limit - len(taken))
     return taken
 
 

@@ -101,7 +101,12 @@ class Writer:
     def _commit_inline(self, op: Callable[[sqlite3.Connection], T]) -> T:
         try:
             assert self._conn is not None
-            ((_, value, err),) = self._execute(self._conn, [(op, None)])  # type: ignore[list-item]
+            try:
+                ((_, value, err),) = self._execute(self._conn, [(op, None)])  # type: ignore[list-item]
+            except sqlite3.Error as exc:
+                if self._conn.in_transaction:
+                    _quietly(self._conn, "ROLLBACK")
+                raise _translate(exc) from exc
         finally:
             with self._cond:
                 self._busy = False
@@ -133,7 +138,13 @@ class Writer:
                     batch, self._items = self._items, []
                     self._busy = True
                 try:
-                    self._resolve(self._execute(conn, batch))
+                    try:
+                        results = self._execute(conn, batch)
+                    except Exception as exc:  # the writer thread must outlive any one batch
+                        if conn.in_transaction:
+                            _quietly(conn, "ROLLBACK")
+                        results = _all_failed(batch, _translate(exc))
+                    self._resolve(results)
                 finally:
                     with self._cond:
                         self._busy = False
@@ -161,17 +172,23 @@ class Writer:
             return [(fut, None, err) for _, fut in batch]
         results: list[tuple[Any, Any, Any]] = []
         for op, fut in batch:
-            if isolate:
-                conn.execute("SAVEPOINT op")
             try:
+                if isolate:
+                    conn.execute("SAVEPOINT op")
                 value = op(conn)
             except Exception as exc:
-                results.append((fut, None, _translate(exc)))
+                failure = _translate(exc)
+                if not conn.in_transaction:
+                    # SQLite rolled the whole transaction back itself (a full disk, an I/O
+                    # error): nothing in this batch was recorded
+                    return _all_failed(batch, failure)
+                results.append((fut, None, failure))
                 if not isolate:
-                    conn.execute("ROLLBACK")
+                    _quietly(conn, "ROLLBACK")
                     return results
-                conn.execute("ROLLBACK TO op")
-                conn.execute("RELEASE op")
+                if not (_quietly(conn, "ROLLBACK TO op") and _quietly(conn, "RELEASE op")):
+                    _quietly(conn, "ROLLBACK")
+                    return _all_failed(batch, failure)
             else:
                 if isolate:
                     conn.execute("RELEASE op")
@@ -180,7 +197,7 @@ class Writer:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:
-                conn.execute("ROLLBACK")
+                _quietly(conn, "ROLLBACK")
             err = StoreError(f"commit failed, nothing in this batch was recorded: {exc}")
             return [(fut, None, err) for _, fut in batch]
         self.batches += 1
@@ -205,6 +222,20 @@ def _settle(items: list[tuple[Any, Any, Any]]) -> None:
             fut.set_result(value)
         else:
             fut.set_exception(err)
+
+
+def _all_failed(batch: list[_Item], err: Exception) -> list[tuple[Any, Any, Any]]:
+    failed = err if isinstance(err, StoreError) else StoreError(str(err))
+    return [(fut, None, failed) for _, fut in batch]
+
+
+def _quietly(conn: sqlite3.Connection, statement: str) -> bool:
+    """Run a rollback-type statement; False if SQLite refused it (already rolled back)."""
+    try:
+        conn.execute(statement)
+    except sqlite3.Error:
+        return False
+    return True
 
 
 def _translate(exc: Exception) -> Exception:

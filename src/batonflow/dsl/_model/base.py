@@ -294,6 +294,7 @@ class DurationInline(Model):
                 " milliseconds",
                 {},
             )
+        _runtime_reads(self.model_dump(exclude_none=True))
         return self
 
     def to_timedelta(self) -> timedelta:
@@ -316,7 +317,22 @@ def _duration_text(value: str) -> str:
     if not (is_iso_duration(value) or is_runtime_expression(value)):
         message = "invalid duration {found}; expected {expected}"
         raise invalid("duration", message, value, expected=DURATION_EXPECTED)
+    if not is_runtime_expression(value):
+        _runtime_reads(value)
     return value
+
+
+def _runtime_reads(value: str | dict[str, Any]) -> None:
+    """One verdict: a literal duration the runtime's parser refuses (years, months, beyond
+    the longest duration) is refused here too, with the runtime's words."""
+    from batonflow.dsl._durations import to_seconds  # the runtime's parser
+    from batonflow.dsl._problems import WorkflowError
+
+    try:
+        to_seconds(value)
+    except WorkflowError as error:
+        detail = error.problem.detail or "invalid duration"
+        raise invalid("duration", detail.replace("{", "{{").replace("}", "}}"), value) from None
 
 
 DurationText = Annotated[str, AfterValidator(_duration_text)]
