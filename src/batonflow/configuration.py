@@ -19,6 +19,10 @@ blocking private addresses, no redaction floor, no alerts. Its tables::
     [governance.redact]             the redaction floor every workflow gets
     [governance.retention]          workflow = "P6Y" (`batonflow purge`)
     [governance.alerts]             webhooks, SMTP, deadlines
+    [governance.keys]               where the master key and reference secret live:
+                                    file = "PATH" | env = "VAR" | provider = "mod:factory"
+                                    (default: <database>.key beside a SQLite database,
+                                    $BATONFLOW_KEYS for PostgreSQL; docs/security.md)
 """
 
 from __future__ import annotations
@@ -48,7 +52,9 @@ from batonflow.governance import (
     SealedStore,
     wrap_store,
 )
+from batonflow.governance._keys import KeyProvider, load_provider
 from batonflow.governance._redaction_rules import redaction_config
+from batonflow.governance._scrub import Scrubber
 from batonflow.store import AuditEntry
 
 if TYPE_CHECKING:
@@ -95,6 +101,7 @@ class Setup:
         self.mailer()
         self.alerts()
         self.retention()
+        self.key_provider(None)
 
     def _governance(self) -> Mapping[str, Any]:
         table = self.data.get("governance", {})
@@ -140,7 +147,17 @@ class Setup:
     def store(self, db: str) -> SealedStore:
         """The database, sealing the data of runs with data subjects under their keys (audit
         entries that by construction hold no personal data stay readable: ``CLEAR_KINDS``)."""
-        return wrap_store(bf.open_store(db), clear_kinds=CLEAR_KINDS)
+        return wrap_store(
+            bf.open_store(db),
+            clear_kinds=CLEAR_KINDS,
+            key_provider=self.key_provider(db),
+            scrub=Scrubber(self.secrets()),
+        )
+
+    def key_provider(self, db: str | None) -> KeyProvider:
+        """``[governance.keys]``: where the master key and the reference secret live (never
+        in the database ``db``)."""
+        return load_provider(self._governance().get("keys"), f"{self.source}: governance.keys", db)
 
     # -- outbound traffic -----------------------------------------------------------------------
     def egress(self) -> tuple[EgressPolicy, ConnectorMap]:
@@ -312,6 +329,7 @@ class Session:
     def engine(self, workflows: Sequence[bf.Workflow[Any, Any]] = (), **options: Any) -> bf.Engine:
         """An engine on the session's store that knows the DSL runtime's workflow."""
         known = [self.runtime.workflow, *workflows]
+        options.setdefault("http", self.client)  # Python steps call out through it too
         return self.setup.engine(self.store, workflows=known, **options)
 
 

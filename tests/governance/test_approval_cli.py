@@ -151,7 +151,12 @@ def test_decisions_from_the_shell(cli: Cli, db_path: Path) -> None:
     assert "bob decided 'reject'" in result.stdout
     refused(cli(*decide, "--option", "approve", "--token", tokens["bob"]), "already decided")
 
-    shown = json.loads(ok(cli("approval", "show", run_id, "--json")).stdout)
+    # reading needs a role once the database has identities (refused without a token)
+    refused(cli("approval", "show", run_id, "--json"), "pass --token")
+    refused(cli("approval", "show", run_id, "--token", tokens["dave"]), "dave may not read")
+    shown = json.loads(
+        ok(cli("approval", "show", run_id, "--json", "--token", tokens["root"])).stdout
+    )
     [state] = shown
     assert state["status"] == "pending"
     assert [(d["by"], d["option"]) for d in state["decisions"]] == [("bob", "reject")]
@@ -160,10 +165,12 @@ def test_decisions_from_the_shell(cli: Cli, db_path: Path) -> None:
     verdict = asyncio.run(finish(db_path, clock, run_id))
     assert (verdict["outcome"], verdict["decided_by"]) == ("reject", ["bob"])
     assert verdict["comments"] == {"bob": "no receipt"}
-    [state] = json.loads(ok(cli("approval", "show", run_id, "--json")).stdout)
+    [state] = json.loads(
+        ok(cli("approval", "show", run_id, "--json", "--token", tokens["root"])).stdout
+    )
     assert state["status"] == "decided"
     assert state["result"]["outcome"] == "reject"
-    text = ok(cli("approval", "show", run_id)).stdout
+    text = ok(cli("approval", "show", run_id, "--token", tokens["root"])).stdout
     assert "reject (decided by bob)" in text
     assert "separation of duties" in text
     assert "no approvals are waiting" in ok(cli("approval", "list")).stdout

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from batonflow.cli._io import (
     console,
     note,
     print_json,
+    private_file,
     resolve_db,
 )
 from batonflow.cli._ops import opened_store
@@ -106,11 +106,8 @@ async def _export(db: str, subject_id: str, token: str | None) -> dict[str, Any]
 
 
 def _write_private(path: Path, text: str) -> None:
-    """Personal data: the file is created 0600 (an existing file keeps its owner's mode)."""
-    if path.is_dir():
-        raise bf.ConfigError(f"--out {path}: is a directory, expected a file name")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as file:
+    """Personal data: the file is created (or made) 0600."""
+    with private_file(path) as file:
         file.write(text)
 
 

@@ -96,6 +96,9 @@ class Engine:
     ``redact`` removes personal data before anything of a run is stored: its input, each step's
     arguments and result (the flow goes on with the redacted result, the same on replay), its
     output. Sealing (encryption per data subject) is the store's: see ``SealedStore``.
+    ``http`` is the outbound client offered to steps (``ctx.http``, ``current_step().http``):
+    the egress-controlled client of ``Setup.client``, so Python steps' calls are checked and
+    recorded like every other.
 
     Scale-out (PostgreSQL, several engines on one store): ``queues`` gives the limits of named
     queues (``{"llm": Queue(concurrency=4, rate=RateLimit(50, per=60))}``), enforced across all
@@ -119,6 +122,7 @@ class Engine:
         queues: Mapping[str, Queue] | None = None,
         serve: Iterable[str] | None = None,
         redact: Redact | None = None,
+        http: Any = None,
     ) -> None:
         if max_concurrent_runs < 1:
             raise ConfigError("max_concurrent_runs must be at least 1")
@@ -136,6 +140,9 @@ class Engine:
         self._limits = queue_limits(self.queues)
         self._serve = served(serve)
         self._redact = redact
+        #: The outbound HTTP client steps use (``ctx.http``, ``current_step().http``): give the
+        #: egress-controlled one (``Setup.client``) so their calls are checked and recorded.
+        self.http = http
         self._fenced: set[str] = set()  # runs stopped by their lease fence, to hand back
         self._unsubscribe: Callable[[], None] | None = None
         self._step_threads = step_threads

@@ -32,6 +32,7 @@ import bisect
 import json
 import re
 import string
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -299,16 +300,44 @@ DETECTORS: Mapping[str, Callable[[str], list[Span]]] = {
 _HAS_DIGIT = re.compile(r"\d")
 
 
+#: Separators people and systems write inside identifiers (``JG.10.37.59.A``,
+#: ``4111.1111.1111.1111``, ``GB33-BUKB-...``, ``4111/1111``): read as a space between two
+#: letters or digits, so each detector sees one spelling.
+_INNER_SEPARATOR = re.compile(
+    r"(?<=[^\W_])[._/\-\u2010-\u2015\u2212\u00a0\u2000-\u200b\u202f\u3000](?=[^\W_])"
+)
+
+
+def normalise(text: str) -> tuple[str, list[int] | None]:
+    """``text`` in Unicode NFKC (full-width digits and letters, ligatures, compatibility
+    forms as their plain characters) and, for each character of the result, the index of the
+    character of ``text`` it came from (None: the same as ``text``)."""
+    if text.isascii():
+        return text, None
+    chars: list[str] = []
+    origin: list[int] = []
+    for i, ch in enumerate(text):
+        plain = unicodedata.normalize("NFKC", ch) if not ch.isascii() else ch
+        chars.append(plain)
+        origin.extend([i] * len(plain))
+    return "".join(chars), origin
+
+
 def detect(text: str, names: Iterable[str] = DETECTORS) -> list[tuple[int, int, str]]:
-    """Non-overlapping findings ``(start, end, detector)`` of the named detectors, in order."""
+    """Non-overlapping findings ``(start, end, detector)`` of the named detectors, in order,
+    as spans of ``text``. Detectors read the text normalised first (:func:`normalise`, and
+    separators inside identifiers as spaces; e-mail addresses keep their dots)."""
     wanted = set(names)
-    if not _HAS_DIGIT.search(text):
+    plain, origin = normalise(text)
+    spaced = _INNER_SEPARATOR.sub(" ", plain)
+    if not _HAS_DIGIT.search(spaced):
         wanted &= {"email"}
     found: list[tuple[int, int, str]] = []
     taken = _Taken()
     for name, finder in DETECTORS.items():
         if name in wanted:
-            for span in finder(text):
+            for start, end in finder(plain if name == "email" else spaced):
+                span = (start, end) if origin is None else (origin[start], origin[end - 1] + 1)
                 if not taken.overlaps(span):
                     taken.add(span)
                     found.append((*span, name))
