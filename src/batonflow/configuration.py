@@ -151,7 +151,7 @@ class Setup:
             bf.open_store(db),
             clear_kinds=CLEAR_KINDS,
             key_provider=self.key_provider(db),
-            scrub=Scrubber(self.secrets()),
+            scrub=Scrubber(self.secrets(secret_only=True)),
         )
 
     def key_provider(self, db: str | None) -> KeyProvider:
@@ -186,8 +186,9 @@ class Setup:
     def redactor(self) -> Redactor:
         return Redactor(default=redaction_config(self.data, self.source))
 
-    def secrets(self) -> dict[str, Any]:
-        """``[secrets]``: each ``name = { env = "VAR" }`` read from the environment now."""
+    def secrets(self, *, secret_only: bool = False) -> dict[str, Any]:
+        """``[secrets]``: each ``name = { env = "VAR" }`` read from the environment now (and
+        each ``{ value = ... }`` setting, unless ``secret_only``: those are not secret)."""
         table = self.data.get("secrets", {})
         if not isinstance(table, Mapping):
             raise bf.ConfigError(f"{self.source}: secrets: must be a table")
@@ -200,7 +201,8 @@ class Setup:
                     "setting that is not secret)"
                 )
             if "value" in entry:
-                values[name] = entry["value"]
+                if not secret_only:
+                    values[name] = entry["value"]
             elif entry["env"] in os.environ:
                 values[name] = os.environ[entry["env"]]
         return values

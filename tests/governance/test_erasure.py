@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 import batonflow as bf
-from batonflow.governance._keys import KeyFile
 from batonflow.core import audit
+from batonflow.governance._keys import KeyFile
 from batonflow.governance._subjects import SealedStore, erase_subject, export_subject, wrap_store
 from batonflow.store import AuditRecord, SQLiteStore
 from batonflow.store._audit import GENESIS, audit_hash

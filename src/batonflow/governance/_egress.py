@@ -101,6 +101,9 @@ class EgressPolicy:
     block_private: bool = True
     workflows: Mapping[str, tuple[HostPattern, ...]] = field(default_factory=dict)
     source: str = "[governance.egress] allow"
+    #: Hosts the operator configured as services (the model providers): reachable from a
+    #: workflow whose own list does not name them (a document narrows the general list).
+    services: tuple[HostPattern, ...] = ()
 
     @classmethod
     def parse(cls, table: Any, where: str = "governance.egress") -> EgressPolicy:
@@ -144,9 +147,10 @@ class EgressPolicy:
         return replace(self, workflows=workflows)
 
     def allowing(self, hosts: Iterable[str | HostPattern], where: str = "egress") -> EgressPolicy:
-        """This policy plus ``hosts`` on the global list (say, the configured providers'
-        base URL hosts)."""
-        return replace(self, allow=self.allow + _patterns(hosts, where))
+        """This policy plus ``hosts`` on the global list as the operator's services (say,
+        the configured providers' base URL hosts): a workflow's own list does not cut them."""
+        added = _patterns(hosts, where)
+        return replace(self, allow=self.allow + added, services=self.services + added)
 
     def patterns(self, workflow: str | None) -> list[HostPattern]:
         """The operator's entries that apply to a call made by ``workflow`` (None: outside any
@@ -338,7 +342,9 @@ class EgressTransport(httpx.AsyncBaseTransport):
                 self._listing_hint(call),
             )
         document = call.caller.extra
-        if document and not any(p.names(call.host, call.port, call.literal) for p in document):
+        if document and not any(
+            p.names(call.host, call.port, call.literal) for p in (*document, *self.policy.services)
+        ):
             self._deny(
                 call,
                 f"host {call.host!r} is not on the workflow's own egress list",
