@@ -19,6 +19,8 @@ blocking private addresses, no redaction floor, no alerts. Its tables::
     [governance.redact]             the redaction floor every workflow gets
     [governance.retention]          workflow = "P6Y" (`batonflow purge`)
     [governance.alerts]             webhooks, SMTP, deadlines
+    [governance.subjects]           missing = "refuse" | "flag": a run whose input names
+                                    none of the data subjects its document declares
     [governance.keys]               where the master key and reference secret live:
                                     file = "PATH" | env = "VAR" | provider = "mod:factory"
                                     (default: <database>.key beside a SQLite database,
@@ -102,6 +104,7 @@ class Setup:
         self.alerts()
         self.retention()
         self.key_provider(None)
+        self.missing_subjects()
 
     def _governance(self) -> Mapping[str, Any]:
         table = self.data.get("governance", {})
@@ -185,6 +188,18 @@ class Setup:
     # -- data -----------------------------------------------------------------------------------
     def redactor(self) -> Redactor:
         return Redactor(default=redaction_config(self.data, self.source))
+
+    def missing_subjects(self) -> str:
+        """``[governance.subjects] missing``: what a run of a document declaring data subjects
+        gets when its input names none: ``"refuse"`` (the default) or ``"flag"``."""
+        table = self._governance().get("subjects", {})
+        where = f"{self.source}: governance.subjects"
+        if not isinstance(table, Mapping) or set(table) - {"missing"}:
+            raise bf.ConfigError(f'{where}: expected a table with missing = "refuse" or "flag"')
+        value = table.get("missing", "refuse")
+        if value not in ("refuse", "flag"):
+            raise bf.ConfigError(f'{where}.missing: expected "refuse" or "flag", got {value!r}')
+        return str(value)
 
     def secrets(self, *, secret_only: bool = False) -> dict[str, Any]:
         """``[secrets]``: each ``name = { env = "VAR" }`` read from the environment now (and
@@ -304,6 +319,7 @@ class Setup:
                 secrets=self.secrets(),
                 functions={**self.functions(store, client, clock), **(functions or {})},
                 allow_processes=allow_processes,
+                missing_subjects=self.missing_subjects(),
             )
             for path in documents:
                 runtime.add_document(load_document(path).raw)

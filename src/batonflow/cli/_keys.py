@@ -16,6 +16,7 @@ from batonflow.cli._ops import opened_store
 from batonflow.cli._options import AsJson, Db, Token
 from batonflow.governance._key_admin import KeyChange, migrate_keys, rotate_keys
 from batonflow.governance._keys import KeyFile, MasterKeys
+from batonflow.store import Store
 
 keys_app = typer.Typer(
     help="The keys that open data subjects' data: kept outside the database (docs/security.md).",
@@ -44,7 +45,7 @@ async def _migrate(db: str, token: str | None) -> KeyChange:
     provider = _setup.current().key_provider(db)
     async with opened_store(db) as store:
         actor = await _setup.acting(store, token, "policy.change")
-        target = getattr(store, "key_store", None) or getattr(store, "inner", store)
+        target = _key_database(store)
         return await migrate_keys(target, provider, actor=actor, now=time.time())
 
 
@@ -77,10 +78,17 @@ async def _rotate(db: str, new_key_file: Path, token: str | None) -> KeyChange:
     provider = _setup.current().key_provider(db)
     async with opened_store(db) as store:
         actor = await _setup.acting(store, token, "policy.change")
-        target = getattr(store, "key_store", None) or getattr(store, "inner", store)
+        target = _key_database(store)
         return await rotate_keys(
             target, provider, KeyFile(new_key_file), actor=actor, now=time.time()
         )
+
+
+def _key_database(store: Store) -> Store:
+    """Where the subject keys are kept: a separate key store, else the runs' own database
+    (under the sealing wrapper)."""
+    found: Store = getattr(store, "key_store", None) or getattr(store, "inner", store)
+    return found
 
 
 def _report(change: KeyChange, as_json: bool) -> None:

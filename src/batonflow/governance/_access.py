@@ -16,12 +16,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
 from batonflow.governance._identity import Identity, authorize, can
 from batonflow.governance._sealed import is_sealed
-from batonflow.store import AuditEntry, AuditRecord, EventRecord, RunRecord, StepRecord, Store
+from batonflow.store import (
+    AttemptRecord,
+    AuditEntry,
+    AuditRecord,
+    EventRecord,
+    RunRecord,
+    StepRecord,
+    Store,
+)
 
 __all__ = ["PERSONAL_READ", "WITHHELD", "Withheld", "is_hidden", "open_for_reading"]
 
@@ -70,7 +78,7 @@ async def open_for_reading(
         await store.append_audit([entry], now)
     if personal or subjects_of is None:
         return store
-    return Withheld(store)
+    return cast(Store, Withheld(store))
 
 
 def _hide(text: str | None) -> str | None:
@@ -113,9 +121,9 @@ class Withheld:
             for s in await self._inner.load_steps(run_id)
         ]
 
-    async def load_attempts(self, run_id: str) -> Sequence[Any]:
+    async def load_attempts(self, run_id: str) -> list[AttemptRecord]:
         return [
-            dataclasses.replace(a, error_json=_hide(a.error_json))
+            dataclasses.replace(a, error_json=_hide(a.error_json) or a.error_json)
             for a in await self._inner.load_attempts(run_id)
         ]
 

@@ -275,7 +275,7 @@ async def _record_refusal(store: Store, token: str, reason: str, now: float | No
     count = (json.loads(text)["count"] if text else 0) + 1
     entries: list[AuditEntry] = []
     if count <= REFUSALS_PER_MINUTE:
-        data = {"token": hash_token(token)[:12], "reason": reason}
+        data: dict[str, Any] = {"token": hash_token(token)[:12], "reason": reason}
         entries.append(AuditEntry("auth.refused", json.dumps(data), actor="anonymous"))
     elif count == REFUSALS_PER_MINUTE + 1:
         note = f"more refused sign-ins this minute are counted in {REFUSALS_KIND}"

@@ -271,7 +271,7 @@ class SealedStore:
         stored = dataclasses.replace(
             run,
             subjects=refs,
-            input_json=await self._seal(run.input_json, refs, run.id),
+            input_json=await self._seal(run.input_json, refs, run.id) or run.input_json,
         )
         if parent_step is not None:
             parent_step = await self._seal_step(parent_step, parent_refs)
