@@ -6,7 +6,7 @@ import asyncio
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 
@@ -87,8 +87,8 @@ async def _rotate(db: str, new_key_file: Path, token: str | None) -> KeyChange:
 def _key_database(store: Store) -> Store:
     """Where the subject keys are kept: a separate key store, else the runs' own database
     (under the sealing wrapper)."""
-    found: Store = getattr(store, "key_store", None) or getattr(store, "inner", store)
-    return found
+    separate = getattr(store, "key_store", None)
+    return cast(Store, separate if separate is not None else getattr(store, "inner", store))
 
 
 def _report(change: KeyChange, as_json: bool) -> None:
