@@ -17,6 +17,7 @@ import typer
 
 import batonflow as bf
 from batonflow.cli import _setup
+from batonflow.cli._exit_codes import ExitCode
 from batonflow.cli._io import (
     DEFAULT_DB,
     cli_errors,
@@ -140,6 +141,8 @@ def erase(
         result = asyncio.run(_erase(path, subject_id, token))
     if as_json:
         print_json(_erasure_doc(result))
+        if result.remainders:
+            raise typer.Exit(int(ExitCode.STORE_ERROR))
         return
     out = console()
     if result.outcome == "unknown":
@@ -156,6 +159,10 @@ def erase(
             f"erased {result.subject}: {len(result.runs)} run(s) now unreadable"
             + (f", {len(result.cancelled)} unfinished run(s) cancelled" if result.cancelled else "")
         )
+    for remainder in result.remainders:
+        out.print(f"NOT erased: {remainder}", markup=False)
+    if result.remainders:
+        raise typer.Exit(int(ExitCode.STORE_ERROR))  # the erasure is incomplete: say so
 
 
 async def _erase(db: str, subject_id: str, token: str | None) -> Erasure:
@@ -174,6 +181,7 @@ def _erasure_doc(result: Erasure) -> dict[str, Any]:
         "cancelled": list(result.cancelled),
         "erased_at": result.erased_at,
         "actor": result.actor,
+        "remainders": list(result.remainders),
     }
 
 

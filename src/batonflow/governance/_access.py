@@ -139,6 +139,13 @@ class Withheld:
             for r in await self._inner.read_audit(**options)
         ]
 
+    async def get_record(self, kind: str, key: str) -> str | None:
+        text = await self._inner.get_record(kind, key)
+        return None if text is None else _withhold_record(text)
+
+    async def list_records(self, kind: str) -> list[tuple[str, str]]:
+        return [(k, _withhold_record(t)) for k, t in await self._inner.list_records(kind)]
+
     async def open_json(self, text: str | None, bind: str) -> Any:
         """Like the sealed store's, with every sealed envelope inside withheld."""
         return None if text is None else _withhold_tree(json.loads(text))
@@ -161,3 +168,14 @@ def _withhold_tree(value: Any) -> Any:
     if isinstance(value, list):
         return [_withhold_tree(v) for v in value]
     return value
+
+
+def _withhold_record(text: str) -> str:
+    """A record with sealed fields (an open approval's title): each shown as withheld text."""
+    if '"$sealed"' not in text:
+        return text
+    value = json.loads(text)
+    for name, field in value.items():
+        if isinstance(field, dict) and "$sealed" in field:
+            value[name] = [] if name == "excluded" else "[withheld]"
+    return json.dumps(value, separators=(",", ":"))

@@ -34,6 +34,7 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, runtime_check
 
 from batonflow._serde import dumps, error_to_dict
 from batonflow.errors import InvalidTransition, RunCancelled
+from batonflow.governance._approval import APPROVAL_KIND
 from batonflow.governance._keys import KeyProvider
 from batonflow.governance._scrub import Scrubber
 from batonflow.governance._sealed import TOMBSTONE_KIND, SubjectKeys, is_sealed
@@ -57,6 +58,8 @@ _CACHE_SIZE = 4096
 #: Fields of an otherwise clear audit entry that hold the run's data (an outbound call's URL
 #: path, query and body): sealed one by one for runs with data subjects.
 RUN_DATA_FIELDS = frozenset({"path", "query", "url", "body"})
+#: Fields of an open approval's record that are its run's data (sealed for subject runs).
+APPROVAL_FIELDS = frozenset({"title", "summary", "excluded"})
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -502,7 +505,21 @@ class SealedStore:
         *,
         audit: Sequence[AuditEntry] = (),
     ) -> None:
+        if kind == APPROVAL_KIND and data_json is not None:
+            data_json = await self._seal_approval(data_json)
         await self.inner.put_record(kind, key, data_json, now, audit=audit)
+
+    async def _seal_approval(self, text: str) -> str:
+        """An open approval's request is listed for deciders from its record: its free text
+        (title, summary) and the people it excludes are the run's data, sealed one by one."""
+        value = json.loads(text)
+        refs = await self.subjects_of(value.get("run_id"))
+        if not refs:
+            return text
+        for name in APPROVAL_FIELDS & value.keys():
+            plain = json.dumps(value[name], separators=(",", ":"))
+            value[name] = json.loads(await self._seal(plain, refs, value["run_id"]) or plain)
+        return json.dumps(value, separators=(",", ":"))
 
     async def add_record(
         self,
@@ -515,11 +532,22 @@ class SealedStore:
     ) -> bool:
         return await self.inner.add_record(kind, key, data_json, now, audit=audit)
 
+    @_one_key_read
     async def get_record(self, kind: str, key: str) -> str | None:
-        return await self.inner.get_record(kind, key)
+        text = await self.inner.get_record(kind, key)
+        return await self._open_record(kind, text) if text is not None else None
 
+    @_one_key_read
     async def list_records(self, kind: str) -> list[tuple[str, str]]:
-        return await self.inner.list_records(kind)
+        records = await self.inner.list_records(kind)
+        return [(key, await self._open_record(kind, text)) for key, text in records]
+
+    async def _open_record(self, kind: str, text: str) -> str:
+        if kind != APPROVAL_KIND or '"$sealed"' not in text:
+            return text
+        value = json.loads(text)
+        opened = await self._open_tree(value, value.get("run_id", ""))
+        return json.dumps(opened, separators=(",", ":"))
 
     # -- opening what an auditor reads --------------------------------------------------------
     @_one_key_read
@@ -590,6 +618,9 @@ class Erasure:
     cancelled: tuple[str, ...] = ()  # unfinished runs stopped by the erasure
     erased_at: float | None = None
     actor: str | None = None
+    #: What could not be made unreadable (a payload stored unsealed), each said in words;
+    #: empty when the erasure is complete.
+    remainders: tuple[str, ...] = ()
 
 
 async def export_subject(
@@ -699,11 +730,44 @@ async def erase_subject(store: SealedStore, subject_id: str, *, actor: str, now:
     tomb_data = {"erased_at": now, "actor": actor, "runs": len(ids)}
     await store.put_record(TOMBSTONE_KIND, ref, json.dumps(tomb_data), now)
     entry = AuditEntry("subject.erased", json.dumps(data), actor=actor, subjects=(ref,))
+    await _drop_pending_approvals(store, set(ids), now)
     await store.keys.destroy(ref, now, [entry])
     for target in {id(s): s for s in (store.inner, store.keys.store)}.values():
         if isinstance(target, Compacts):
             await target.compact()
-    return Erasure(ref, "erased", ids, tuple(cancelled), now, actor)
+    remainders = tuple([r for run in runs for r in await _remainders(store, run.id)])
+    return Erasure(ref, "erased", ids, tuple(cancelled), now, actor, remainders)
+
+
+async def _drop_pending_approvals(store: SealedStore, runs: set[str], now: float) -> None:
+    """An open approval's request is kept as a governance record (title, data) so deciders can
+    list it; the erasure cancelled its run, so the record goes with it."""
+    for key, text in await store.inner.list_records(APPROVAL_KIND):
+        if json.loads(text).get("run_id") in runs:
+            await store.inner.put_record(APPROVAL_KIND, key, None, now)
+
+
+async def _remainders(store: SealedStore, run_id: str) -> list[str]:
+    """What of ``run_id`` is still stored in clear after its key was destroyed."""
+    found: list[str] = []
+
+    def check(text: str | None, what: str) -> None:
+        if text not in (None, "", "null", "{}") and not is_sealed(text):
+            if not (text or "").startswith('{"$erased"'):
+                found.append(f"run {run_id}: {what} is stored unsealed")
+
+    run = await store.inner.get_run(run_id)
+    if run is not None:
+        for name in ("input_json", "output_json", "error_json"):
+            check(getattr(run, name), name.removesuffix("_json"))
+    for step in await store.inner.load_steps(run_id):
+        for name in ("input_json", "output_json", "error_json"):
+            check(getattr(step, name), f"step {step.step_id} ({step.name}) {name[:-5]}")
+    for attempt in await store.inner.load_attempts(run_id):
+        check(attempt.error_json, f"step {attempt.step_id} attempt {attempt.attempt} error")
+    for event in await store.inner.list_events(run_id=run_id, limit=_ALL):
+        check(event.payload_json, f"event {event.id} ({event.topic})")
+    return found
 
 
 async def _cancel(store: SealedStore, run_id: str, actor: str, now: float) -> bool:
