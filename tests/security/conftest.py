@@ -8,7 +8,7 @@ builds, and a CLI runner that uses the same configuration.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,9 +102,7 @@ def _toml(data: Mapping[str, Any], prefix: str = "") -> str:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def site(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Site]:
+def site(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Site:
     monkeypatch.delenv("BATONFLOW_TOKEN", raising=False)
     monkeypatch.delenv("BATONFLOW_CONFIG", raising=False)
     if request.param == "sqlite":
@@ -114,4 +112,4 @@ def site(
         monkeypatch.setenv(KEYS_ENV, MasterKeys.generate().to_text())
     site = Site(url, tmp_path / "batonflow.toml", FakeClock())
     site.configure({})
-    yield site
+    return site

@@ -59,7 +59,8 @@ def test_erasure_leaves_no_trace_in_the_files_or_exports(site: Site, tmp_path: P
     with Crm() as crm:
         run_id = asyncio.run(start_jane(site, crm))
     # the call was made, with her address in the URL...
-    assert crm.paths and "Jane.Doe@Example.com" in crm.paths[0]
+    assert crm.paths
+    assert "Jane.Doe@Example.com" in crm.paths[0]
     raw = site.raw_bytes()
     # ... but the egress record holds its path sealed, never in clear, even before erasure
     assert not [t for t in TRACES if t in raw]

@@ -752,9 +752,9 @@ async def _remainders(store: SealedStore, run_id: str) -> list[str]:
     found: list[str] = []
 
     def check(text: str | None, what: str) -> None:
-        if text not in (None, "", "null", "{}") and not is_sealed(text):
-            if not (text or "").startswith('{"$erased"'):
-                found.append(f"run {run_id}: {what} is stored unsealed")
+        clear = text not in (None, "", "null", "{}") and not is_sealed(text)
+        if clear and not (text or "").startswith('{"$erased"'):
+            found.append(f"run {run_id}: {what} is stored unsealed")
 
     run = await store.inner.get_run(run_id)
     if run is not None:
