@@ -267,6 +267,7 @@ class SubjectKeys:
             return SubjectKey(ref, data["kid"], unwrap_key(master.master, data["wrapped"], ref,
                                                            data["kid"]))  # fmt: skip
         if self.provider is not None:
+            await self.master()  # names the database keeping its keys inside, if it does
             raise ConfigError(
                 f"the key of subject {ref} is stored unwrapped inside the database: move it"
                 " out with `batonflow keys migrate`"
