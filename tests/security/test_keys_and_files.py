@@ -184,9 +184,9 @@ def _read_as_nobody(path: Path) -> subprocess.CompletedProcess[str]:
         os.setgid(_NOBODY)
         os.setuid(_NOBODY)
 
-    return subprocess.run(  # noqa: S603
+    return subprocess.run(
         [_SYSTEM_PYTHON, "-c", code, str(path)],
-        preexec_fn=drop,  # noqa: PLW1509
+        preexec_fn=drop,
         capture_output=True,
         text=True,
         timeout=30,
@@ -210,7 +210,7 @@ def test_another_local_account_cannot_read_the_database_or_its_keys() -> None:
             # while an engine has it open, the WAL and shared-memory files exist too
             async with site.store() as store:
                 await store.inner.get_run("x")
-                return [p for p in shared.iterdir() if p.is_file()]
+                return await asyncio.to_thread(lambda: [p for p in shared.iterdir() if p.is_file()])
 
         files = [p for p in asyncio.run(hold_open()) if p.name.startswith("runs.db")]
         names = {p.name for p in files}
