@@ -106,3 +106,44 @@ def test_secret_masking_covers_encoded_forms() -> None:
     text = 'url=https://x/?p=p%40ss%20word%2F1&q=p%40ss+word%2F1 "p@ss word/1" abc'
     assert scrub.text(text) == ('url=https://x/?p=[secret:pw]&q=[secret:pw] "[secret:pw]" abc')
     assert httpx  # (the client is what sends the unmasked value: only storage is masked)
+
+
+LETTERS = {
+    "document": {
+        "dsl": "1.0.3", "namespace": "firm", "name": "letters", "version": "1.0.0",
+        "metadata": {"batonflow": {
+            "subjects": "${ [.from] }", "identifiers": "${ [.name, .phone] }",
+        }},
+    },
+    "do": [{"draft": {
+        "call": "peek",
+        "with": {"text": '${ "Write to " + (.name | ascii_upcase) + ", " + .from + ", "'
+                         ' + (.phone | gsub(" "; "-")) + " about the Larch Close lease" }'},
+    }}],
+}  # fmt: skip
+
+
+def test_the_subjects_own_identifiers_never_reach_a_model(site: Site) -> None:
+    """What a model-bound call is given (the provider wrapper applies the same policy)."""
+    seen: list[str] = []
+
+    def peek(text: str) -> str:
+        policy = site.setup().redactor().model_policy()
+        assert policy is not None
+        seen.append(text)
+        return policy.redact_text(text)
+
+    async def go() -> Any:
+        setup = site.setup()
+        async with (
+            setup.session(site.url, functions={"peek": peek}) as session,
+            session.engine(clock=site.clock) as engine,
+        ):
+            person = {"from": "Jane.Doe@example.com", "name": "Jane Doe", "phone": "07700 900123"}
+            return await session.runtime.run(engine, LETTERS, person)
+
+    output = asyncio.run(go())
+    assert seen == [
+        "Write to JANE DOE, Jane.Doe@example.com, 07700-900123 about the Larch Close lease"
+    ]
+    assert output == "Write to [subject], [subject], [subject] about the Larch Close lease"

@@ -19,7 +19,7 @@ from batonflow.dsl._policy import EGRESS_POINTER, DocumentPolicy, policy_of
 from batonflow.dsl._problems import ErrorType, Problem, WorkflowError
 from batonflow.dsl._schemas import SchemaValidator
 from batonflow.governance._egress import egress_scope
-from batonflow.governance._redaction_rules import redaction_scope
+from batonflow.governance._redaction_rules import known_identifiers, redaction_scope
 
 _log = logging.getLogger("batonflow.governance")
 
@@ -168,6 +168,7 @@ class DslRuntime:
         with (
             egress_scope(name, policy.egress, where=EGRESS_POINTER),
             redaction_scope(policy.redaction),
+            known_identifiers(policy.identifiers_of(payload.get("input"))),
         ):
             output = await interpreter.run()
             return ctx.engine.redacted(WORKFLOW_NAME, OUTPUT, output)

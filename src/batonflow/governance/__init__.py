@@ -42,7 +42,12 @@ from batonflow.governance._identity import (
 from batonflow.governance._key_admin import KeyChange, migrate_keys, rotate_keys
 from batonflow.governance._keys import EnvKeys, KeyFile, KeyProvider, MasterKeys
 from batonflow.governance._redaction import Redacted, RedactionPolicy
-from batonflow.governance._redaction_rules import RedactionRules, Redactor, redaction_scope
+from batonflow.governance._redaction_rules import (
+    RedactionRules,
+    Redactor,
+    known_identifiers,
+    redaction_scope,
+)
 from batonflow.governance._retention import Retention, parse_retention, purge
 from batonflow.governance._subjects import (
     Erasure,
@@ -95,6 +100,7 @@ __all__ = [
     "export",
     "export_subject",
     "generate_signing_key",
+    "known_identifiers",
     "list_pending",
     "migrate_keys",
     "open_for_reading",
