@@ -126,3 +126,30 @@ def test_a_document_whose_subjects_are_missing_is_refused_or_flagged(
         assert result.exit_code == 0, result.output
         trail = site.cli("audit", "export").stdout
         assert "subject.missing" in trail
+
+
+def plant_clear_output(site: Site, run_id: str) -> None:
+    """An insider (or a bug) leaves a step's output unsealed in a subject's run."""
+    sql = 'UPDATE steps SET output_json = \'{"note": "Jane Doe"}\' WHERE run_id = {p}'
+    if site.is_sqlite:
+        import sqlite3
+
+        with sqlite3.connect(site.url) as conn:
+            conn.execute(sql.replace("{p}", "?"), (run_id,))
+    else:
+        import psycopg
+
+        with psycopg.connect(site.url) as conn:
+            conn.execute(sql.replace("{p}", "%s"), (run_id,))
+
+
+def test_erasure_reports_what_it_could_not_erase(site: Site) -> None:
+    allow_crm(site)
+    import asyncio
+
+    with Crm() as crm:
+        run_id = asyncio.run(start_jane(site, crm))
+    plant_clear_output(site, run_id)
+    result = site.cli("subject", "erase", JANE["from"], "--yes")
+    assert result.exit_code == 7, result.output
+    assert f"NOT erased: run {run_id}: step 1 (look_up) output is stored unsealed" in result.stdout

@@ -209,7 +209,10 @@ def _import_provider(reference: str, where: str) -> KeyProvider:
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
         raise ConfigError(f"{where}: cannot import {reference!r} ({exc})") from None
-    provider = factory()
+    try:
+        provider = factory()
+    except Exception as exc:  # a plug-in's own failure, named for the operator
+        raise ConfigError(f"{where}: {reference!r}() failed: {exc}") from exc
     if not isinstance(provider, KeyProvider):
         raise ConfigError(
             f"{where}: {reference!r} returned {type(provider).__name__}, which lacks"
