@@ -312,8 +312,11 @@ def normalise(text: str) -> tuple[str, list[int] | None]:
     """``text`` in Unicode NFKC (full-width digits and letters, ligatures, compatibility
     forms as their plain characters) and, for each character of the result, the index of the
     character of ``text`` it came from (None: the same as ``text``)."""
-    if text.isascii():
+    if text.isascii() or unicodedata.is_normalized("NFKC", text):
         return text, None
+    whole = unicodedata.normalize("NFKC", text)
+    if len(whole) == len(text):  # one character for one (full-width forms): same positions
+        return whole, None
     chars: list[str] = []
     origin: list[int] = []
     for i, ch in enumerate(text):
