@@ -129,9 +129,11 @@ def test_decisions_from_the_shell(cli: Cli, db_path: Path) -> None:
     tokens = people(cli)
     run_id = asyncio.run(start(db_path, clock, started_by="alice"))
 
-    [pending] = json.loads(ok(cli("approval", "list", "--json")).stdout)
+    refused(cli("approval", "list"), "pass --token")  # listing them is reading: a role
+    refused(cli("approval", "list", "--token", tokens["bob"]), "bob may not read")
+    [pending] = json.loads(ok(cli("approval", "list", "--json", "--token", tokens["root"])).stdout)
     assert (pending["run_id"], pending["title"]) == (run_id, "Expense 42 EUR")
-    assert "Expense 42 EUR" in ok(cli("approval", "list")).stdout
+    assert "Expense 42 EUR" in ok(cli("approval", "list", "--token", tokens["root"])).stdout
     mine = json.loads(
         ok(cli("approval", "list", "--mine", "--json", "--token", tokens["bob"])).stdout
     )
@@ -173,7 +175,9 @@ def test_decisions_from_the_shell(cli: Cli, db_path: Path) -> None:
     text = ok(cli("approval", "show", run_id, "--token", tokens["root"])).stdout
     assert "reject (decided by bob)" in text
     assert "separation of duties" in text
-    assert "no approvals are waiting" in ok(cli("approval", "list")).stdout
+    assert (
+        "no approvals are waiting" in ok(cli("approval", "list", "--token", tokens["root"])).stdout
+    )
 
 
 def test_an_unknown_run_is_reported(cli: Cli) -> None:

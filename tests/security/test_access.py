@@ -105,3 +105,26 @@ def test_refused_sign_ins_are_audited_and_a_flood_is_counted(site: Site) -> None
     assert len(refused) == REFUSALS_PER_MINUTE  # one minute's worth, then counted
     assert [e["kind"] for e in entries].count("auth.refused.limited") == 1
     assert counted == 44
+
+
+def test_a_viewer_lists_approvals_without_their_personal_data(site: Site) -> None:
+    from security.servers import Crm
+    from security.test_erasure import allow_crm, start_jane
+
+    allow_crm(site)
+    with Crm() as crm:
+        asyncio.run(start_jane(site, crm))
+    raw = site.raw_bytes()
+    assert b"Refund for Jane Doe" not in raw  # the open approval's title is sealed
+    tokens = asyncio.run(people(site))
+    viewer = site.cli("approval", "list", "--json", token=tokens["vic"])
+    assert viewer.exit_code == 0, viewer.output
+    [seen] = json.loads(viewer.stdout)
+    assert seen["title"] == "[withheld]"
+    operator = site.cli("approval", "list", "--json", token=tokens["olga"])
+    assert json.loads(operator.stdout)[0]["title"] == "Refund for Jane Doe"
+    reads = [e for e in trail(site, tokens["ada"]) if e["type"] == "batonflow.audit.data.read"]
+    assert [(e["batonflowactor"], e["data"]["what"]) for e in reads][:2] == [
+        ("vic", "approval list"),
+        ("olga", "approval list"),
+    ]

@@ -81,12 +81,20 @@ def approval_list(
     """List approvals waiting for a decision, oldest first."""
 
     async def pending(store: Store) -> list[ApprovalRequest]:
+        me: Identity = await cli_identity(store, token)
         found = await list_pending(store)
-        if mine:
-            me: Identity = await cli_identity(store, token)
+        if mine:  # a decider sees what it may decide (that is its job); the reading is recorded
             known = await aliases_in(store, me)
             found = [r for r in found if may_decide(r, me, known) is None]
-        return found
+            await open_for_reading(
+                store, me, what="approval list", runs=[r.run_id for r in found],
+                now=time.time(), action="approval.decide", personal=True,
+            )  # fmt: skip
+            return found
+        view = await open_for_reading(
+            store, me, what="approval list", runs=[r.run_id for r in found], now=time.time()
+        )
+        return await list_pending(view)
 
     with cli_errors(), refusals():
         path = resolve_db(db, must_exist=True)

@@ -54,19 +54,23 @@ async def open_for_reading(
     runs: Iterable[str | None] = (),
     now: float,
     always_record: bool = False,
+    action: str = "read",
+    personal: bool | None = None,
 ) -> Store:
     """The store ``identity`` may read ``runs`` through, for ``what`` (``"show"``, ``"audit
     export"``...): the store itself when it may open personal data, else a view withholding
-    every sealed payload. AccessDenied without the ``read`` action. Records ``data.read``
-    when the runs concern data subjects (or always, with ``always_record``)."""
-    authorize(identity, "read")
+    every sealed payload. AccessDenied without ``action`` (``read``; a decider listing the
+    approvals it may decide: ``approval.decide``, with ``personal=True``: it must see what it
+    decides). Records ``data.read`` when the runs concern data subjects (or always, with
+    ``always_record``)."""
+    authorize(identity, action)
     ids = sorted({r for r in runs if r})
     refs: set[str] = set()
     subjects_of = getattr(store, "subjects_of", None)
     if subjects_of is not None:
         for run_id in ids:
             refs.update(await subjects_of(run_id))
-    personal = can(identity, PERSONAL_READ)
+    personal = can(identity, PERSONAL_READ) if personal is None else personal
     if refs or always_record:
         data = {"what": what, "runs": ids[:100], "count": len(ids), "personal": personal}
         entry = AuditEntry(
