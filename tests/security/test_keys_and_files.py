@@ -207,14 +207,20 @@ def test_another_local_account_cannot_read_the_database_or_its_keys() -> None:
         asyncio.run(write_letter(site))
 
         async def hold_open() -> list[Path]:
-            # while an engine has it open, the WAL and shared-memory files exist too
-            async with site.store() as store:
-                await store.inner.get_run("x")
+            # while an engine runs, the WAL, shared-memory and engine-lock files exist too
+            async with site.engine(letter) as engine:
+                await engine.store.get_run("x")
                 return await asyncio.to_thread(lambda: [p for p in shared.iterdir() if p.is_file()])
 
         files = [p for p in asyncio.run(hold_open()) if p.name.startswith("runs.db")]
         names = {p.name for p in files}
-        assert {"runs.db", "runs.db.key"} <= names
+        assert {
+            "runs.db",
+            "runs.db.key",
+            "runs.db-wal",
+            "runs.db-shm",
+            "runs.db.engine-lock",
+        } <= names
         export = shared / "trail.jsonl"
         assert site.cli("audit", "export", "--out", str(export)).exit_code == 0
         files.append(export)
