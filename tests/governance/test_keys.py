@@ -68,3 +68,18 @@ def test_an_environment_provider_cannot_be_written(monkeypatch: pytest.MonkeyPat
     keys = MasterKeys.generate()
     monkeypatch.setenv("SITE_KEYS", keys.to_text())
     assert provider.load() == keys
+
+
+def test_error_texts_lose_personal_data_and_secrets_and_stay_json() -> None:
+    import json
+
+    from batonflow.governance._scrub import Scrubber
+
+    scrub = Scrubber({"key": "supersecret"})
+    error = json.dumps({"message": "401 for /contacts/jane@example.com?k=supersecret"})
+    assert json.loads(scrub.error(error) or "") == {
+        "message": "401 for /contacts/[email]?k=[secret:key]"
+    }
+    assert scrub.error(None) is None
+    assert scrub.text("nothing here") == "nothing here"
+    assert not Scrubber({"pin": "1234"})  # too short to mask safely: nothing to do

@@ -62,4 +62,9 @@ class Scrubber:
             parts += (text[pos:start], DEFAULT_REPLACEMENT.format(kind=kind))
             pos = end
         parts.append(text[pos:])
-        return "".join(parts)
+        redacted = "".join(parts)
+        try:  # an error is stored as JSON: a finding must never break it
+            json.loads(redacted)
+        except ValueError:
+            return text
+        return redacted
