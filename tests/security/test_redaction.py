@@ -147,3 +147,31 @@ def test_the_subjects_own_identifiers_never_reach_a_model(site: Site) -> None:
         "Write to JANE DOE, Jane.Doe@example.com, 07700-900123 about the Larch Close lease"
     ]
     assert output == "Write to [subject], [subject], [subject] about the Larch Close lease"
+
+
+def model_view(text: str) -> str:
+    """What a model would be given of ``text`` (the provider wrapper's policy)."""
+    from batonflow.configuration import Setup
+
+    policy = Setup("<test>").redactor().model_policy()
+    return text if policy is None else policy.redact_text(text)
+
+
+@bf.step
+async def ask_model(text: str) -> str:
+    return model_view(text)
+
+
+@bf.workflow(subjects=lambda person: [person["from"]])
+async def python_letters(ctx: bf.Context, person: dict[str, str]) -> str:
+    return await ctx.step(ask_model, f"Reply to {person['from'].upper()} today")
+
+
+def test_a_python_workflows_subjects_never_reach_a_model(site: Site) -> None:
+    async def go() -> Any:
+        async with site.engine(python_letters) as engine:
+            handle = await engine.start(python_letters, {"from": "jane.doe@example.com"})
+            return await handle.result()
+
+    assert asyncio.run(go()) == "Reply to [subject] today"
+    assert model_view("Reply to JANE.DOE@EXAMPLE.COM") == "Reply to JANE.DOE@EXAMPLE.COM"

@@ -104,6 +104,28 @@ _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
 )
 
 
+_identifiers: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
+    "batonflow_run_identifiers", default=()
+)
+
+
+def run_identifiers() -> tuple[str, ...]:
+    """The data subjects (ids, as the workflow's ``subjects`` finds them in the run's input)
+    of the run executing in this task or thread; ``()`` outside a run or for a run without.
+    Model-bound redaction keeps them from every model."""
+    return _identifiers.get()
+
+
+@contextlib.contextmanager
+def identifying(subjects: tuple[str, ...]) -> Iterator[None]:
+    """Within the block (a run's activation), :func:`run_identifiers` gives ``subjects``."""
+    token = _identifiers.set(subjects)
+    try:
+        yield
+    finally:
+        _identifiers.reset(token)
+
+
 def _require_client(client: Any) -> Any:
     if client is None:
         raise ConfigError(

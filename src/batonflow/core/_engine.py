@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from batonflow._serde import dumps, error_to_dict, loads, roundtrip
 from batonflow.core import _leases
 from batonflow.core._clock import Clock, SystemClock
-from batonflow.core._context import Context, _Suspend
+from batonflow.core._context import Context, _Suspend, identifying
 from batonflow.core._handle import Final, RunHandle
 from batonflow.core._loader import load_workflow
 from batonflow.core._queues import Queue, queue_limits, served
@@ -476,7 +476,9 @@ class Engine:
                     raise RunTimeout(f"run {run.id} passed its deadline")
                 timer = asyncio.create_task(self._deadline(act, run.deadline))
             try:
-                output = await wf.invoke(ctx, loads(run.input_json))
+                given = loads(run.input_json)
+                with identifying(_subject_ids(wf, given)):  # kept from models (governance)
+                    output = await wf.invoke(ctx, given)
             except _Suspend:
                 await self._park(act, ctx)
                 return
@@ -742,3 +744,14 @@ def _check_replayed_everything(ctx: Context) -> None:
             f"run {ctx.run_id} finished without reaching recorded position(s) "
             f"{', '.join(unvisited[:5])}; the workflow code changed while this run was in flight"
         )
+
+
+def _subject_ids(wf: Workflow[Any, Any], input: Any) -> tuple[str, ...]:
+    """The subjects a Python workflow's ``subjects`` finds in its stored input (a document's
+    runtime names its own); ``()`` if that input, redacted before storage, no longer says."""
+    if wf.redacts_itself:
+        return ()
+    try:
+        return wf.subjects_of(input)
+    except ConfigError:
+        return ()

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from batonflow.core import audit, current_step
+from batonflow.core._context import run_identifiers
 from batonflow.errors import ConfigError
 from batonflow.governance._redaction import Redacted, RedactionPolicy
 
@@ -204,7 +205,7 @@ class Redactor:
             policy = self._default.for_model(None)
         else:
             policy = self.for_model(info.workflow, info.name)
-        known = _known.get()
+        known = (*_known.get(), *run_identifiers())
         if not known:
             return policy
         return (policy or RedactionPolicy()).combined(RedactionPolicy(known=known))
