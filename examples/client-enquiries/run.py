@@ -32,6 +32,7 @@ from email import message_from_bytes, policy
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiosmtpd.controller import Controller
 
@@ -129,6 +130,12 @@ def example_setup(
     it configures no e-mail server, ``smtp``."""
     data: dict[str, Any] = {**(config or {})}
     data["secrets"] = {**data.get("secrets", {}), "crm_url": {"value": crm_url}}
+    # The operator's egress policy is the ceiling (a workflow's own list only narrows it):
+    # the CRM runs on loopback here, which only the operator can open.
+    governance = {**data.get("governance", {})}
+    egress = {**governance.get("egress", {"allow": ["*"]})}
+    egress["allow"] = [*egress.get("allow", []), urlsplit(crm_url).hostname]
+    data["governance"] = {**governance, "egress": egress}
     if smtp is not None and "email" not in data:
         data["email"] = {"host": smtp.host, "port": smtp.port, "sender": smtp.sender}
     setup = Setup("<client-enquiries>", data)

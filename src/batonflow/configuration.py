@@ -19,6 +19,12 @@ blocking private addresses, no redaction floor, no alerts. Its tables::
     [governance.redact]             the redaction floor every workflow gets
     [governance.retention]          workflow = "P6Y" (`batonflow purge`)
     [governance.alerts]             webhooks, SMTP, deadlines
+    [governance.subjects]           missing = "refuse" | "flag": a run whose input names
+                                    none of the data subjects its document declares
+    [governance.keys]               where the master key and reference secret live:
+                                    file = "PATH" | env = "VAR" | provider = "mod:factory"
+                                    (default: <database>.key beside a SQLite database,
+                                    $BATONFLOW_KEYS for PostgreSQL; docs/security.md)
 """
 
 from __future__ import annotations
@@ -48,7 +54,9 @@ from batonflow.governance import (
     SealedStore,
     wrap_store,
 )
+from batonflow.governance._keys import KeyProvider, load_provider
 from batonflow.governance._redaction_rules import redaction_config
+from batonflow.governance._scrub import Scrubber
 from batonflow.store import AuditEntry
 
 if TYPE_CHECKING:
@@ -96,6 +104,8 @@ class Setup:
         self.alerts()
         self.retention()
         self.expression_budget()
+        self.key_provider(None)
+        self.missing_subjects()
 
     def _governance(self) -> Mapping[str, Any]:
         table = self.data.get("governance", {})
@@ -141,7 +151,17 @@ class Setup:
     def store(self, db: str) -> SealedStore:
         """The database, sealing the data of runs with data subjects under their keys (audit
         entries that by construction hold no personal data stay readable: ``CLEAR_KINDS``)."""
-        return wrap_store(bf.open_store(db), clear_kinds=CLEAR_KINDS)
+        return wrap_store(
+            bf.open_store(db),
+            clear_kinds=CLEAR_KINDS,
+            key_provider=self.key_provider(db),
+            scrub=Scrubber(self.secrets(secret_only=True)),
+        )
+
+    def key_provider(self, db: str | None) -> KeyProvider:
+        """``[governance.keys]``: where the master key and the reference secret live (never
+        in the database ``db``)."""
+        return load_provider(self._governance().get("keys"), f"{self.source}: governance.keys", db)
 
     # -- outbound traffic -----------------------------------------------------------------------
     def egress(self) -> tuple[EgressPolicy, ConnectorMap]:
@@ -170,8 +190,21 @@ class Setup:
     def redactor(self) -> Redactor:
         return Redactor(default=redaction_config(self.data, self.source))
 
-    def secrets(self) -> dict[str, Any]:
-        """``[secrets]``: each ``name = { env = "VAR" }`` read from the environment now."""
+    def missing_subjects(self) -> str:
+        """``[governance.subjects] missing``: what a run of a document declaring data subjects
+        gets when its input names none: ``"refuse"`` (the default) or ``"flag"``."""
+        table = self._governance().get("subjects", {})
+        where = f"{self.source}: governance.subjects"
+        if not isinstance(table, Mapping) or set(table) - {"missing"}:
+            raise bf.ConfigError(f'{where}: expected a table with missing = "refuse" or "flag"')
+        value = table.get("missing", "refuse")
+        if value not in ("refuse", "flag"):
+            raise bf.ConfigError(f'{where}.missing: expected "refuse" or "flag", got {value!r}')
+        return str(value)
+
+    def secrets(self, *, secret_only: bool = False) -> dict[str, Any]:
+        """``[secrets]``: each ``name = { env = "VAR" }`` read from the environment now (and
+        each ``{ value = ... }`` setting, unless ``secret_only``: those are not secret)."""
         table = self.data.get("secrets", {})
         if not isinstance(table, Mapping):
             raise bf.ConfigError(f"{self.source}: secrets: must be a table")
@@ -184,7 +217,8 @@ class Setup:
                     "setting that is not secret)"
                 )
             if "value" in entry:
-                values[name] = entry["value"]
+                if not secret_only:
+                    values[name] = entry["value"]
             elif entry["env"] in os.environ:
                 values[name] = os.environ[entry["env"]]
         return values
@@ -326,6 +360,7 @@ class Setup:
                 functions={**self.functions(store, client, clock), **(functions or {})},
                 allow_processes=allow_processes,
                 expression_budget=self.expression_budget(),
+                missing_subjects=self.missing_subjects(),
             )
             for path in documents:
                 runtime.add_document(load_document(path).raw)
@@ -353,6 +388,7 @@ class Session:
     def engine(self, workflows: Sequence[bf.Workflow[Any, Any]] = (), **options: Any) -> bf.Engine:
         """An engine on the session's store that knows the DSL runtime's workflow."""
         known = [self.runtime.workflow, *workflows]
+        options.setdefault("http", self.client)  # Python steps call out through it too
         return self.setup.engine(self.store, workflows=known, client=self.client, **options)
 
 

@@ -129,9 +129,11 @@ def test_decisions_from_the_shell(cli: Cli, db_path: Path) -> None:
     tokens = people(cli)
     run_id = asyncio.run(start(db_path, clock, started_by="alice"))
 
-    [pending] = json.loads(ok(cli("approval", "list", "--json")).stdout)
+    refused(cli("approval", "list"), "pass --token")  # listing them is reading: a role
+    refused(cli("approval", "list", "--token", tokens["bob"]), "bob may not read")
+    [pending] = json.loads(ok(cli("approval", "list", "--json", "--token", tokens["root"])).stdout)
     assert (pending["run_id"], pending["title"]) == (run_id, "Expense 42 EUR")
-    assert "Expense 42 EUR" in ok(cli("approval", "list")).stdout
+    assert "Expense 42 EUR" in ok(cli("approval", "list", "--token", tokens["root"])).stdout
     mine = json.loads(
         ok(cli("approval", "list", "--mine", "--json", "--token", tokens["bob"])).stdout
     )
@@ -151,7 +153,12 @@ def test_decisions_from_the_shell(cli: Cli, db_path: Path) -> None:
     assert "bob decided 'reject'" in result.stdout
     refused(cli(*decide, "--option", "approve", "--token", tokens["bob"]), "already decided")
 
-    shown = json.loads(ok(cli("approval", "show", run_id, "--json")).stdout)
+    # reading needs a role once the database has identities (refused without a token)
+    refused(cli("approval", "show", run_id, "--json"), "pass --token")
+    refused(cli("approval", "show", run_id, "--token", tokens["dave"]), "dave may not read")
+    shown = json.loads(
+        ok(cli("approval", "show", run_id, "--json", "--token", tokens["root"])).stdout
+    )
     [state] = shown
     assert state["status"] == "pending"
     assert [(d["by"], d["option"]) for d in state["decisions"]] == [("bob", "reject")]
@@ -160,13 +167,17 @@ def test_decisions_from_the_shell(cli: Cli, db_path: Path) -> None:
     verdict = asyncio.run(finish(db_path, clock, run_id))
     assert (verdict["outcome"], verdict["decided_by"]) == ("reject", ["bob"])
     assert verdict["comments"] == {"bob": "no receipt"}
-    [state] = json.loads(ok(cli("approval", "show", run_id, "--json")).stdout)
+    [state] = json.loads(
+        ok(cli("approval", "show", run_id, "--json", "--token", tokens["root"])).stdout
+    )
     assert state["status"] == "decided"
     assert state["result"]["outcome"] == "reject"
-    text = ok(cli("approval", "show", run_id)).stdout
+    text = ok(cli("approval", "show", run_id, "--token", tokens["root"])).stdout
     assert "reject (decided by bob)" in text
     assert "separation of duties" in text
-    assert "no approvals are waiting" in ok(cli("approval", "list")).stdout
+    assert (
+        "no approvals are waiting" in ok(cli("approval", "list", "--token", tokens["root"])).stdout
+    )
 
 
 def test_an_unknown_run_is_reported(cli: Cli) -> None:

@@ -257,7 +257,11 @@ def test_export_writes_cloudevents_and_csv(trail: Path, tmp_path: Path) -> None:
     )
     rows = csv_out.stdout.splitlines()
     assert rows[0].startswith("seq,time,kind,run_id")
-    assert len(rows) == len(events) + 1
+    # the first export recorded itself (before it read): who read the trail, and how much
+    assert events[-1]["type"] == "batonflow.audit.data.read"
+    assert events[-1]["data"]["what"] == "audit export"
+    assert events[-1]["batonflowactor"].startswith("local:")
+    assert len(rows) == len(events)  # the header; not the export's own entry (no workflow)
     none = runner.invoke(
         app, ["audit", "export", "--db", str(trail), "--workflow", "nope", "--since", "2000-01-01"]
     )

@@ -470,7 +470,7 @@ async def test_each_workflow_has_its_own_list(tmp_path: Path, network: Network) 
     assert caught.value.error["message"].startswith(
         "egress denied: host 'crm.example.test' is not on the egress allow-list"
         " (workflow 'other', step 'fetch'); to allow it, add 'crm.example.test' to"
-        " bf.toml: governance.egress.allow or to the workflow's own egress list"
+        " bf.toml: governance.egress.allow"
     )
     assert [(e.kind, e.data["workflow"], e.data["step"]) for e in seen] == [
         ("egress.call", "triage", "fetch"),
@@ -479,14 +479,30 @@ async def test_each_workflow_has_its_own_list(tmp_path: Path, network: Network) 
     assert len(network.sent) == 1
 
 
-async def test_an_egress_scope_names_the_workflow_and_adds_its_hosts(network: Network) -> None:
-    resolver = Resolver({"crm.example.test": [PUBLIC]})
-    async with client_for(policy("api.example.test"), network, resolver) as client:
+async def test_an_egress_scope_names_the_workflow_and_narrows_the_operator_list(
+    network: Network,
+) -> None:
+    resolver = Resolver({"crm.example.test": [PUBLIC], "api.example.test": [PUBLIC]})
+    operator = policy("api.example.test", "crm.example.test")
+    async with client_for(operator, network, resolver) as client:
         with egress_scope("support/triage", ["crm.example.test"]), collecting() as entries:
             await client.get("http://crm.example.test/")
-        with pytest.raises(EgressDenied, match=r"\(outside any workflow step\)"):
-            await client.get("http://crm.example.test/")
+            with pytest.raises(EgressDenied) as caught:
+                await client.get("http://api.example.test/")  # the operator's, not the document's
+        await client.get("http://api.example.test/")  # outside the document: the operator's list
+    assert str(caught.value) == (
+        "egress denied: host 'api.example.test' is not on the workflow's own egress list"
+        " (workflow 'support/triage'); a workflow's list narrows the operator's; add the host"
+        " to the document's metadata.batonflow.egress"
+    )
     assert entries[0].data["workflow"] == "support/triage"
+    assert [e.kind for e in entries] == ["egress.call", "egress.denied"]
+    async with client_for(policy("api.example.test"), network, resolver) as client:
+        with (
+            egress_scope("support/triage", ["crm.example.test"]),
+            pytest.raises(EgressDenied, match=r"not on the egress allow-list"),
+        ):
+            await client.get("http://crm.example.test/")  # a document cannot widen the ceiling
     scope = egress_scope("x", ["https://a.example/"])
     with pytest.raises(bf.ConfigError, match=r"workflow 'x': egress\[0\]"), scope:
         pass

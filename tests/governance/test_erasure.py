@@ -18,6 +18,7 @@ import pytest
 
 import batonflow as bf
 from batonflow.core import audit
+from batonflow.governance._keys import KeyFile
 from batonflow.governance._subjects import SealedStore, erase_subject, export_subject, wrap_store
 from batonflow.store import AuditRecord, SQLiteStore
 from batonflow.store._audit import GENESIS, audit_hash
@@ -245,7 +246,8 @@ def cli_app() -> Any:
 
 async def prepare(db: Path) -> tuple[str, str]:
     clock = FakeClock()
-    store = wrap_store(SQLiteStore(db), now=clock.now)
+    # keys where the command line finds them: the key file beside the database
+    store = wrap_store(SQLiteStore(db), now=clock.now, key_provider=KeyFile(f"{db}.key"))
     async with bf.Engine(store, clock=clock, workflows=[enquiry, anonymous]) as engine:
         jane_id, john_id, _ = await start_both(engine)
     return jane_id, john_id
@@ -318,9 +320,11 @@ def test_subject_commands(
     assert [(r["id"], r["input"]) for r in johns] == [(john_id, JOHN)]
     records = asyncio.run(read_trail(db))
     verify_chain(records)
-    kinds = [r.kind for r in records if r.kind.startswith("subject.")]
-    assert kinds == ["subject.secret_created", "subject.exported", "subject.exported",
+    kinds = [r.kind for r in records if r.kind.startswith(("subject.", "keys."))]
+    assert kinds == ["keys.created", "subject.exported", "subject.exported",
                      "subject.erased", "subject.exported"]  # fmt: skip
+    # the keys live beside the database, readable by their owner only, never inside it
+    assert (db.parent / f"{db.name}.key").stat().st_mode & 0o777 == 0o600
 
 
 # -- the same on PostgreSQL -------------------------------------------------------------------

@@ -60,12 +60,14 @@ def _governance_commands() -> None:
     from batonflow.cli._connectors import connector_app
     from batonflow.cli._dataflow import dataflow
     from batonflow.cli._identities import identity_app, token_app
+    from batonflow.cli._keys import keys_app
     from batonflow.cli._subjects import purge, subject_app
 
     app.add_typer(approval_app, name="approval")
     app.add_typer(audit_app, name="audit")
     app.add_typer(connector_app, name="connector")
     app.add_typer(identity_app, name="identity")
+    app.add_typer(keys_app, name="keys")
     app.add_typer(token_app, name="token")
     app.add_typer(subject_app, name="subject")
     app.command()(dataflow)
@@ -411,16 +413,17 @@ def _status(value: str | None) -> bf.RunStatus | None:
 
 
 @app.command()
-def show(run_id: RunId, db: Db = DEFAULT_DB, as_json: AsJson = False) -> None:
+def show(run_id: RunId, db: Db = DEFAULT_DB, as_json: AsJson = False, token: Token = None) -> None:
     """Show a run in full: its steps, failed attempts, events, and what it waits for.
 
     Includes the input, the output or error (with its traceback), the step timeline with each
     failed attempt under its step, the events it received, and, for a parked run, what it
-    waits for and how to continue it.
+    waits for and how to continue it. A run with data subjects shows its data only to the
+    operator and admin roles, and the reading is recorded on the audit trail.
     """
     with cli_errors():
         path = resolve_db(db, must_exist=True, read_only=True)
-        details = asyncio.run(_ops.show(path, run_id))
+        details = asyncio.run(_ops.show(path, run_id, token))
     if as_json:
         print_json(_render.details_doc(details))
     else:

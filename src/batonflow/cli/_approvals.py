@@ -19,6 +19,7 @@ from batonflow.cli._identities import read, refusals, run_as
 from batonflow.cli._io import DEFAULT_DB, cli_errors, console, note, print_json, resolve_db
 from batonflow.cli._options import AsJson, Db, Token
 from batonflow.cli._render import db_flag, when
+from batonflow.governance._access import open_for_reading
 from batonflow.governance._approval import (
     ApprovalRequest,
     ApprovalState,
@@ -80,12 +81,20 @@ def approval_list(
     """List approvals waiting for a decision, oldest first."""
 
     async def pending(store: Store) -> list[ApprovalRequest]:
+        me: Identity = await cli_identity(store, token)
         found = await list_pending(store)
-        if mine:
-            me: Identity = await cli_identity(store, token)
+        if mine:  # a decider sees what it may decide (that is its job); the reading is recorded
             known = await aliases_in(store, me)
             found = [r for r in found if may_decide(r, me, known) is None]
-        return found
+            await open_for_reading(
+                store, me, what="approval list", runs=[r.run_id for r in found],
+                now=time.time(), action="approval.decide", personal=True,
+            )  # fmt: skip
+            return found
+        view = await open_for_reading(
+            store, me, what="approval list", runs=[r.run_id for r in found], now=time.time()
+        )
+        return await list_pending(view)
 
     with cli_errors(), refusals():
         path = resolve_db(db, must_exist=True)
@@ -108,16 +117,37 @@ def approval_list(
 
 
 @approval_app.command("show")
-def approval_show(run_id: RunId, db: Db = DEFAULT_DB, as_json: AsJson = False) -> None:
-    """Show a run's approvals: rules, decisions so far, refusals, and the verdict."""
+def approval_show(
+    run_id: RunId, db: Db = DEFAULT_DB, as_json: AsJson = False, token: Token = None
+) -> None:
+    """Show a run's approvals: rules, decisions so far, refusals, and the verdict.
+
+    For a run with data subjects, only the operator and admin roles see its approvals (their
+    titles and comments are the run's data), and the reading is recorded."""
+
+    async def states_of(store: Store) -> tuple[list[ApprovalState], bool]:
+        reader = await cli_identity(store, token)
+        view = await open_for_reading(
+            store, reader, what="approval show", runs=[run_id], now=time.time()
+        )
+        subjects_of = getattr(view, "subjects_of", None)
+        personal = bool(await subjects_of(run_id)) if subjects_of is not None else False
+        return await approvals_of(view, run_id), personal
+
     with cli_errors():
         path = resolve_db(db, must_exist=True)
-        states = read(path, lambda store: approvals_of(store, run_id))
+        states, personal = read(path, states_of)
     if as_json:
         print_json([_state_doc(s) for s in states])
         return
     if not states:
-        console().print(f"run {run_id} has asked for no approval", markup=False)
+        hint = (
+            " it can show (its approvals may have been erased with its data subject, or be"
+            " withheld from your role)"
+            if personal
+            else ""
+        )
+        console().print(f"run {run_id} has asked for no approval{hint}", markup=False)
         return
     for state in states:
         _render_state(state)

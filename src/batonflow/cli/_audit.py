@@ -23,11 +23,14 @@ from batonflow.cli._io import (
     note,
     print_error,
     print_json,
+    private_file,
     resolve_db,
 )
 from batonflow.cli._ops import opened_store
 from batonflow.cli._options import AsJson, Db, Token
 from batonflow.governance import _audit
+from batonflow.governance._access import open_for_reading
+from batonflow.governance._identity import cli_identity
 from batonflow.store import AuditRecord
 
 audit_app = typer.Typer(
@@ -176,11 +179,14 @@ def export(
         Path | None, typer.Option("--out", metavar="FILE", help="Write here, not to stdout.")
     ] = None,
     db: Db = DEFAULT_DB,
+    token: Token = None,
 ) -> None:
     """Write audit entries as CloudEvents (JSON Lines) or CSV, oldest first.
 
-    Payloads of runs with data subjects are shown decrypted while the subject's key exists,
-    and as erased after `batonflow subject erase`.
+    Payloads of runs with data subjects are shown decrypted while the subject's key exists
+    (to the operator and admin roles; a viewer sees them withheld), and as erased after
+    `batonflow subject erase`. The export is recorded on the trail; --out files are created
+    readable by you only.
     """
     with cli_errors():
         where = _audit.AuditFilter(
@@ -189,25 +195,37 @@ def export(
         )  # fmt: skip
         path = resolve_db(db, must_exist=True, read_only=True)
         if out is None:
-            count = asyncio.run(_export(path, sys.stdout, fmt, where, subject))
+            count = asyncio.run(_export(path, sys.stdout, fmt, where, subject, token))
         else:
-            with out.open("w", newline="" if fmt == "csv" else None) as handle:
-                count = asyncio.run(_export(path, handle, fmt, where, subject))
+            with private_file(out, newline="" if fmt == "csv" else None) as handle:
+                count = asyncio.run(_export(path, handle, fmt, where, subject, token))
             note(f"wrote {count} entries to {out}")
 
 
 async def _export(
-    path: str, handle: Any, fmt: str, where: _audit.AuditFilter, subject: str | None
+    path: str,
+    handle: Any,
+    fmt: str,
+    where: _audit.AuditFilter,
+    subject: str | None,
+    token: str | None,
 ) -> int:
     async with opened_store(path) as store:
+        reader = await cli_identity(store, token)
         keys = getattr(store, "keys", None)  # a sealed store: subjects are keyed references
         if subject is not None:
             ref = await keys.ref(subject) if keys is not None else subject
             where = dataclasses.replace(where, subject=ref)
+        runs = [where.run_id] if where.run_id else []
+        if where.subject is not None:
+            runs += [r.id for r in await store.list_runs(subject=where.subject, limit=100_000)]
+        view = await open_for_reading(
+            store, reader, what="audit export", runs=runs, now=time.time(), always_record=True
+        )
         opener = None
-        if hasattr(store, "open_json"):
+        if hasattr(view, "open_json"):
 
             async def opener(record: AuditRecord) -> Any:
-                return await store.open_json(record.data_json, record.run_id or "")
+                return await view.open_json(record.data_json, record.run_id or "")
 
-        return await _audit.export(store, handle, fmt=fmt, where=where, opener=opener)
+        return await _audit.export(view, handle, fmt=fmt, where=where, opener=opener)

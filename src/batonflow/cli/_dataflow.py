@@ -109,7 +109,9 @@ def _render(report: DataflowReport) -> None:
     if report.egress_global is not None:
         egress = ", ".join(report.egress) or "nothing"
     else:
-        egress = (", ".join(gov.egress or ()) or "none") + " (plus the global list: --config)"
+        egress = (", ".join(gov.egress or ()) or "none") + (
+            " (narrowing the operator's [governance.egress] list: --config)"
+        )
     facts = [
         ("purpose", str(wf.get("title") or wf.get("summary") or "-")),
         ("data subjects", gov.subjects or "not declared"),

@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 
 import typer
 from rich.console import Console
@@ -277,3 +277,15 @@ def _describe(exc: BaseException) -> str:
     if frames:
         text += f" ({frames[-1].filename}, line {frames[-1].lineno})"
     return text
+
+
+@contextlib.contextmanager
+def private_file(path: Path, newline: str | None = None) -> Iterator[TextIO]:
+    """Open ``path`` for writing, created readable by its owner only (0600): exports hold
+    personal data. An existing file is truncated and made 0600 too."""
+    if path.is_dir():
+        raise bf.ConfigError(f"--out {path}: is a directory, expected a file name")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as handle:
+        yield handle

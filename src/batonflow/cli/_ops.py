@@ -337,6 +337,12 @@ async def list_runs(
         return await store.list_runs(status=status, workflow=workflow, limit=limit)
 
 
-async def show(db: str, run_id: str) -> RunDetails:
+async def show(db: str, run_id: str, token: str | None = None) -> RunDetails:
+    """A run's details as ``token``'s identity may read them (the reading audited)."""
+    from batonflow.governance._access import open_for_reading
+    from batonflow.governance._identity import cli_identity
+
     async with opened_store(db) as store:
-        return await details(store, run_id)
+        reader = await cli_identity(store, token)
+        view = await open_for_reading(store, reader, what="show", runs=[run_id], now=time.time())
+        return await details(view, run_id)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -18,12 +17,14 @@ import typer
 
 import batonflow as bf
 from batonflow.cli import _setup
+from batonflow.cli._exit_codes import ExitCode
 from batonflow.cli._io import (
     DEFAULT_DB,
     cli_errors,
     console,
     note,
     print_json,
+    private_file,
     resolve_db,
 )
 from batonflow.cli._ops import opened_store
@@ -106,11 +107,8 @@ async def _export(db: str, subject_id: str, token: str | None) -> dict[str, Any]
 
 
 def _write_private(path: Path, text: str) -> None:
-    """Personal data: the file is created 0600 (an existing file keeps its owner's mode)."""
-    if path.is_dir():
-        raise bf.ConfigError(f"--out {path}: is a directory, expected a file name")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as file:
+    """Personal data: the file is created (or made) 0600."""
+    with private_file(path) as file:
         file.write(text)
 
 
@@ -143,6 +141,8 @@ def erase(
         result = asyncio.run(_erase(path, subject_id, token))
     if as_json:
         print_json(_erasure_doc(result))
+        if result.remainders:
+            raise typer.Exit(int(ExitCode.STORE_ERROR))
         return
     out = console()
     if result.outcome == "unknown":
@@ -159,6 +159,10 @@ def erase(
             f"erased {result.subject}: {len(result.runs)} run(s) now unreadable"
             + (f", {len(result.cancelled)} unfinished run(s) cancelled" if result.cancelled else "")
         )
+    for remainder in result.remainders:
+        out.print(f"NOT erased: {remainder}", markup=False)
+    if result.remainders:
+        raise typer.Exit(int(ExitCode.STORE_ERROR))  # the erasure is incomplete: say so
 
 
 async def _erase(db: str, subject_id: str, token: str | None) -> Erasure:
@@ -177,6 +181,7 @@ def _erasure_doc(result: Erasure) -> dict[str, Any]:
         "cancelled": list(result.cancelled),
         "erased_at": result.erased_at,
         "actor": result.actor,
+        "remainders": list(result.remainders),
     }
 
 

@@ -84,6 +84,15 @@ class StepInfo:
     name: str
     attempt: int
     workflow: str = ""
+    #: The engine's outbound client (None when the engine was given none: see ``Engine``).
+    client: Any = None
+
+    @property
+    def http(self) -> Any:
+        """The egress-controlled HTTP client for this step's outbound calls (an
+        ``httpx.AsyncClient``): every call is checked against the egress policy and recorded
+        on this step's audit trail."""
+        return _require_client(self.client)
 
     @property
     def idempotency_key(self) -> str:
@@ -95,6 +104,37 @@ _step_info: contextvars.ContextVar[StepInfo] = contextvars.ContextVar("batonflow
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "batonflow_deadline", default=None
 )
+
+
+_identifiers: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
+    "batonflow_run_identifiers", default=()
+)
+
+
+def run_identifiers() -> tuple[str, ...]:
+    """The data subjects (ids, as the workflow's ``subjects`` finds them in the run's input)
+    of the run executing in this task or thread; ``()`` outside a run or for a run without.
+    Model-bound redaction keeps them from every model."""
+    return _identifiers.get()
+
+
+@contextlib.contextmanager
+def identifying(subjects: tuple[str, ...]) -> Iterator[None]:
+    """Within the block (a run's activation), :func:`run_identifiers` gives ``subjects``."""
+    token = _identifiers.set(subjects)
+    try:
+        yield
+    finally:
+        _identifiers.reset(token)
+
+
+def _require_client(client: Any) -> Any:
+    if client is None:
+        raise ConfigError(
+            "this engine has no outbound HTTP client: build it with Setup.engine() or"
+            " Session.engine() (the egress-controlled client), or pass Engine(http=...)"
+        )
+    return client
 
 
 def current_step() -> StepInfo:
@@ -142,6 +182,12 @@ class Context:
     @property
     def run_id(self) -> str:
         return self.run.id
+
+    @property
+    def http(self) -> Any:
+        """The engine's egress-controlled HTTP client (see :attr:`StepInfo.http`); call it
+        inside a step, so the call is recorded once and replayed from the journal."""
+        return _require_client(self._engine.http)
 
     @property
     def workflow(self) -> str:
@@ -299,7 +345,7 @@ class Context:
         attempt = attempts + 1
         started = self._clock.now()
         timeout, clipped = self._step_timeout(options.timeout, started, name)
-        info = StepInfo(self.run_id, step_id, name, attempt, self.workflow)
+        info = StepInfo(self.run_id, step_id, name, attempt, self.workflow, self._engine.http)
         try:
             try:
                 with collecting() as raised:

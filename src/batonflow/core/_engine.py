@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from batonflow._serde import dumps, error_to_dict, loads, roundtrip
 from batonflow.core import _leases
 from batonflow.core._clock import Clock, SystemClock
-from batonflow.core._context import LATEST_WAKE, Context, _Suspend
+from batonflow.core._context import LATEST_WAKE, Context, _Suspend, identifying
 from batonflow.core._handle import Final, RunHandle
 from batonflow.core._hooks import Hook, Hooks, RunEnded, RunStarted
 from batonflow.core._loader import load_workflow
@@ -99,6 +99,9 @@ class Engine:
     ``redact`` removes personal data before anything of a run is stored: its input, each step's
     arguments and result (the flow goes on with the redacted result, the same on replay), its
     output. Sealing (encryption per data subject) is the store's: see ``SealedStore``.
+    ``http`` is the outbound client offered to steps (``ctx.http``, ``current_step().http``):
+    the egress-controlled client of ``Setup.client``, so Python steps' calls are checked and
+    recorded like every other.
 
     Scale-out (PostgreSQL, several engines on one store): ``queues`` gives the limits of named
     queues (``{"llm": Queue(concurrency=4, rate=RateLimit(50, per=60))}``), enforced across all
@@ -126,6 +129,7 @@ class Engine:
         serve: Iterable[str] | None = None,
         redact: Redact | None = None,
         hooks: Iterable[Hook] = (),
+        http: Any = None,
     ) -> None:
         if max_concurrent_runs < 1:
             raise ConfigError("max_concurrent_runs must be at least 1")
@@ -144,6 +148,9 @@ class Engine:
         self._serve = served(serve)
         self._redact = redact
         self.hooks = Hooks(hooks)
+        #: The outbound HTTP client steps use (``ctx.http``, ``current_step().http``): give the
+        #: egress-controlled one (``Setup.client``) so their calls are checked and recorded.
+        self.http = http
         self._fenced: set[str] = set()  # runs stopped by their lease fence, to hand back
         self._unsubscribe: Callable[[], None] | None = None
         self._step_threads = step_threads
@@ -487,7 +494,9 @@ class Engine:
                     raise RunTimeout(f"run {run.id} passed its deadline")
                 timer = asyncio.create_task(self._deadline(act, run.deadline))
             try:
-                output = await wf.invoke(ctx, loads(run.input_json))
+                given = loads(run.input_json)
+                with identifying(_subject_ids(wf, given)):  # kept from models (governance)
+                    output = await wf.invoke(ctx, given)
             except _Suspend:
                 await self._park(act, ctx)
                 self._store_trouble.ok()
@@ -779,3 +788,14 @@ def _check_replayed_everything(ctx: Context) -> None:
             f"run {ctx.run_id} finished without reaching recorded position(s) "
             f"{', '.join(unvisited[:5])}; the workflow code changed while this run was in flight"
         )
+
+
+def _subject_ids(wf: Workflow[Any, Any], input: Any) -> tuple[str, ...]:
+    """The subjects a Python workflow's ``subjects`` finds in its stored input (a document's
+    runtime names its own); ``()`` if that input, redacted before storage, no longer says."""
+    if wf.redacts_itself:
+        return ()
+    try:
+        return wf.subjects_of(input)
+    except ConfigError:
+        return ()

@@ -32,7 +32,7 @@ from batonflow.governance._redaction_rules import RedactionRules
 
 POINTER = "/document/metadata/batonflow"
 EGRESS_POINTER = f"{POINTER}/egress"
-_KEYS = ("subjects", "retention", "deadline", "egress", "redact")
+_KEYS = ("subjects", "identifiers", "retention", "deadline", "egress", "redact")
 
 _LONG = re.compile(
     r"^P(?:(?P<years>\d+)Y)?(?:(?P<months>\d+)M)?(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
@@ -50,6 +50,9 @@ class DocumentPolicy:
 
     name: str
     subjects: str | None = None
+    #: The run's own identifiers beyond its subjects' ids (names, phone numbers): jq on the
+    #: input, kept from every model (``[subject]``).
+    identifiers: str | None = None
     retention: float | None = None  # seconds
     deadline: float | None = None  # seconds
     egress: tuple[str, ...] = ()
@@ -58,9 +61,17 @@ class DocumentPolicy:
     def subjects_of(self, input: Any) -> tuple[str, ...]:
         """The data subjects the ``subjects`` expression finds in a run's input (nulls, for
         a field an input lacks, are skipped)."""
-        if self.subjects is None:
+        return self._strings(self.subjects, "subjects", input)
+
+    def identifiers_of(self, input: Any) -> tuple[str, ...]:
+        """Everything that identifies the run's people: its subjects' ids and what the
+        ``identifiers`` expression finds (names, numbers)."""
+        return (*self.subjects_of(input), *self._strings(self.identifiers, "identifiers", input))
+
+    def _strings(self, expression: str | None, key: str, input: Any) -> tuple[str, ...]:
+        if expression is None:
             return ()
-        found = evaluate(self.subjects, input, instance=f"{POINTER}/subjects")
+        found = evaluate(expression, input, instance=f"{POINTER}/{key}")
         if found is None:
             return ()
         items = [i for i in (found if isinstance(found, list) else [found]) if i is not None]
@@ -69,8 +80,8 @@ class DocumentPolicy:
             raise WorkflowError(
                 Problem.of(
                     ErrorType.EXPRESSION,
-                    f"subjects must give strings (or an array of them), got {bad!r}",
-                    instance=f"{POINTER}/subjects",
+                    f"{key} must give strings (or an array of them), got {bad!r}",
+                    instance=f"{POINTER}/{key}",
                 )
             )
         return tuple(dict.fromkeys(str(item).strip() for item in items))
@@ -82,6 +93,16 @@ def duration_seconds(value: Any, where: str) -> float:
     if match is None or value.strip().upper() in ("P", "PT") or value.strip().endswith("T"):
         raise _invalid(f"expected an ISO 8601 duration such as P6Y or PT4H, got {value!r}", where)
     return sum(float(v) * _SECONDS[k] for k, v in match.groupdict().items() if v is not None)
+
+
+def _expression(settings: Mapping[str, Any], key: str) -> str | None:
+    value = settings.get(key)
+    if value is not None and not (isinstance(value, str) and value.strip()):
+        raise _invalid("must be a runtime expression on the input, e.g. ${ [.from] }",
+                       f"{POINTER}/{key}")  # fmt: skip
+    if isinstance(value, str) and not is_expression(value):
+        value = "${ " + value + " }"
+    return value
 
 
 def policy_of(document: Mapping[str, Any]) -> DocumentPolicy:
@@ -99,12 +120,8 @@ def policy_of(document: Mapping[str, Any]) -> DocumentPolicy:
             f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(_KEYS)}",
             f"{POINTER}/{unknown[0]}",
         )
-    subjects = settings.get("subjects")
-    if subjects is not None and not (isinstance(subjects, str) and subjects.strip()):
-        raise _invalid("must be a runtime expression on the input, e.g. ${ [.from] }",
-                       f"{POINTER}/subjects")  # fmt: skip
-    if isinstance(subjects, str) and not is_expression(subjects):
-        subjects = "${ " + subjects + " }"
+    subjects = _expression(settings, "subjects")
+    identifiers = _expression(settings, "identifiers")
     egress = settings.get("egress", [])
     if not isinstance(egress, list) or not all(isinstance(h, str) and h for h in egress):
         raise _invalid("must be an array of host names", f"{POINTER}/egress")
@@ -120,6 +137,7 @@ def policy_of(document: Mapping[str, Any]) -> DocumentPolicy:
     return DocumentPolicy(
         name=name,
         subjects=subjects,
+        identifiers=identifiers,
         retention=_optional_duration(settings, "retention"),
         deadline=_optional_duration(settings, "deadline"),
         egress=tuple(egress),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -19,7 +20,9 @@ from batonflow.dsl._policy import EGRESS_POINTER, DocumentPolicy, policy_of
 from batonflow.dsl._problems import ErrorType, Problem, WorkflowError
 from batonflow.dsl._schemas import SchemaValidator
 from batonflow.governance._egress import egress_scope
-from batonflow.governance._redaction_rules import redaction_scope
+from batonflow.governance._redaction_rules import known_identifiers, redaction_scope
+
+_log = logging.getLogger("batonflow.governance")
 
 #: The kernel workflow that interprets every DSL run; the document travels in the run's input.
 WORKFLOW_NAME = "serverless-workflow"
@@ -45,7 +48,15 @@ class DslRuntime:
         functions: Mapping[str, Callable[..., Any]] | None = None,
         allow_processes: bool = False,
         expression_budget: ExpressionBudget | None = None,
+        missing_subjects: str = "refuse",
     ) -> None:
+        if missing_subjects not in ("refuse", "flag"):
+            raise bf.ConfigError(
+                f"missing_subjects: expected 'refuse' or 'flag', got {missing_subjects!r}"
+            )
+        #: A run of a document that declares data subjects, whose input names none: refused
+        #: at start ("refuse"), or run with a ``subject.missing`` audit entry ("flag").
+        self.missing_subjects = missing_subjects
         self._client = client
         self._owns_client = client is None
         self.secrets: dict[str, Any] = dict(secrets or {})
@@ -58,7 +69,7 @@ class DslRuntime:
             self._interpret,
             name=WORKFLOW_NAME,
             ref=None,
-            prepare=_prepare,
+            prepare=self._prepare,
             run_name=run_name,
             claims=is_document_run,
         )
@@ -134,8 +145,27 @@ class DslRuntime:
             engine.poke()
         return delivered
 
+    def _prepare(self, payload: Any, redact: bf.core.Redact | None) -> tuple[Any, tuple[str, ...]]:
+        stored, subjects = _prepare(payload, redact)
+        if not subjects and self.missing_subjects == "refuse" and _declares_subjects(payload):
+            raise WorkflowError(
+                Problem.of(
+                    ErrorType.VALIDATION,
+                    "the document declares data subjects (metadata.batonflow.subjects) but"
+                    " found none in this input: refused, so that its personal data is not"
+                    " stored unsealed; fix the input, or set [governance.subjects] missing ="
+                    ' "flag" to run such inputs with an audit entry',
+                    instance="/document/metadata/batonflow/subjects",
+                )
+            )
+        return stored, subjects
+
     async def _interpret(self, ctx: bf.Context, payload: dict[str, Any]) -> Any:
         document = payload["definition"]
+        if self.missing_subjects == "flag" and not ctx.run.subjects and _declares_subjects(payload):
+            await ctx.step(
+                bf.step(_subjects_missing, name="$subjects-missing"), policy_of(document).name
+            )
         interpreter = Interpreter(self, ctx, document, payload.get("input"), secrets=self.secrets)
         policy = policy_of(document)
         header = document.get("document") or {}
@@ -144,6 +174,7 @@ class DslRuntime:
         with (
             egress_scope(name, policy.egress, where=EGRESS_POINTER),
             redaction_scope(policy.redaction),
+            known_identifiers(policy.identifiers_of(payload.get("input"))),
         ):
             output = await interpreter.run()
             return ctx.engine.redacted(WORKFLOW_NAME, OUTPUT, output)
@@ -177,6 +208,22 @@ def _prepare(payload: Any, redact: bf.core.Redact | None) -> tuple[Any, tuple[st
         return payload, subjects
     with redaction_scope(policy.redaction):
         return {**payload, "input": redact(WORKFLOW_NAME, None, payload.get("input"))}, subjects
+
+
+def _declares_subjects(payload: Any) -> bool:
+    definition = payload.get("definition") if isinstance(payload, Mapping) else None
+    return isinstance(definition, Mapping) and policy_of(definition).subjects is not None
+
+
+def _subjects_missing(workflow: str) -> None:
+    """Put a run that should have had data subjects, and found none, on the audit trail."""
+    bf.core.audit(
+        "subject.missing",
+        {"workflow": workflow, "note": "no data subject found: the run's data is not sealed"},
+    )
+    _log.warning(
+        "workflow %s: no data subject found in the input; its data is not sealed", workflow
+    )
 
 
 def policy_for(run: bf.RunRecord) -> DocumentPolicy | None:

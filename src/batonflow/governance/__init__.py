@@ -5,6 +5,7 @@ The store writes the audit trail (in the transaction of each change); this packa
 signs it, and provides the policies the engine, the providers and the CLI apply.
 """
 
+from batonflow.governance._access import open_for_reading
 from batonflow.governance._alert_channels import (
     ALERT_KINDS,
     Alert,
@@ -45,8 +46,15 @@ from batonflow.governance._identity import (
     create_token,
     revoke_token,
 )
+from batonflow.governance._key_admin import KeyChange, migrate_keys, rotate_keys
+from batonflow.governance._keys import EnvKeys, KeyFile, KeyProvider, MasterKeys
 from batonflow.governance._redaction import Redacted, RedactionPolicy
-from batonflow.governance._redaction_rules import RedactionRules, Redactor, redaction_scope
+from batonflow.governance._redaction_rules import (
+    RedactionRules,
+    Redactor,
+    known_identifiers,
+    redaction_scope,
+)
 from batonflow.governance._retention import Retention, parse_retention, purge
 from batonflow.governance._subjects import (
     Erasure,
@@ -72,8 +80,13 @@ __all__ = [
     "ConnectorSwitches",
     "Decision",
     "EgressPolicy",
+    "EnvKeys",
     "Erasure",
     "Identity",
+    "KeyChange",
+    "KeyFile",
+    "KeyProvider",
+    "MasterKeys",
     "ROLES",
     "Redacted",
     "RedactionPolicy",
@@ -96,12 +109,16 @@ __all__ = [
     "export",
     "export_subject",
     "generate_signing_key",
+    "known_identifiers",
     "list_pending",
+    "migrate_keys",
+    "open_for_reading",
     "parse_retention",
     "purge",
     "raise_alert",
     "redaction_scope",
     "revoke_token",
+    "rotate_keys",
     "sign_head",
     "verify_chain",
     "wrap_store",

@@ -594,23 +594,27 @@ async def approvals_of(store: Store, run_id: str) -> list[ApprovalState]:
     for step in await store.load_steps(run_id):
         if step.status is not StepStatus.COMPLETED or not step.output_json:
             continue
+        output = json.loads(step.output_json)
+        if _unreadable(output):  # erased with its data subject, or withheld from the reader
+            continue
         if step.name in (REQUEST_STEP, ESCALATE_STEP):
-            request = ApprovalRequest.from_dict(json.loads(step.output_json))
+            request = ApprovalRequest.from_dict(output)
             requests[request.id] = request
         elif step.name == CLOSE_STEP:
-            result = json.loads(step.output_json)
-            results[str(result["approval"])] = result
+            results[str(output["approval"])] = output
     for pending in await list_pending(store, run_id=run_id):
         requests[pending.id] = pending  # recorded, its step perhaps not yet
     decisions: dict[str, list[dict[str, Any]]] = {}
     for event in await store.list_events(run_id=run_id, limit=100_000):
         payload = json.loads(event.payload_json) if event.topic == APPROVAL_TOPIC else None
-        if isinstance(payload, dict) and event.key is not None:
+        if isinstance(payload, dict) and event.key is not None and not _unreadable(payload):
             decisions.setdefault(event.key, []).append(payload)
     refusals: dict[str | None, list[dict[str, Any]]] = {}
     for entry in await store.read_audit(run_id=run_id, limit=100_000):
         if entry.kind == "approval.refused":
             data = json.loads(entry.data_json)
+            if _unreadable(data) or "$sealed" in data:
+                data = {}
             by = entry.actor if entry.actor not in (None, "engine") else data.get("by")
             refusal = {"by": by, "reason": data.get("reason"), "at": entry.at}
             refusals.setdefault(data.get("approval"), []).append(refusal)
@@ -622,3 +626,8 @@ async def approvals_of(store: Store, run_id: str) -> list[ApprovalState]:
             ApprovalState(request, status, result, decisions.get(key, []), refusals.get(key, []))
         )
     return states
+
+
+def _unreadable(value: Any) -> bool:
+    """A payload erased with its data subject, or withheld from the reader's role."""
+    return isinstance(value, dict) and ("$erased" in value or "$withheld" in value)

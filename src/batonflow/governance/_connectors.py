@@ -99,6 +99,10 @@ class ConnectorMap:
     def names(self) -> list[str]:
         return list(dict.fromkeys(name for name, _ in self.connectors))
 
+    def patterns_of(self, name: str) -> tuple[HostPattern, ...]:
+        """The host patterns of connector ``name`` (``()``: not a configured connector)."""
+        return tuple(p for n, patterns in self.connectors if n == name for p in patterns)
+
     def name_for(self, host: str, port: int, address: Address | None = None) -> str:
         """The connector ``host:port`` belongs to (the host itself when none claims it)."""
         for name, patterns in self.connectors:
@@ -190,12 +194,20 @@ class ConnectorSwitches:
         return [ConnectorState.from_json(key, text) for key, text in records]
 
     async def is_enabled(self, name: str) -> bool:
+        await self._refresh()
+        state = self._snapshot.get(name.lower())
+        return state is None or state.enabled
+
+    async def disabled(self) -> builtins.list[str]:
+        """The names of the connectors switched off now (from the same snapshot)."""
+        await self._refresh()
+        return [s.name for s in self._snapshot.values() if not s.enabled]
+
+    async def _refresh(self) -> None:
         now = self._clock.now()
         if self._read_at is None or now - self._read_at >= self.ttl or now < self._read_at:
             self._snapshot = {s.name: s for s in await self.list()}
             self._read_at = now
-        state = self._snapshot.get(name.lower())
-        return state is None or state.enabled
 
     async def _switch(
         self, name: str, actor: str, *, enabled: bool, reason: str | None

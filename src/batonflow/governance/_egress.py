@@ -14,7 +14,8 @@ All outbound HTTP goes through the one client that ``batonflow._net.make_client`
    shared (CGNAT), multicast, reserved or unspecified (IPv4 and IPv6, IPv4 embedded in IPv6,
    the cloud metadata address), unless that host is allow-listed by its exact name or the
    address by an IP or network entry: a templated URL cannot reach inside the firm (SSRF);
-5. records the call (``egress.call``: host, method, path without query, status, bytes out and
+5. records the call (``egress.call``: host, method, path without query and with personal
+   data redacted (sealed too for a run with data subjects), status, bytes out and
    in as actually transferred, milliseconds, workflow, step) or the refusal (``egress.denied``
    with the reason) on the current step's audit trail. Headers and bodies are never recorded.
 
@@ -37,13 +38,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import ipaddress
-import re
-import socket
 import time
 from collections.abc import (
     AsyncIterator,
-    Awaitable,
     Callable,
     Iterable,
     Iterator,
@@ -51,13 +48,15 @@ from collections.abc import (
     Sequence,
 )
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+from urllib.parse import unquote
 
 import httpx
 
 from batonflow._net import TransportLayer
 from batonflow.core import audit, current_step
 from batonflow.errors import ConfigError, ConnectorDisabled, EgressDenied
+from batonflow.governance._redaction import detect
 
 if TYPE_CHECKING:
     from batonflow.governance._connectors import ConnectorMap, ConnectorSwitches
@@ -75,187 +74,18 @@ __all__ = [
     "system_resolver",
 ]
 
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-#: ``await resolver(host, port)`` -> the host's addresses, as text (default: the system's
-#: ``getaddrinfo``, in a thread). Tests inject their own.
-Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
-_WORKFLOW_HINT = "the workflow's own egress list (a document's metadata.batonflow.egress)"
-
-
-# -- addresses ----------------------------------------------------------------------------------
-
-_METADATA = frozenset(
-    ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200")
+from batonflow.governance._egress_hosts import (
+    _DEFAULT_PORTS,
+    Address,
+    HostPattern,
+    Resolver,
+    _address,
+    _unmapped,
+    normal_host,
+    parse_hosts,
+    restricted,
+    system_resolver,
 )
-_SHARED = ipaddress.IPv4Network("100.64.0.0/10")
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-
-
-def restricted(address: Address) -> str | None:
-    """Why ``address`` is not a public unicast address (``"a loopback address"``), or None.
-
-    IPv4 addresses carried inside IPv6 (``::ffff:127.0.0.1``, 6to4, NAT64) are judged by the
-    IPv4 address they carry."""
-    if address in _METADATA:
-        return "the cloud metadata address"
-    if isinstance(address, ipaddress.IPv6Address):
-        embedded = address.ipv4_mapped or address.sixtofour
-        if embedded is None and address in _NAT64:
-            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-        if embedded is not None:
-            inner = restricted(embedded)
-            return f"{inner} ({embedded} inside IPv6)" if inner else None
-    checks: tuple[tuple[bool, str], ...] = (
-        (address.is_unspecified, "an unspecified address"),
-        (address.is_loopback, "a loopback address"),
-        (address.is_link_local, "a link-local address"),
-        (address.is_multicast, "a multicast address"),
-        (address in _SHARED, "a shared (carrier-grade NAT) address"),
-        (isinstance(address, ipaddress.IPv6Address) and address.is_site_local,
-         "a site-local address"),
-        (address.is_reserved, "a reserved address"),
-        (address.is_private, "a private address"),
-        (not address.is_global, "a non-public address"),
-    )  # fmt: skip
-    return next((why for hit, why in checks if hit), None)
-
-
-async def system_resolver(host: str, port: int) -> list[str]:
-    """The host's addresses from the system resolver (``getaddrinfo`` runs in a thread)."""
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
-
-
-def _address(text: str) -> Address | None:
-    try:
-        return ipaddress.ip_address(text)
-    except ValueError:
-        return None
-
-
-# -- host patterns ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class HostPattern:
-    """One allow-list entry: ``api.example.com`` (that host), ``*.example.com`` (its
-    subdomains, not the domain itself), ``*`` (any public host), ``10.1.2.3`` or ``[fd00::1]``
-    (an address), ``10.0.0.0/8`` (a network); host and address entries may end in ``:port``
-    (only that port). Only exact host names and address or network entries admit private
-    addresses; ``*`` and ``*.suffix`` never do."""
-
-    text: str
-    kind: Literal["any", "host", "suffix", "network"]
-    name: str = ""  # host: the ASCII host name; suffix: ".example.com"
-    network: Network | None = None
-    port: int | None = None
-
-    @classmethod
-    def parse(cls, text: Any, where: str) -> HostPattern:
-        if not isinstance(text, str) or not text.strip():
-            raise ConfigError(
-                f"{where}: expected a host name such as 'api.example.com', "
-                f"'*.example.com', '10.1.2.3' or '10.0.0.0/8', got {text!r}"
-            )
-        entry = text.strip()
-        if "://" in entry or entry.startswith("/"):
-            raise ConfigError(
-                f"{where}: {entry!r} is a URL; give the host only, such as "
-                "'api.example.com' (optionally with ':port')"
-            )
-        if entry == "*":
-            return cls(entry, "any")
-        if "/" in entry:
-            return cls(entry, "network", network=_network(entry, where))
-        if entry.startswith("*."):
-            name, port = _host_and_port(entry[2:], where)
-            if _address(name) is not None:
-                raise ConfigError(f"{where}: {entry!r}: a wildcard needs a domain name")
-            return cls(entry, "suffix", name="." + name, port=port)
-        if "*" in entry:
-            raise ConfigError(
-                f"{where}: {entry!r}: '*' may only start an entry, as in '*.example.com'"
-            )
-        name, port = _host_and_port(entry, where)
-        address = _address(name)
-        if address is not None:
-            return cls(entry, "network", network=ipaddress.ip_network(address), port=port)
-        return cls(entry, "host", name=name, port=port)
-
-    def _port_ok(self, port: int) -> bool:
-        return self.port is None or self.port == port
-
-    def names(self, host: str, port: int, address: Address | None) -> bool:
-        """Does the entry allow-list a request for ``host:port`` (``address``: the host when
-        it is an IP literal)?"""
-        if not self._port_ok(port):
-            return False
-        if self.kind == "any":
-            return True
-        if self.kind == "host":
-            return host == self.name
-        if self.kind == "suffix":
-            return host.endswith(self.name)
-        return address is not None and self.covers(address, port)
-
-    def covers(self, address: Address, port: int) -> bool:
-        """Does this address or network entry admit ``address`` (even a private one)?"""
-        if self.network is None or not self._port_ok(port):
-            return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        return address.version == self.network.version and address in self.network
-
-    def names_exactly(self, host: str, port: int) -> bool:
-        """Is ``host`` listed by its exact name (which admits its private addresses)?"""
-        return self.kind == "host" and self.name == host and self._port_ok(port)
-
-
-def _network(entry: str, where: str) -> Network:
-    try:
-        return ipaddress.ip_network(entry, strict=True)
-    except ValueError as exc:
-        raise ConfigError(
-            f"{where}: {entry!r} is not a network such as '10.0.0.0/8' or 'fd00::/8' ({exc})"
-        ) from None
-
-
-def _host_and_port(entry: str, where: str) -> tuple[str, int | None]:
-    """The normalised (IDNA, lower-case, no trailing dot) host and the port of an entry."""
-    try:
-        url = httpx.URL(f"http://{entry}/")
-    except (httpx.InvalidURL, ValueError) as exc:
-        raise ConfigError(f"{where}: {entry!r} is not a host name ({exc})") from None
-    if url.path != "/" or url.query or url.userinfo or url.fragment:
-        raise ConfigError(f"{where}: {entry!r}: give the host only, such as 'api.example.com'")
-    host = normal_host(url)
-    if not host:
-        raise ConfigError(f"{where}: {entry!r}: the host name is empty")
-    if _address(host) is None and not all(_LABEL.match(label) for label in host.split(".")):
-        raise ConfigError(f"{where}: {entry!r} is not a valid host name")
-    return host, url.port
-
-
-def normal_host(url: httpx.URL) -> str:
-    """A URL's host as the allow-list compares it: ASCII (IDNA), lower case, no final dot."""
-    return url.raw_host.decode("ascii").lower().rstrip(".")
-
-
-def parse_hosts(hosts: Any, where: str) -> tuple[HostPattern, ...]:
-    """A list of allow-list entries (from TOML or a document's metadata), or a ConfigError
-    naming ``where`` and the offending item."""
-    if isinstance(hosts, str) or not isinstance(hosts, Sequence):
-        raise ConfigError(
-            f'{where}: expected a list of hosts, such as ["api.example.com"], '
-            f"got {type(hosts).__name__}"
-        )
-    return tuple(HostPattern.parse(item, f"{where}[{i}]") for i, item in enumerate(hosts))
-
 
 # -- the policy -----------------------------------------------------------------------------
 
@@ -271,6 +101,9 @@ class EgressPolicy:
     block_private: bool = True
     workflows: Mapping[str, tuple[HostPattern, ...]] = field(default_factory=dict)
     source: str = "[governance.egress] allow"
+    #: Hosts the operator configured as services (the model providers): reachable from a
+    #: workflow whose own list does not name them (a document narrows the general list).
+    services: tuple[HostPattern, ...] = ()
 
     @classmethod
     def parse(cls, table: Any, where: str = "governance.egress") -> EgressPolicy:
@@ -314,16 +147,31 @@ class EgressPolicy:
         return replace(self, workflows=workflows)
 
     def allowing(self, hosts: Iterable[str | HostPattern], where: str = "egress") -> EgressPolicy:
-        """This policy plus ``hosts`` on the global list (say, the configured providers'
-        base URL hosts)."""
-        return replace(self, allow=self.allow + _patterns(hosts, where))
+        """This policy plus ``hosts`` on the global list as the operator's services (say,
+        the configured providers' base URL hosts): a workflow's own list does not cut them."""
+        added = _patterns(hosts, where)
+        return replace(self, allow=self.allow + added, services=self.services + added)
 
-    def patterns(
-        self, workflow: str | None, extra: Sequence[HostPattern] = ()
-    ) -> list[HostPattern]:
-        """The entries that apply to a call made by ``workflow`` (None: outside any workflow)."""
+    def patterns(self, workflow: str | None) -> list[HostPattern]:
+        """The operator's entries that apply to a call made by ``workflow`` (None: outside any
+        workflow): the global list and the operator's list for that workflow. A document's
+        own list (:func:`egress_scope`) is not among them: it only narrows these."""
         own = self.workflows.get(workflow, ()) if workflow else ()
-        return [*self.allow, *own, *extra]
+        return [*self.allow, *own]
+
+    def wider_than(
+        self, hosts: Iterable[str | HostPattern], workflow: str | None = None
+    ) -> list[str]:
+        """The entries of a document's egress list the operator's policy does not grant
+        (``dataflow`` flags them; at run time they reach nothing): hosts no operator entry
+        names, networks wider than the operator's, and private, loopback, link-local or
+        metadata addresses the operator has not opened."""
+        operator = self.patterns(workflow)
+        wider = []
+        for entry in _patterns(hosts, "egress", workflow=False):
+            if not _granted(entry, operator, self.block_private):
+                wider.append(entry.text)
+        return wider
 
     def layer(
         self,
@@ -359,6 +207,42 @@ def _patterns(
             " put '*' in the global [governance.egress] allow"
         )
     return patterns
+
+
+def _granted(entry: HostPattern, operator: Sequence[HostPattern], block_private: bool) -> bool:
+    """Does the operator's list grant all of what ``entry`` asks for?"""
+    if entry.kind == "any":
+        return any(p.kind == "any" for p in operator)
+    if entry.kind == "network":
+        assert entry.network is not None
+        net = entry.network
+        if block_private and (restricted(net.network_address) or restricted(net.broadcast_address)
+                              or net.prefixlen == 0):  # fmt: skip
+            return any(
+                p.kind == "network" and p.network is not None
+                and p.network.version == net.version and net.subnet_of(p.network)  # type: ignore[arg-type]
+                for p in operator
+            )  # fmt: skip
+        return any(
+            p.kind == "any"
+            or (p.kind == "network" and p.network is not None
+                and p.network.version == net.version and net.subnet_of(p.network))  # type: ignore[arg-type]
+            for p in operator
+        )  # fmt: skip
+    if entry.kind == "suffix":
+        return any(
+            p.kind == "any" or (p.kind == "suffix" and entry.name.endswith(p.name))
+            for p in operator
+        )
+    if entry.name in _LOCAL_NAMES and block_private:
+        return any(p.names_exactly(entry.name, entry.port or 0) or
+                   (p.kind == "host" and p.name == entry.name) for p in operator)  # fmt: skip
+    return any(p.names(entry.name, entry.port or 0, None) or
+               (p.kind == "host" and p.name == entry.name) for p in operator)  # fmt: skip
+
+
+#: Names that always mean this machine (refused by resolution too; flagged statically).
+_LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
 
 
 # -- which workflow is calling ------------------------------------------------------------------
@@ -448,7 +332,7 @@ class EgressTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         call = _Call(request, _Caller.now())
-        patterns = self.policy.patterns(call.caller.workflow, call.caller.extra)
+        patterns = self.policy.patterns(call.caller.workflow)
         if call.scheme not in _DEFAULT_PORTS:
             self._deny(call, f"scheme {call.scheme!r} is not allowed (only http and https)", "")
         if not any(p.names(call.host, call.port, call.literal) for p in patterns):
@@ -457,16 +341,28 @@ class EgressTransport(httpx.AsyncBaseTransport):
                 f"host {call.host!r} is not on the egress allow-list",
                 self._listing_hint(call),
             )
-        await self._check_connector(call)
+        document = call.caller.extra
+        if document and not any(
+            p.names(call.host, call.port, call.literal) for p in (*document, *self.policy.services)
+        ):
+            self._deny(
+                call,
+                f"host {call.host!r} is not on the workflow's own egress list",
+                "a workflow's list narrows the operator's; add the host to the document's"
+                " metadata.batonflow.egress",
+            )
         addresses = (
             [call.literal] if call.literal is not None else await self._addresses(call, request)
         )
+        await self._check_connector(call, addresses)
         if self.policy.block_private:
             self._check_addresses(call, addresses, patterns)
         return await self._send(call, request, addresses[0])
 
     # -- checks -------------------------------------------------------------------------------
-    async def _check_connector(self, call: _Call) -> None:
+    async def _check_connector(self, call: _Call, addresses: Sequence[Address]) -> None:
+        """Hold a call to a disabled connector, named by its host or reached at any address
+        of it (an IP literal, another spelling, another name resolving to it)."""
         if self._switches is None:
             return
         name = (
@@ -476,6 +372,32 @@ class EgressTransport(httpx.AsyncBaseTransport):
         )
         if not await self._switches.is_enabled(name):
             raise ConnectorDisabled(name, self._switches.retry_after)
+        mine = {_unmapped(a) for a in addresses}
+        for disabled in await self._switches.disabled():
+            if await self._reaches(disabled, mine, call.port):
+                raise ConnectorDisabled(disabled, self._switches.retry_after)
+
+    async def _reaches(self, connector: str, addresses: set[Address], port: int) -> bool:
+        """Is any of ``addresses`` an address of ``connector`` (its configured hosts, or the
+        connector's own name when it is a host or an address)?"""
+        patterns = self._connectors.patterns_of(connector) if self._connectors else ()
+        if not patterns:
+            try:
+                patterns = (HostPattern.parse(connector, "connector"),)
+            except ConfigError:
+                return False
+        for pattern in patterns:
+            if pattern.kind == "network" and any(pattern.covers(a, port) for a in addresses):
+                return True
+            if pattern.kind == "host" and pattern._port_ok(port):
+                try:
+                    found = await self._resolve(pattern.name, port)
+                except OSError:
+                    continue
+                theirs = {_unmapped(a) for a in (_address(t.split("%")[0]) for t in found) if a}
+                if theirs & addresses:
+                    return True
+        return False
 
     async def _addresses(self, call: _Call, request: httpx.Request) -> list[Address]:
         try:
@@ -515,10 +437,7 @@ class EgressTransport(httpx.AsyncBaseTransport):
 
     def _listing_hint(self, call: _Call) -> str:
         entry = call.host if call.literal is None or call.literal.version == 4 else f"[{call.host}]"
-        where = f"add {entry!r} to {self.policy.source}"
-        if call.caller.workflow:
-            where += f" or to {_WORKFLOW_HINT}"
-        return f"to allow it, {where}"
+        return f"to allow it, add {entry!r} to {self.policy.source}"
 
     def _private_hint(self, call: _Call, address: Address) -> str:
         target = f"the host by its exact name ({call.host!r}) or " if call.literal is None else ""
@@ -581,7 +500,7 @@ class _Call:
         self.host = normal_host(request.url)
         self.port = request.url.port or _DEFAULT_PORTS.get(self.scheme, 0)
         self.method = request.method
-        self.path = request.url.path
+        self.path = safe_path(request.url.path)
         self.literal = _address(self.host)
         self.address: str | None = None
         self.started = time.perf_counter()
@@ -625,6 +544,24 @@ class _Call:
         if error is not None:
             data["error"] = error
         self.audit_now("egress.call", data)
+
+
+def safe_path(path: str) -> str:
+    """A URL path as recorded: decoded, with personal data found by the redaction detectors
+    replaced (``/contacts/jane@example.com`` -> ``/contacts/[email]``). For a run with data
+    subjects the path is sealed as well (``SealedStore``); ``$secrets`` values are masked
+    where it is stored."""
+    text = unquote(path)
+    findings = detect(text)
+    if not findings:
+        return text
+    parts: list[str] = []
+    pos = 0
+    for start, end, kind in findings:
+        parts += (text[pos:start], f"[{kind}]")
+        pos = end
+    parts.append(text[pos:])
+    return "".join(parts)
 
 
 class _CountingRequest(httpx.AsyncByteStream):

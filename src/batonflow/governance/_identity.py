@@ -23,6 +23,7 @@ import json
 import os
 import re
 import secrets
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -33,6 +34,8 @@ from batonflow.store import AuditEntry, Store
 __all__ = [
     "ACTIONS",
     "IDENTITY_KIND",
+    "REFUSALS_KIND",
+    "REFUSALS_PER_MINUTE",
     "ROLES",
     "TOKEN_ENV",
     "TOKEN_KIND",
@@ -77,6 +80,8 @@ ACTIONS: Mapping[str, frozenset[str]] = {
     "event.deliver": frozenset({"admin", "operator"}),
     "connector.switch": frozenset({"admin", "operator"}),
     "subject.export": frozenset({"admin", "operator"}),
+    # opening the sealed payloads of runs with data subjects (show, exports, API, console)
+    "personal.read": frozenset({"admin", "operator"}),
     "audit.sign": frozenset({"admin", "operator"}),
     "subject.erase": frozenset({"admin", "operator"}),
     "run.purge": frozenset({"admin", "operator"}),
@@ -228,10 +233,25 @@ def _token_info(key: str, data: Mapping[str, Any]) -> TokenInfo:
     )
 
 
-async def authenticate(store: Store, token: str) -> Identity:
+async def authenticate(store: Store, token: str, *, now: float | None = None) -> Identity:
     """The identity a token stands for; :class:`AccessDenied` if the token is unknown, revoked,
-    or its identity is gone or disabled."""
-    token = token.strip()
+    or its identity is gone or disabled. Every refusal is audited (``auth.refused``, naming the
+    token by its id, never the token), at most :data:`REFUSALS_PER_MINUTE` entries a minute:
+    beyond that they are counted (kind ``auth-refusals``, one record a minute) and one
+    ``auth.refused.limited`` entry says so, so a flood cannot fill the trail."""
+    try:
+        return await _authenticate(store, token.strip())
+    except AccessDenied as refusal:
+        await _record_refusal(store, token.strip(), str(refusal), now)
+        raise
+
+
+#: Refused sign-ins recorded one by one each minute; more are only counted.
+REFUSALS_PER_MINUTE = 20
+REFUSALS_KIND = "auth-refusals"
+
+
+async def _authenticate(store: Store, token: str) -> Identity:
     if not token.startswith(TOKEN_PREFIX):
         raise AccessDenied(f"that is not a batonflow token (they start with {TOKEN_PREFIX!r})")
     text = await store.get_record(TOKEN_KIND, hash_token(token))
@@ -246,6 +266,23 @@ async def authenticate(store: Store, token: str) -> Identity:
     if identity.disabled:
         raise AccessDenied(f"identity {identity.name!r} is disabled")
     return identity
+
+
+async def _record_refusal(store: Store, token: str, reason: str, now: float | None) -> None:
+    at = time.time() if now is None else now
+    minute = str(int(at // 60))
+    text = await store.get_record(REFUSALS_KIND, minute)
+    count = (json.loads(text)["count"] if text else 0) + 1
+    entries: list[AuditEntry] = []
+    if count <= REFUSALS_PER_MINUTE:
+        data: dict[str, Any] = {"token": hash_token(token)[:12], "reason": reason}
+        entries.append(AuditEntry("auth.refused", json.dumps(data), actor="anonymous"))
+    elif count == REFUSALS_PER_MINUTE + 1:
+        note = f"more refused sign-ins this minute are counted in {REFUSALS_KIND}"
+        data = {"minute": int(minute) * 60, "limit": REFUSALS_PER_MINUTE, "note": note}
+        entries.append(AuditEntry("auth.refused.limited", json.dumps(data), actor="anonymous"))
+    record = json.dumps({"count": count, "minute": int(minute) * 60})
+    await store.put_record(REFUSALS_KIND, minute, record, at, audit=entries)
 
 
 def local_identity() -> Identity:

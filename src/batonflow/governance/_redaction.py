@@ -32,6 +32,7 @@ import bisect
 import json
 import re
 import string
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -299,20 +300,84 @@ DETECTORS: Mapping[str, Callable[[str], list[Span]]] = {
 _HAS_DIGIT = re.compile(r"\d")
 
 
+#: Separators people and systems write inside identifiers (``JG.10.37.59.A``,
+#: ``4111.1111.1111.1111``, ``GB33-BUKB-...``, ``4111/1111``): read as a space between two
+#: letters or digits, so each detector sees one spelling.
+_INNER_SEPARATOR = re.compile(
+    r"(?<=[^\W_])[._/\-\u2010-\u2015\u2212\u00a0\u2000-\u200b\u202f\u3000](?=[^\W_])"
+)
+
+
+def normalise(text: str) -> tuple[str, list[int] | None]:
+    """``text`` in Unicode NFKC (full-width digits and letters, ligatures, compatibility
+    forms as their plain characters) and, for each character of the result, the index of the
+    character of ``text`` it came from (None: the same as ``text``)."""
+    if text.isascii() or unicodedata.is_normalized("NFKC", text):
+        return text, None
+    whole = unicodedata.normalize("NFKC", text)
+    if len(whole) == len(text):  # one character for one (full-width forms): same positions
+        return whole, None
+    chars: list[str] = []
+    origin: list[int] = []
+    for i, ch in enumerate(text):
+        plain = unicodedata.normalize("NFKC", ch) if not ch.isascii() else ch
+        chars.append(plain)
+        origin.extend([i] * len(plain))
+    return "".join(chars), origin
+
+
 def detect(text: str, names: Iterable[str] = DETECTORS) -> list[tuple[int, int, str]]:
-    """Non-overlapping findings ``(start, end, detector)`` of the named detectors, in order."""
+    """Non-overlapping findings ``(start, end, detector)`` of the named detectors, in order,
+    as spans of ``text``. Detectors read the text normalised first (:func:`normalise`, and
+    separators inside identifiers as spaces; e-mail addresses keep their dots)."""
     wanted = set(names)
-    if not _HAS_DIGIT.search(text):
+    plain, origin = normalise(text)
+    spaced = _INNER_SEPARATOR.sub(" ", plain)
+    if not _HAS_DIGIT.search(spaced):
         wanted &= {"email"}
     found: list[tuple[int, int, str]] = []
     taken = _Taken()
     for name, finder in DETECTORS.items():
         if name in wanted:
-            for span in finder(text):
+            for start, end in finder(plain if name == "email" else spaced):
+                span = (start, end) if origin is None else (origin[start], origin[end - 1] + 1)
                 if not taken.overlaps(span):
                     taken.add(span)
                     found.append((*span, name))
     return sorted(found)
+
+
+def known_spans(text: str, known: Iterable[str]) -> list[Span]:
+    """Where any of ``known`` (values of 3 or more characters) occurs in ``text``, compared
+    after NFKC normalisation, without case, any run of spaces or separators matching any
+    other."""
+    words = [unicodedata.normalize("NFKC", k).strip() for k in known if isinstance(k, str)]
+    alternatives = sorted({w for w in words if len(w) >= 3}, key=len, reverse=True)
+    if not alternatives:
+        return []
+    pattern = "|".join(
+        r"[\s._-]*".join(re.escape(part) for part in re.split(r"[\s._-]+", w) if part)
+        for w in alternatives
+    )
+    plain, origin = normalise(text)
+    spans = [m.span() for m in re.finditer(pattern, plain, re.IGNORECASE) if m.end() > m.start()]
+    if origin is None:
+        return spans
+    return [(origin[a], origin[b - 1] + 1) for a, b in spans]
+
+
+def _with_known(
+    text: str, known: Iterable[str], findings: list[tuple[int, int, str]]
+) -> list[tuple[int, int, str]]:
+    """``findings`` with the known identifiers' spans, which win over any overlapping one."""
+    taken = _Taken()
+    merged: list[tuple[int, int, str]] = []
+    for span in known_spans(text, known):
+        if not taken.overlaps(span):
+            taken.add(span)
+            merged.append((*span, "subject"))
+    merged += [f for f in findings if not taken.overlaps((f[0], f[1]))]
+    return sorted(merged)
 
 
 # --------------------------------------------------------------------------------------------
@@ -446,6 +511,9 @@ class RedactionPolicy:
     detectors: tuple[str, ...] = ()
     keep: tuple[str, ...] | None = None
     replacement: str | None = None
+    #: The run's own identifiers (its subjects' ids, names, numbers): each found anywhere,
+    #: whatever its case, spacing or Unicode form, becomes ``[subject]``.
+    known: tuple[str, ...] = ()
     _fields: _Node = field(init=False, repr=False, compare=False)
     _keep: _Node | None = field(init=False, repr=False, compare=False)
 
@@ -455,6 +523,7 @@ class RedactionPolicy:
         detectors = _strings(self.detectors, f"{where}.detectors")
         keep = None if self.keep is None else _strings(self.keep, f"{where}.keep")
         _check(fields, detectors, keep, self.replacement, where)
+        object.__setattr__(self, "known", tuple(dict.fromkeys(self.known)))
         object.__setattr__(self, "fields", tuple(dict.fromkeys(fields)))
         object.__setattr__(self, "detectors", tuple(dict.fromkeys(detectors)))
         object.__setattr__(self, "keep", None if keep is None else tuple(dict.fromkeys(keep)))
@@ -464,7 +533,7 @@ class RedactionPolicy:
     @property
     def is_empty(self) -> bool:
         """Nothing to do: :meth:`apply` returns its input as it is."""
-        return not self.fields and not self.detectors and self.keep is None
+        return not self.fields and not self.detectors and self.keep is None and not self.known
 
     def placeholder(self, kind: str) -> str:
         return (self.replacement or DEFAULT_REPLACEMENT).format(kind=kind)
@@ -472,6 +541,8 @@ class RedactionPolicy:
     def redact_text(self, text: str, counts: dict[str, int] | None = None) -> str:
         """``text`` with each detector finding replaced; ``counts`` (if given) is updated."""
         findings = detect(text, self.detectors) if self.detectors else []
+        if self.known:
+            findings = _with_known(text, self.known, findings)
         if not findings:
             return text
         parts: list[str] = []
@@ -503,6 +574,7 @@ class RedactionPolicy:
             detectors=self.detectors + other.detectors,
             keep=self.keep if other.keep is None else other.keep,
             replacement=other.replacement or self.replacement,
+            known=tuple(dict.fromkeys(self.known + other.known)),
         )
 
     @classmethod

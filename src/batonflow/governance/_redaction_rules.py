@@ -20,12 +20,13 @@ detectors apply to every workflow, which can add to them but never take them awa
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from batonflow.core import audit, current_step
+from batonflow.core._context import run_identifiers
 from batonflow.errors import ConfigError
 from batonflow.governance._redaction import Redacted, RedactionPolicy
 
@@ -201,13 +202,35 @@ class Redactor:
         try:
             info = current_step()
         except ConfigError:
-            return self._default.for_model(None)
-        return self.for_model(info.workflow, info.name)
+            policy = self._default.for_model(None)
+        else:
+            policy = self.for_model(info.workflow, info.name)
+        known = (*_known.get(), *run_identifiers())
+        if not known:
+            return policy
+        return (policy or RedactionPolicy()).combined(RedactionPolicy(known=known))
 
 
 _scoped: contextvars.ContextVar[RedactionRules | None] = contextvars.ContextVar(
     "batonflow_redaction", default=None
 )
+
+
+_known: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
+    "batonflow_known_identifiers", default=()
+)
+
+
+@contextmanager
+def known_identifiers(values: Iterable[str]) -> Iterator[None]:
+    """Within the block (and the steps it starts), the run's own identifiers (its subjects'
+    ids, the names and numbers a document's ``metadata.batonflow.identifiers`` finds) are
+    taken out of everything sent to a model, wherever they appear (``[subject]``)."""
+    token = _known.set(tuple(v for v in values if isinstance(v, str) and v.strip()))
+    try:
+        yield
+    finally:
+        _known.reset(token)
 
 
 @contextmanager

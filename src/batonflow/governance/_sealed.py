@@ -8,9 +8,12 @@ a subject deletes its key (crypto-shredding). The ciphertext stays, byte for byt
 audit hash still verifies; nobody can read it any more.
 
 Subjects are stored as references, never as the identifier itself (an e-mail address is
-personal data too): ``ref = "s:" + HMAC-SHA256(store secret, normalised id)``. The secret is a
-random 32-byte governance record created on first use, so references cannot be recomputed
-from a guessed address without the database.
+personal data too): ``ref = "s:" + HMAC-SHA256(reference secret, normalised id)``. With a
+:class:`~batonflow.governance._keys.KeyProvider` (what ``batonflow.toml`` gives), the reference
+secret and the master key that wraps every subject key live outside the database
+(``_keys.py``): the database alone neither opens a payload nor tells whether an address was
+ever a subject. Without one (tests, embedded use), both are governance records of the store,
+as databases made before keys moved out keep them until ``batonflow keys migrate``.
 
 A payload that concerns several subjects is sealed under all of their keys together: erasing
 any one of them makes it unreadable. Data about two people is erased when either asks; that
@@ -37,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any, overload
 
 from batonflow.errors import ConfigError, StoreError
+from batonflow.governance._keys import KeyProvider, MasterKeys, unwrap_key, wrap_key
 from batonflow.store import AuditEntry, Store
 
 __all__ = [
@@ -58,6 +62,8 @@ ERASED = "$erased"
 #: Governance record kinds (``Store.put_record``).
 SECRET_KIND = "config"
 SECRET_KEY = "subject-secret"
+#: The fingerprints of the keys outside the database (never the keys).
+FINGERPRINT_KEY = "master-keys"
 KEY_KIND = "subject-key"
 TOMBSTONE_KIND = "subject-erased"
 
@@ -118,21 +124,89 @@ class SubjectKeys:
     """
 
     def __init__(
-        self, store: Store, now: Callable[[], float], *, audit: Store | None = None
+        self,
+        store: Store,
+        now: Callable[[], float],
+        *,
+        audit: Store | None = None,
+        provider: KeyProvider | None = None,
     ) -> None:
         self.store = store
         self.audit = audit or store
         self.now = now
+        self.provider = provider
         self._secret: bytes | None = None
+        self._master: MasterKeys | None = None
         self._lock = asyncio.Lock()
 
     async def secret(self) -> bytes:
-        """The store secret of the references, created on first use."""
+        """The reference secret, created on first use."""
         if self._secret is None:
             async with self._lock:
                 if self._secret is None:
-                    self._secret = await self._load_or_create_secret()
+                    if self.provider is None:
+                        self._secret = await self._load_or_create_secret()
+                    else:
+                        self._master = await self._load_master(self.provider)
+                        self._secret = self._master.reference
         return self._secret
+
+    async def master(self) -> MasterKeys:
+        """The keys of the provider (ConfigError without one)."""
+        if self.provider is None:
+            raise ConfigError("this store keeps its subject keys inside the database")
+        await self.secret()
+        assert self._master is not None
+        return self._master
+
+    async def _load_master(self, provider: KeyProvider) -> MasterKeys:
+        """The provider's keys, made on first use, checked against the fingerprints the
+        database holds (a database opened with another key file is refused)."""
+        if await self.store.get_record(SECRET_KIND, SECRET_KEY) is not None:
+            raise ConfigError(
+                "this database keeps its subject keys inside it (made by an earlier batonflow):"
+                f" move them out to the {provider.describe()} with `batonflow keys migrate`"
+            )
+        record = await self.store.get_record(SECRET_KIND, FINGERPRINT_KEY)
+        keys = provider.load()
+        if keys is None:
+            if record is not None:
+                raise ConfigError(
+                    f"this database was sealed with keys (fingerprint"
+                    f" {json.loads(record)['master']}) that the {provider.describe()} does not"
+                    " hold: restore that key file (or variable) from its backup"
+                )
+            try:
+                provider.create(MasterKeys.generate())
+            except ConfigError:
+                if provider.load() is None:  # (not: another process made it just now)
+                    raise
+            keys = provider.load()
+            if keys is None:
+                raise ConfigError(f"the {provider.describe()} vanished right after it was made")
+        if record is None:
+            await self._record_fingerprints(keys, provider, "keys.created")
+            record = await self.store.get_record(SECRET_KIND, FINGERPRINT_KEY)
+        check_fingerprint(record, keys, provider)
+        return keys
+
+    async def _record_fingerprints(
+        self, keys: MasterKeys, provider: KeyProvider, kind: str, actor: str = "system"
+    ) -> None:
+        value = {
+            "master": keys.fingerprint(),
+            "reference": keys.reference_fingerprint(),
+            "provider": provider.describe(),
+            "at": self.now(),
+        }
+        entries = [AuditEntry(kind, json.dumps(value), actor=actor)]
+        together = self.audit is self.store
+        await self.store.put_record(
+            SECRET_KIND, FINGERPRINT_KEY, json.dumps(value), self.now(),
+            audit=entries if together else (),
+        )  # fmt: skip
+        if not together:
+            await self.audit.append_audit(entries, self.now())
 
     async def _load_or_create_secret(self) -> bytes:
         text = await self.store.get_record(SECRET_KIND, SECRET_KEY)
@@ -188,21 +262,37 @@ class SubjectKeys:
         if text is None:
             return None
         data = json.loads(text)
+        if "wrapped" in data:
+            master = await self.master()
+            return SubjectKey(ref, data["kid"], unwrap_key(master.master, data["wrapped"], ref,
+                                                           data["kid"]))  # fmt: skip
+        if self.provider is not None:
+            await self.master()  # names the database keeping its keys inside, if it does
+            raise ConfigError(
+                f"the key of subject {ref} is stored unwrapped inside the database: move it"
+                " out with `batonflow keys migrate`"
+            )
         return SubjectKey(ref, data["kid"], _unb64(data["key"], f"the key of subject {ref}"))
+
+    async def key_record(self, ref: str, kid: str, key: bytes) -> str:
+        """The stored form of a subject key: wrapped by the master key when there is one."""
+        value: dict[str, Any] = {"kid": kid, "created_at": self.now()}
+        if self.provider is None:
+            value["key"] = _b64(key)
+        else:
+            master = await self.master()
+            value.update(wrapped=wrap_key(master.master, key, ref, kid), mk=master.fingerprint())
+        return json.dumps(value)
 
     async def ensure(self, ref: str) -> SubjectKey:
         """The subject's key, made now if it has none (first run, or first since an erasure)."""
         key = await self._read(ref)
         if key is not None:
             return key
-        value = {
-            "kid": secrets.token_hex(8),
-            "key": _b64(secrets.token_bytes(32)),  # AES-256
-            "created_at": self.now(),
-        }
+        record = await self.key_record(ref, secrets.token_hex(8), secrets.token_bytes(32))
         # Insert-if-absent: of two runs (or processes) racing to make the first key, one wins
         # and both use its key; a key is never overwritten (that would lose data).
-        await self.store.add_record(KEY_KIND, ref, json.dumps(value), self.now())
+        await self.store.add_record(KEY_KIND, ref, record, self.now())
         key = await self._read(ref)
         if key is None:  # erased in the instant between the two statements
             raise StoreError(f"the key of subject {ref} was erased as it was made; try again")
@@ -263,6 +353,19 @@ class SubjectKeys:
         else:  # the key goes first: an erasure is never recorded without having happened
             await self.store.put_record(KEY_KIND, ref, None, now)
             await self.audit.append_audit(entries, now)
+
+
+def check_fingerprint(record: str | None, keys: MasterKeys, provider: KeyProvider) -> None:
+    """ConfigError unless ``keys`` are the ones the database's fingerprint record names."""
+    data = json.loads(record) if record else {}
+    if data.get("master") != keys.fingerprint() or data.get("reference") != (
+        keys.reference_fingerprint()
+    ):
+        raise ConfigError(
+            f"the {provider.describe()} holds other keys (fingerprint {keys.fingerprint()}) than"
+            f" the ones this database was sealed with ({data.get('master')}): point"
+            " [governance.keys] at the right key file"
+        )
 
 
 # -- envelopes ----------------------------------------------------------------------------------

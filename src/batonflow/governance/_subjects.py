@@ -34,6 +34,9 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, runtime_check
 
 from batonflow._serde import dumps, error_to_dict
 from batonflow.errors import InvalidTransition, RunCancelled
+from batonflow.governance._approval import APPROVAL_KIND
+from batonflow.governance._keys import KeyProvider
+from batonflow.governance._scrub import Scrubber
 from batonflow.governance._sealed import TOMBSTONE_KIND, SubjectKeys, is_sealed
 from batonflow.store import (
     AttemptRecord,
@@ -53,6 +56,11 @@ from batonflow.store import (
 __all__ = ["Compacts", "Erasure", "SealedStore", "erase_subject", "export_subject", "wrap_store"]
 
 _CACHE_SIZE = 4096
+#: Fields of an otherwise clear audit entry that hold the run's data (an outbound call's URL
+#: path, query and body): sealed one by one for runs with data subjects.
+RUN_DATA_FIELDS = frozenset({"path", "query", "url", "body"})
+#: Fields of an open approval's record that are its run's data (sealed for subject runs).
+APPROVAL_FIELDS = frozenset({"title", "summary", "excluded"})
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -78,6 +86,8 @@ class SealedStore:
     Audit entries raised by a subject run's steps are sealed whole, except those of
     ``clear_kinds`` (kinds whose data is known to hold nothing personal, e.g. a model call's
     token counts and cost), which stay readable and are only tagged with the run's subjects.
+    ``key_provider``: where the master key and reference secret live (outside the database).
+    ``scrub``: masks ``$secrets`` values in everything stored, and personal data in errors.
     ``key_store``: where the subject keys live, if not in ``inner`` (see :class:`SubjectKeys`:
     a separate key store keeps keys out of the runs' database and its backups).
     Attributes it does not define (``path``, ``commits``, ``compact``, ``on_work``) are the
@@ -95,11 +105,14 @@ class SealedStore:
         now: Callable[[], float] = time.time,
         clear_kinds: Iterable[str] = (),
         key_store: Store | None = None,
+        key_provider: KeyProvider | None = None,
+        scrub: Scrubber | None = None,
     ) -> None:
         self.inner = inner
+        self.scrub = scrub or Scrubber()
         self.url = inner.url
         self.key_store = key_store
-        self.keys = SubjectKeys(key_store or inner, now, audit=inner)
+        self.keys = SubjectKeys(key_store or inner, now, audit=inner, provider=key_provider)
         self.clear_kinds = frozenset(clear_kinds)
         self._subjects: OrderedDict[str, tuple[str, ...]] = OrderedDict()
 
@@ -141,15 +154,30 @@ class SealedStore:
             error_json=await o(run.error_json, run.id),
         )
 
+    async def _seal(
+        self,
+        text: str | None,
+        refs: Sequence[str],
+        bind: str,
+        *,
+        error: bool = False,
+        step: str | None = None,
+    ) -> str | None:
+        """``text`` as stored: secrets masked (and, for an error, personal data redacted),
+        then sealed when the run has subjects."""
+        if text is not None and not is_sealed(text):
+            text = self.scrub.error(text) if error else self.scrub.text(text)
+        return await self.keys.seal(text, refs, bind, step=step)
+
     async def _seal_step(self, step: StepRecord, refs: Sequence[str]) -> StepRecord:
-        if not refs:
+        if not refs and not self.scrub:
             return step
-        s, rid = self.keys.seal, step.run_id
+        rid = step.run_id
         return dataclasses.replace(
             step,
-            input_json=await s(step.input_json, refs, rid),
-            output_json=await s(step.output_json, refs, rid),
-            error_json=await s(step.error_json, refs, rid),
+            input_json=await self._seal(step.input_json, refs, rid),
+            output_json=await self._seal(step.output_json, refs, rid),
+            error_json=await self._seal(step.error_json, refs, rid, error=True),
         )
 
     async def _open_step(self, step: StepRecord) -> StepRecord:
@@ -171,11 +199,13 @@ class SealedStore:
         audit: Sequence[AuditEntry],
     ) -> tuple[list[StepRecord], list[AttemptRecord], list[AuditEntry], tuple[str, ...]]:
         refs = await self.subjects_of(run_id)
-        if not refs:
+        if not refs and not self.scrub:
             return list(steps), list(attempts), list(audit), refs
         sealed_steps = [await self._seal_step(s, refs) for s in steps]
         sealed_attempts = [
-            dataclasses.replace(a, error_json=await self.keys.seal(a.error_json, refs, a.run_id))
+            dataclasses.replace(
+                a, error_json=await self._seal(a.error_json, refs, a.run_id, error=True) or ""
+            )
             for a in attempts
         ]
         return sealed_steps, sealed_attempts, await self._seal_audit(audit, refs, run_id), refs
@@ -184,16 +214,33 @@ class SealedStore:
         self, entries: Sequence[AuditEntry], refs: Sequence[str], run_id: str
     ) -> list[AuditEntry]:
         """Entries raised by a subject run's steps (a model call's prompt, an approval's
-        comment) carry its data: seal it, and tag the entry with the run's subjects."""
+        comment) carry its data: seal it, and tag the entry with the run's subjects. Entries
+        of ``clear_kinds`` stay readable, but their run-data fields (an outbound call's URL
+        path, query and body: :data:`RUN_DATA_FIELDS`) are sealed one by one."""
         out = []
         for e in entries:
             # Subjects an entry names itself are stored as references too, never as ids.
             subjects = tuple(sorted({*await self.keys.refs(e.subjects), *refs}))
-            data = e.data_json
-            if e.kind not in self.clear_kinds and data not in ("{}", "") and not is_sealed(data):
-                data = await self.keys.seal(data, refs, e.run_id or run_id)
+            data = self.scrub.text(e.data_json) or e.data_json
+            bind = e.run_id or run_id
+            if not refs or data in ("{}", "") or is_sealed(data):
+                pass
+            elif e.kind not in self.clear_kinds:
+                data = await self.keys.seal(data, refs, bind)
+            else:
+                data = await self._seal_fields(data, refs, bind)
             out.append(dataclasses.replace(e, data_json=data, subjects=subjects))
         return out
+
+    async def _seal_fields(self, data: str, refs: Sequence[str], bind: str) -> str:
+        value = json.loads(data)
+        if not isinstance(value, dict) or not RUN_DATA_FIELDS & value.keys():
+            return data
+        for name in RUN_DATA_FIELDS & value.keys():
+            if value[name] not in (None, ""):
+                text = json.dumps(value[name], separators=(",", ":"))
+                value[name] = json.loads(await self.keys.seal(text, refs, bind))
+        return json.dumps(value, separators=(",", ":"))
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def open(self) -> None:
@@ -234,7 +281,7 @@ class SealedStore:
         stored = dataclasses.replace(
             run,
             subjects=refs,
-            input_json=await self.keys.seal(run.input_json, refs, run.id),
+            input_json=await self._seal(run.input_json, refs, run.id) or run.input_json,
         )
         if parent_step is not None:
             parent_step = await self._seal_step(parent_step, parent_refs)
@@ -275,7 +322,8 @@ class SealedStore:
         *,
         actor: str | None = None,
     ) -> RunRecord:
-        sealed = await self.keys.seal(error_json, await self.subjects_of(run_id), run_id)
+        refs = await self.subjects_of(run_id)
+        sealed = await self._seal(error_json, refs, run_id, error=True)
         run = await self.inner.transition(run_id, target, now, sealed, actor=actor)
         return await self._open_run(run)
 
@@ -381,8 +429,10 @@ class SealedStore:
         audit: Sequence[AuditEntry] = (),
     ) -> None:
         s, a, e, refs = await self._seal_writes(run_id, steps, attempts, audit)
-        output = await self.keys.seal(output_json, refs, run_id)
-        error = await self.keys.seal(error_json, refs, run_id, step=failed_step_of(error_json))
+        output = await self._seal(output_json, refs, run_id)
+        error = await self._seal(
+            error_json, refs, run_id, error=True, step=failed_step_of(error_json)
+        )
         await self.inner.finish_run(run_id, owner, status, output, error, s, a, now, audit=e)
 
     async def next_wake_at(self) -> float | None:
@@ -414,7 +464,7 @@ class SealedStore:
         else:
             found, bind = (), ""
         refs = sorted({*found, *told})
-        sealed = await self.keys.seal(payload_json, refs, bind)
+        sealed = await self._seal(payload_json, refs, bind) or payload_json
         event = await self.inner.deliver_event(
             topic, sealed, now, key=key, run_id=run_id, actor=actor
         )
@@ -464,7 +514,21 @@ class SealedStore:
         *,
         audit: Sequence[AuditEntry] = (),
     ) -> None:
+        if kind == APPROVAL_KIND and data_json is not None:
+            data_json = await self._seal_approval(data_json)
         await self.inner.put_record(kind, key, data_json, now, audit=audit)
+
+    async def _seal_approval(self, text: str) -> str:
+        """An open approval's request is listed for deciders from its record: its free text
+        (title, summary) and the people it excludes are the run's data, sealed one by one."""
+        value = json.loads(text)
+        refs = await self.subjects_of(value.get("run_id"))
+        if not refs:
+            return text
+        for name in APPROVAL_FIELDS & value.keys():
+            plain = json.dumps(value[name], separators=(",", ":"))
+            value[name] = json.loads(await self._seal(plain, refs, value["run_id"]) or plain)
+        return json.dumps(value, separators=(",", ":"))
 
     async def add_record(
         self,
@@ -477,11 +541,22 @@ class SealedStore:
     ) -> bool:
         return await self.inner.add_record(kind, key, data_json, now, audit=audit)
 
+    @_one_key_read
     async def get_record(self, kind: str, key: str) -> str | None:
-        return await self.inner.get_record(kind, key)
+        text = await self.inner.get_record(kind, key)
+        return await self._open_record(kind, text) if text is not None else None
 
+    @_one_key_read
     async def list_records(self, kind: str) -> list[tuple[str, str]]:
-        return await self.inner.list_records(kind)
+        records = await self.inner.list_records(kind)
+        return [(key, await self._open_record(kind, text)) for key, text in records]
+
+    async def _open_record(self, kind: str, text: str) -> str:
+        if kind != APPROVAL_KIND or '"$sealed"' not in text:
+            return text
+        value = json.loads(text)
+        opened = await self._open_tree(value, value.get("run_id", ""))
+        return json.dumps(opened, separators=(",", ":"))
 
     # -- opening what an auditor reads --------------------------------------------------------
     @_one_key_read
@@ -509,11 +584,21 @@ def wrap_store(
     now: Callable[[], float] = time.time,
     clear_kinds: Iterable[str] = (),
     key_store: Store | None = None,
+    key_provider: KeyProvider | None = None,
+    scrub: Scrubber | None = None,
 ) -> SealedStore:
-    """``store`` sealing the payloads of runs with data subjects (already wrapped: itself)."""
+    """``store`` sealing the payloads of runs with data subjects (already wrapped: itself).
+    ``key_provider``: where the master key and the reference secret live (``_keys.py``)."""
     if isinstance(store, SealedStore):
         return store
-    return SealedStore(store, now=now, clear_kinds=clear_kinds, key_store=key_store)
+    return SealedStore(
+        store,
+        now=now,
+        clear_kinds=clear_kinds,
+        key_store=key_store,
+        key_provider=key_provider,
+        scrub=scrub,
+    )
 
 
 # -- the rights of access (Art. 15) and erasure (Art. 17) ----------------------------------------
@@ -542,6 +627,9 @@ class Erasure:
     cancelled: tuple[str, ...] = ()  # unfinished runs stopped by the erasure
     erased_at: float | None = None
     actor: str | None = None
+    #: What could not be made unreadable (a payload stored unsealed), each said in words;
+    #: empty when the erasure is complete.
+    remainders: tuple[str, ...] = ()
 
 
 async def export_subject(
@@ -651,11 +739,44 @@ async def erase_subject(store: SealedStore, subject_id: str, *, actor: str, now:
     tomb_data = {"erased_at": now, "actor": actor, "runs": len(ids)}
     await store.put_record(TOMBSTONE_KIND, ref, json.dumps(tomb_data), now)
     entry = AuditEntry("subject.erased", json.dumps(data), actor=actor, subjects=(ref,))
+    await _drop_pending_approvals(store, set(ids), now)
     await store.keys.destroy(ref, now, [entry])
     for target in {id(s): s for s in (store.inner, store.keys.store)}.values():
         if isinstance(target, Compacts):
             await target.compact()
-    return Erasure(ref, "erased", ids, tuple(cancelled), now, actor)
+    remainders = tuple([r for run in runs for r in await _remainders(store, run.id)])
+    return Erasure(ref, "erased", ids, tuple(cancelled), now, actor, remainders)
+
+
+async def _drop_pending_approvals(store: SealedStore, runs: set[str], now: float) -> None:
+    """An open approval's request is kept as a governance record (title, data) so deciders can
+    list it; the erasure cancelled its run, so the record goes with it."""
+    for key, text in await store.inner.list_records(APPROVAL_KIND):
+        if json.loads(text).get("run_id") in runs:
+            await store.inner.put_record(APPROVAL_KIND, key, None, now)
+
+
+async def _remainders(store: SealedStore, run_id: str) -> list[str]:
+    """What of ``run_id`` is still stored in clear after its key was destroyed."""
+    found: list[str] = []
+
+    def check(text: str | None, what: str) -> None:
+        clear = text not in (None, "", "null", "{}") and not is_sealed(text)
+        if clear and not (text or "").startswith('{"$erased"'):
+            found.append(f"run {run_id}: {what} is stored unsealed")
+
+    run = await store.inner.get_run(run_id)
+    if run is not None:
+        for name in ("input_json", "output_json", "error_json"):
+            check(getattr(run, name), name.removesuffix("_json"))
+    for step in await store.inner.load_steps(run_id):
+        for name in ("input_json", "output_json", "error_json"):
+            check(getattr(step, name), f"step {step.step_id} ({step.name}) {name[:-5]}")
+    for attempt in await store.inner.load_attempts(run_id):
+        check(attempt.error_json, f"step {attempt.step_id} attempt {attempt.attempt} error")
+    for event in await store.inner.list_events(run_id=run_id, limit=_ALL):
+        check(event.payload_json, f"event {event.id} ({event.topic})")
+    return found
 
 
 async def _cancel(store: SealedStore, run_id: str, actor: str, now: float) -> bool:

@@ -90,7 +90,8 @@ class SQLiteStore:
         if self.path.is_dir():
             raise ConfigError(f"store path {self.path} is a directory, expected a database file")
         if not self.path.parent.exists():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _create_private(self.path)
         try:
             self._check_identity()
             self._migrate()
@@ -170,7 +171,7 @@ class SQLiteStore:
     # -- workers ------------------------------------------------------------------------------
     async def acquire_worker(self, owner: str, now: float) -> None:
         lock_path = f"{self.path}.engine-lock"
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -698,3 +699,17 @@ class SQLiteStore:
             raise StoreError("the store is not open")
         with self._read_lock:
             self._reader.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _create_private(path: Path) -> None:
+    """A new database file is created readable by its owner only (0600, whatever the umask):
+    it holds the runs' data. SQLite gives its WAL and shared-memory files the database
+    file's permissions. An existing file keeps the mode its owner chose."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)

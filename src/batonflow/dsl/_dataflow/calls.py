@@ -229,8 +229,8 @@ def _model(
         "model", name, pointer, target, shape,
         function=function, provider=provider, model=args.get("model"), vendors=vendors,
     )  # fmt: skip
-    for host, port in hosts:
-        walker.check_host(host, name, pointer, port)
+    for host, port in hosts:  # a configured provider: the operator's service
+        walker.check_host(host, name, pointer, port, service=True)
     if isinstance(provider, str) and is_expression(provider):
         walker.flag(
             "warning",

@@ -142,8 +142,9 @@ class EgressCheck:
         policy = config.egress if config is not None else None
         return cls(policy, own, governance.egress is not None)
 
-    def verdict(self, host: str, port: int) -> tuple[str, str] | None:
-        """``(severity, why)`` when the call may be refused, else None."""
+    def verdict(self, host: str, port: int, *, service: bool = False) -> tuple[str, str] | None:
+        """``(severity, why)`` when the call may be refused, else None. The workflow's own
+        list narrows the operator's, except for ``service`` hosts (configured providers)."""
         from batonflow.governance._egress import restricted
 
         host = host.lower().rstrip(".")
@@ -151,31 +152,39 @@ class EgressCheck:
             address = ipaddress.ip_address(host.strip("[]"))
         except ValueError:
             address = None
-        patterns = [*(self.policy.allow if self.policy is not None else ()), *self.own]
+        # The operator's policy is the ceiling; the workflow's own list only narrows it, and
+        # only the operator opens private addresses.
+        operator = list(self.policy.allow) if self.policy is not None else []
         private = (restricted(address) if address is not None else None) or (
             "a loopback name" if host == "localhost" or host.endswith(".localhost") else None
         )
+        if not service and self.listed and not any(p.names(host, port, address) for p in self.own):
+            return (
+                "high",
+                f"{host} is not on the workflow's own egress list: the call will be refused",
+            )
         if private is not None:
             exact = any(
                 p.names_exactly(host, port) or (address is not None and p.covers(address, port))
-                for p in patterns
+                for p in operator
             )
             if not exact and (self.policy is None or self.policy.block_private):
                 return "high", (
-                    f"{host} is {private}: private addresses are blocked unless listed by"
-                    " exact name or network"
+                    f"{host} is {private}: private addresses are blocked unless the operator's"
+                    " [governance.egress] allow lists them by exact name or network"
                 )
             return None
-        if any(p.names(host, port, address) for p in patterns):
+        if self.policy is None or any(p.names(host, port, address) for p in operator):
             return None
-        if self.policy is not None:
-            return "high", f"{host} is not on the egress allow-list: the call will be refused"
-        if self.listed:
-            return "warning", (
-                f"{host} is not on the workflow's egress list: it is reached only if the global"
-                " [governance.egress] allow lists it (pass --config to check)"
-            )
-        return None
+        return "high", f"{host} is not on the egress allow-list: the call will be refused"
+
+    def wider(self) -> list[str]:
+        """The entries of the workflow's own list the operator's policy does not grant (the
+        default policy when no configuration is given: any public host, nothing private)."""
+        from batonflow.governance._egress import EgressPolicy
+
+        policy = self.policy if self.policy is not None else EgressPolicy.parse(None)
+        return list(policy.wider_than(self.own))
 
 
 # -- the deployment's configuration file --------------------------------------------------------

@@ -160,8 +160,8 @@ def _security(report: DataflowReport) -> str:
     if report.egress_global is None:
         own = ", ".join(gov.egress or ()) or "none"
         parts.append(
-            f"egress allow-list of the workflow: {own}, plus the deployment's [governance.egress]"
-            " list (not given: pass --config)"
+            f"egress allow-list of the workflow: {own}, narrowing the deployment's"
+            " [governance.egress] list (not given: pass --config)"
         )
     else:
         parts.append("egress allow-list: " + (", ".join(report.egress) or "nothing"))

@@ -116,7 +116,11 @@ def analyse_dataflow(
     retention, retention_source = governance.retention, "document"
     if retention is None and config is not None and name in config.retention:
         retention, retention_source = config.retention[name], config.source
-    flags = [*sink.all_flags(), *_governance_flags(document, governance, flows, retention)]
+    flags = [
+        *sink.all_flags(),
+        *_governance_flags(document, governance, flows, retention),
+        *_egress_flags(document, sink.egress),
+    ]
     seen = {field for flow in flows for field in flow.fields}
     policy = config.egress if config is not None else None
     return DataflowReport(
@@ -183,6 +187,26 @@ def _governance_flags(
                 f"{meta}/redact/steps/{step}", at.line if at else None,
             ))  # fmt: skip
     return flags
+
+
+def _egress_flags(document: DslDocument, egress: EgressCheck) -> list[Flag]:
+    """A workflow's own egress list asking for more than the operator's policy grants: it
+    reaches nothing beyond that policy at run time, but a reviewer should know it asked."""
+    pointer = "/document/metadata/batonflow/egress"
+    at = document.position(pointer)
+    return [
+        Flag(
+            "high",
+            "egress-wider",
+            f"egress: {entry!r} asks for more than the operator's policy grants (private,"
+            " loopback, link-local and metadata addresses, and hosts beyond"
+            " [governance.egress] allow, open only by the operator): the workflow's list can"
+            " only narrow it, so calls there will be refused",
+            pointer,
+            at.line if at else None,
+        )
+        for entry in egress.wider()
+    ]
 
 
 def _task_names(items: list[Any]) -> set[str]:

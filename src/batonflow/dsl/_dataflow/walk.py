@@ -371,11 +371,14 @@ class Walker:
         at = self.document.position(pointer)
         return at.line if at else None
 
-    def check_host(self, host: str | None, name: str, pointer: str, port: int = 443) -> None:
-        """Flag a host the egress policy may refuse."""
+    def check_host(
+        self, host: str | None, name: str, pointer: str, port: int = 443, *, service: bool = False
+    ) -> None:
+        """Flag a host the egress policy may refuse (``service``: a configured provider's,
+        which a workflow's own list does not cut)."""
         if not host:
             return
-        verdict = self.sink.egress.verdict(host, port)
+        verdict = self.sink.egress.verdict(host, port, service=service)
         if verdict is not None:
             severity, why = verdict
             code = "egress-private" if "private addresses" in why else "egress-not-allowed"
