@@ -240,7 +240,8 @@ started = time.perf_counter()
 encode(sys.argv[1], "bench", texts)
 batch = time.perf_counter() - started
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"load_s": round(loaded, 2), "peak_rss_mb": round(rss), "batch20_s": round(batch, 2)}))
+out = {"load_s": round(loaded, 2), "peak_rss_mb": round(rss), "batch20_s": round(batch, 2)}
+print(json.dumps(out))
 """
 
 

@@ -172,7 +172,7 @@ def test_examples_files(tmp_path: Path) -> None:
         load_examples(bad)
     broken = tmp_path / "broken.json"
     broken.write_text("{")
-    with pytest.raises(ConfigError, match="broken.json: not valid JSON"):
+    with pytest.raises(ConfigError, match=r"broken\.json: not valid JSON"):
         load_examples(broken)
     with pytest.raises(ConfigError, match="cannot read"):
         load_examples(tmp_path / "missing.jsonl")
