@@ -108,7 +108,7 @@ class LocalProvider:
         self._model = model
         self._temperature = temperature or _ZERO_SHOT_TEMPERATURE[model]
         self._cache: OrderedDict[str, list[float]] = OrderedDict()
-        self._fitted: dict[tuple[tuple[str, tuple[str, ...]], ...], float] = {}
+        self._fitted: dict[tuple[tuple[str, tuple[str, ...]], ...], _Fit] = {}
 
     @property
     def name(self) -> str:
@@ -221,13 +221,14 @@ class LocalProvider:
         prototypes = [normalise(mean(groups[label])) for label in labels]
         sims = [_dot(target, p) for p in prototypes]
         learned = sum(len(v) for v in shown.values())
-        temperature = self._temperature
+        probs = _softmax(sims, 1.0 / self._temperature)
         if learned:
             key = tuple((label, tuple(shown[label])) for label in labels)
             if key not in self._fitted:
-                self._fitted[key] = _fit_temperature([groups[lb] for lb in labels], temperature)
-            temperature = self._fitted[key]
-        probs = _softmax(sims, 1.0 / temperature)
+                self._fitted[key] = _fit([groups[lb] for lb in labels], self._temperature)
+            fit = self._fitted[key]
+            probs = _softmax(sims, 1.0 / fit.temperature)
+            probs = [p * fit.typical(i, sims[i]) for i, p in enumerate(probs)]
         ranked = sorted(range(len(labels)), key=lambda i: -sims[i])
         best = ranked[0]
         runner = f"; next {labels[ranked[1]]!r} at {sims[ranked[1]]:.3f}" if len(labels) > 1 else ""
@@ -242,27 +243,52 @@ class LocalProvider:
         }
 
 
-def _fit_temperature(groups: Sequence[Sequence[Sequence[float]]], default: float) -> float:
-    """The softmax temperature that best predicts each example's own label from the centroids
-    of the others (leave one out: maximum likelihood over a grid). ``default`` when there is
-    nothing to hold out (every label with examples has just one)."""
+class _Fit:
+    """What a set of examples says about confidence: the softmax temperature that best
+    predicts each example's own label from the centroids of the others (leave one out, maximum
+    likelihood over a grid), and per label how similar held-out examples are to their own
+    label's centroid: ``floor`` is two standard deviations (``spread``) below the mean. A text
+    less similar than ``floor`` to the label it is given is unlike the examples of it: its
+    confidence is lowered by ``exp((similarity - floor) / spread)``, so an e-mail of a kind the
+    examples never showed comes out unsure, not confidently wrong."""
+
+    def __init__(self, temperature: float, floors: Sequence[tuple[float, float] | None]) -> None:
+        self.temperature = temperature
+        self.floors = floors
+
+    def typical(self, label: int, similarity: float) -> float:
+        found = self.floors[label]
+        if found is None or similarity >= found[0]:
+            return 1.0
+        floor, spread = found
+        return math.exp((similarity - floor) / spread)
+
+
+def _fit(groups: Sequence[Sequence[Sequence[float]]], default: float) -> _Fit:
     sums = [[math.fsum(col) for col in zip(*g, strict=True)] for g in groups]
     centroids = [normalise(s) for s in sums]
     cases: list[tuple[int, list[float]]] = []
+    floors: list[tuple[float, float] | None] = []
     for own, group in enumerate(groups):
-        if len(group) < 2:
-            continue
-        for vector in group:
+        own_sims = []
+        for vector in group if len(group) > 1 else ():
             held = normalise([a - b for a, b in zip(sums[own], vector, strict=True)])
             sims = [_dot(vector, held if i == own else c) for i, c in enumerate(centroids)]
             cases.append((own, sims))
+            own_sims.append(sims[own])
+        if len(own_sims) > 1:  # two standard deviations below the typical held-out example
+            mu = math.fsum(own_sims) / len(own_sims)
+            sd = math.sqrt(math.fsum((x - mu) ** 2 for x in own_sims) / (len(own_sims) - 1))
+            floors.append((mu - 2 * sd, max(sd, 1e-3)))
+        else:
+            floors.append(None)
     if not cases or len(groups) < 2:
-        return default
+        return _Fit(default, floors)
 
     def loss(t: float) -> float:
         return -math.fsum(math.log(max(_softmax(s, 1 / t)[own], 1e-12)) for own, s in cases)
 
-    return min(_GRID, key=loss)
+    return _Fit(min(_GRID, key=loss), floors)
 
 
 def _label_prompt(label: str, description: str) -> str:
