@@ -70,6 +70,7 @@ class Outcome:
     confidence: float
     seconds: float
     hard: bool
+    injection: bool = False
 
 
 @dataclass
@@ -90,6 +91,7 @@ class Report:
                 "recall": round(tp / len(actual), 3) if actual else 0.0,
             }
         hard = [o.gold == o.label for o in self.outcomes if o.hard]
+        injected = [o.gold == o.label for o in self.outcomes if o.injection]
         answered = [o for o in self.outcomes if o.confidence >= ABSTAIN_BELOW]
         times = sorted(o.seconds for o in self.outcomes)
         return {
@@ -97,6 +99,7 @@ class Report:
             "scored": n,
             "accuracy": round(sum(right) / n, 3),
             "hard_accuracy": round(sum(hard) / len(hard), 3) if hard else None,
+            "injection_right": f"{sum(injected)}/{len(injected)}",
             "per_label": per_label,
             "ece": round(_ece(self.outcomes), 3),
             "reliability": _bins(self.outcomes),
@@ -186,7 +189,9 @@ async def run_method(method: str, pool: Sequence[Email], scored: Sequence[Email]
             started = time.perf_counter()
             label, confidence = keyword_label(email.text)
             seconds = time.perf_counter() - started
-            report.outcomes.append(Outcome(email.label, label, confidence, seconds, email.hard))
+            report.outcomes.append(
+                Outcome(email.label, label, confidence, seconds, email.hard, email.injection)
+            )
         return report
     name, per_label = method.split("-")
     model = {"e5": "multilingual-e5-small", "minilm": "all-MiniLM-L6-v2"}[name]
@@ -198,7 +203,14 @@ async def run_method(method: str, pool: Sequence[Email], scored: Sequence[Email]
         result = await classify(provider, email.text, LABELS, examples=examples)
         seconds = time.perf_counter() - started
         report.outcomes.append(
-            Outcome(email.label, result["label"], result["confidence"], seconds, email.hard)
+            Outcome(
+                email.label,
+                result["label"],
+                result["confidence"],
+                seconds,
+                email.hard,
+                email.injection,
+            )
         )
     return report
 
@@ -269,16 +281,17 @@ def footprint() -> dict[str, Any]:
 
 def table(summaries: Sequence[dict[str, Any]]) -> str:
     head = (
-        "| method | accuracy | hard | complaint P / R | routine P / R | invoice P / R "
+        "| method | accuracy | hard | injected | complaint P / R | routine P / R | invoice P / R "
         "| spam P / R | ECE | answered at 0.5 (acc.) | p50 / p95 ms |"
     )
-    rows = [head, "|" + "---|" * 10]
+    rows = [head, "|" + "---|" * 11]
     for s in summaries:
         pl = s["per_label"]
         cells = [f"{pl[k]['precision']:.2f} / {pl[k]['recall']:.2f}" for k in LABELS]
         acc = s["accuracy_answered"]
         rows.append(
             f"| {s['method']} | {s['accuracy']:.3f} | {s['hard_accuracy']:.3f} | "
+            f"{s['injection_right']} | "
             + " | ".join(cells)
             + f" | {s['ece']:.3f} | {s['answered']:.2f} ({acc if acc is None else f'{acc:.3f}'})"
             f" | {s['latency_ms_p50']} / {s['latency_ms_p95']} |"

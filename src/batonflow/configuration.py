@@ -95,6 +95,7 @@ class Setup:
         self.mailer()
         self.alerts()
         self.retention()
+        self.classify_examples()
 
     def _governance(self) -> Mapping[str, Any]:
         table = self.data.get("governance", {})
@@ -203,6 +204,26 @@ class Setup:
 
         return Mailer(parse_smtp_settings(self.data, self.source))
 
+    def classify_examples(self) -> dict[str, Any]:
+        """``[classify.examples]``: workflow name -> a file of labelled examples (``.jsonl`` or
+        ``.json``, relative to this file) that its ``classify`` steps learn from."""
+        table = self.data.get("classify", {})
+        if not isinstance(table, Mapping) or set(table) - {"examples"}:
+            raise bf.ConfigError(f"{self.source}: [classify] has only an `examples` table")
+        files = table.get("examples", {})
+        if not isinstance(files, Mapping):
+            raise bf.ConfigError(f"{self.source}: [classify.examples] must be a table")
+        from batonflow.catalog import load_examples
+
+        found: dict[str, Any] = {}
+        for workflow, path in files.items():
+            if not isinstance(path, str) or not path:
+                raise bf.ConfigError(
+                    f"{self.source}: classify.examples.{workflow}: expected a file path"
+                )
+            found[workflow] = load_examples(Path(self.source).parent / path)
+        return found
+
     def retention(self) -> dict[str, Any]:
         """``[governance.retention]``: workflow name -> how long its ended runs are kept."""
         from batonflow.governance._retention import retention_config
@@ -250,7 +271,9 @@ class Setup:
         )
         guarded = {n: RedactingProvider(p, redactor.model_policy) for n, p in providers.items()}
         functions: dict[str, Callable[..., Any]] = {
-            **Catalog(guarded, store=store, client=client).functions(),
+            **Catalog(
+                guarded, store=store, client=client, examples=self.classify_examples()
+            ).functions(),
             "approval": approval,
         }
         mailer = self.mailer()

@@ -356,3 +356,20 @@ async def _invoke(runner: CliRunner, args: list[str]) -> Any:
     import asyncio
 
     return await asyncio.to_thread(runner.invoke, app, args)
+
+
+def test_the_configuration_names_an_examples_file_per_workflow(tmp_path: Path) -> None:
+    from batonflow.configuration import Setup
+
+    (tmp_path / "triage.jsonl").write_text('{"text": "Invoice 9 is due", "label": "invoice"}\n')
+    source = str(tmp_path / "batonflow.toml")
+    setup = Setup(source, {"classify": {"examples": {"examples/desk": "triage.jsonl"}}})
+    setup.check()
+    assert setup.classify_examples() == {
+        "examples/desk": [{"text": "Invoice 9 is due", "label": "invoice"}]
+    }
+    missing = Setup(source, {"classify": {"examples": {"desk": "nope.jsonl"}}})
+    with pytest.raises(ConfigError, match=r"nope\.jsonl: cannot read"):
+        missing.check()
+    with pytest.raises(ConfigError, match="has only an `examples` table"):
+        Setup(source, {"classify": {"labels": {}}}).check()
