@@ -236,7 +236,12 @@ def print_table(outcomes: Sequence[Outcome], outbox: Outbox | None, decision: st
         )
     console = Console()
     console.print(table)
-    console.print(f"Complaints {decision}d by {DECIDER.name} of client-care.\n")
+    console.print(f"Complaints {decision}d by {DECIDER.name} of client-care.")
+    triaged = [Path(o.name).stem for o in outcomes if (o.output or {}).get("triaged_by")]
+    if triaged:
+        unsure = ", ".join(triaged)
+        console.print(f"The classifier was unsure of {unsure}: {DECIDER.name} picked the category.")
+    console.print()
     console.print("The whole story of each one:")
     for o in outcomes:
         stem = Path(o.name).stem

@@ -63,6 +63,7 @@ _ZERO_SHOT_TEMPERATURE = {"multilingual-e5-small": 0.01, "all-MiniLM-L6-v2": 0.0
 #: Temperatures tried when fitting one to a set of examples.
 _GRID = (0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.07, 0.1, 0.15, 0.2)
 _CACHE = 4096
+_FITS = 64
 
 
 class LocalModelMissing(ProviderError):
@@ -225,6 +226,8 @@ class LocalProvider:
         if learned:
             key = tuple((label, tuple(shown[label])) for label in labels)
             if key not in self._fitted:
+                while len(self._fitted) >= _FITS:  # a set grows with each correction
+                    del self._fitted[next(iter(self._fitted))]
                 self._fitted[key] = _fit([groups[lb] for lb in labels], self._temperature)
             fit = self._fitted[key]
             probs = _softmax(sims, 1.0 / fit.temperature)
