@@ -326,7 +326,7 @@ async def test_corrections_that_cannot_be_made(sealed_engine: bf.Engine, clock: 
     run_id, _ = await _run(sealed_engine, "ann@example.com")
     with pytest.raises(ConfigError, match="'refund' is not one of step 1's labels"):
         await correct_label(store, run_id, "refund", actor="casey", now=clock.now())
-    with pytest.raises(ConfigError, match="has no step '9'"):
+    with pytest.raises(ConfigError, match="has no classify step '9'"):
         await correct_label(store, run_id, "billing", actor="c", now=clock.now(), step_id="9")
     with pytest.raises(RunNotFound):
         await correct_label(store, "no-such-run", "billing", actor="casey", now=clock.now())
@@ -373,3 +373,14 @@ def test_the_configuration_names_an_examples_file_per_workflow(tmp_path: Path) -
         missing.check()
     with pytest.raises(ConfigError, match="has only an `examples` table"):
         Setup(source, {"classify": {"labels": {}}}).check()
+
+
+async def test_a_catalog_call_reads_an_examples_file(tmp_path: Path) -> None:
+    path = tmp_path / "pets.json"
+    path.write_text(json.dumps({"alpha": ANIMALS, "beta": BILLS}))
+    catalog = Catalog({"default": LOCAL})
+    text = "My kitten is purring on the sofa"
+    result = await catalog.classify(text, ["alpha", "beta"], examples_file=str(path))
+    assert (result["label"], result["examples"]) == ("alpha", 4)
+    with pytest.raises(ConfigError, match="label 'gamma' is not one of the labels"):
+        await catalog.classify(text, ["alpha", "beta"], examples={"gamma": ["x"]})

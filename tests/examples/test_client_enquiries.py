@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -14,6 +15,7 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
+from batonflow.catalog import correct_label
 from batonflow.catalog._email import Mailer, SmtpSettings
 from batonflow.governance._subjects import wrap_store
 from batonflow.providers import LocalProvider, OpenAIProvider
@@ -97,6 +99,33 @@ async def test_every_sample_goes_where_it_should(
         else:
             assert "triaged_by" not in out
     assert len(outbox.messages) == 6
+
+
+async def test_a_correction_teaches_the_workflow(
+    tmp_path: Path, run_module: ModuleType, crm: str, sink: tuple[SmtpSettings, Any]
+) -> None:
+    settings, _ = sink
+    setup = run_module.example_setup(crm, settings)  # the catalog on the store, as `run` has it
+    db = tmp_path / "runs.db"
+    email = sample(run_module, "7-see-attached.json")
+    (first,) = await run_module.process(email, db=db, crm_url=crm, setup=setup)
+    assert (first.output["category"], first.output["triaged_by"]) == ("routine question", ["casey"])
+
+    store = setup.store(str(db))
+    await store.open()
+    try:
+        done = await correct_label(store, first.run_id, "other", actor="casey", now=time.time())
+    finally:
+        await store.close()
+    assert (done.workflow, done.previous, done.label) == (
+        "examples/client-enquiries",
+        "unsure",
+        "other",
+    )
+
+    (second,) = await run_module.process(email, db=db, crm_url=crm, setup=setup)
+    assert second.output["category"] == "other"  # learned: no one had to triage it
+    assert "triaged_by" not in second.output
 
 
 async def test_a_rejected_complaint_is_resolved_as_not_upheld(

@@ -149,7 +149,9 @@ class Catalog:
     ) -> dict[str, Any]:
         """:func:`batonflow.catalog.classify` with the provider named, learning from
         ``examples``, ``examples_file`` (see :func:`load_examples`), the examples configured
-        for the workflow it runs in and the corrections kept in the store."""
+        for the workflow it runs in and the corrections kept in the store. The result also
+        holds ``usage``, and the ``text`` and ``labels`` classified (what a correction of the
+        step turns into an example)."""
         names = list(_label_table(labels))
         given = merge_examples(
             load_examples(examples_file) if examples_file is not None else None,
@@ -182,7 +184,9 @@ class Catalog:
                 temperature=temperature,
                 attempts=attempts,
             )
-        return {**result, "usage": meter.spent.usage()}
+        # what was classified, kept in the step's output so a person's correction can make
+        # it an example (a document's task input is its data, not the `with:` arguments)
+        return {**result, "usage": meter.spent.usage(), "text": text, "labels": names}
 
     async def extract(
         self,

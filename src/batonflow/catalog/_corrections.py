@@ -16,7 +16,6 @@ The CLI (``batonflow label correct``), the API and the console call :func:`corre
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,28 +49,22 @@ def _key(workflow: str, run_id: str, step_id: str) -> str:
 
 
 def _classify_call(step: StepRecord) -> tuple[str, list[str]] | None:
-    """``(text, labels)`` of a completed ``classify`` step, None for any other step."""
-    if step.status is not StepStatus.COMPLETED or step.input_json is None:
+    """``(text, labels)`` of a completed ``Catalog.classify`` step (from its output, which
+    holds them), None for any other step."""
+    if step.status is not StepStatus.COMPLETED:
         return None
     try:
-        args: Any = json.loads(step.input_json)
         output: Any = json.loads(step.output_json or "null")
     except ValueError:
         return None
     if not isinstance(output, dict) or not {"label", "confidence", "rationale"} <= set(output):
         return None
-    positional = args.get("args", []) if isinstance(args, dict) else args
-    named = args.get("kwargs", {}) if isinstance(args, dict) else {}
-    if not isinstance(positional, list) or not isinstance(named, dict):
+    text, labels = output.get("text"), output.get("labels")
+    if not isinstance(text, str) or not isinstance(labels, list) or not labels:
         return None
-    text = named.get("text", positional[0] if positional else None)
-    labels = named.get("labels", positional[1] if len(positional) > 1 else None)
-    if not isinstance(text, str):
+    if not all(isinstance(n, str) for n in labels):
         return None
-    names = list(labels) if isinstance(labels, Mapping | list) else []
-    if not names or not all(isinstance(n, str) for n in names):
-        return None
-    return text, names
+    return text, labels
 
 
 async def _find_step(
@@ -83,7 +76,7 @@ async def _find_step(
         if call is not None and (step_id is None or step.step_id == step_id):
             found.append((step, *call))
     if not found:
-        which = f"step {step_id!r}" if step_id else "a completed classify step"
+        which = f"classify step {step_id!r}" if step_id else "completed classify step"
         raise ConfigError(f"run {run_id} has no {which} to correct")
     if len(found) > 1:
         ids = ", ".join(f"{s.step_id} ({s.name})" for s, _, _ in found)
