@@ -157,6 +157,10 @@ async def test_examples_reach_a_language_model_as_data() -> None:
 async def test_an_example_for_an_unknown_label_is_refused() -> None:
     with pytest.raises(ConfigError, match="label 'c' is not one of the labels"):
         await classify(Scripted(), "text", ["a", "b"], examples={"c": ["x"]})
+    with pytest.raises(ConfigError, match="an example of 'a' must be a string, got int"):
+        await classify(Scripted(), "text", ["a", "b"], examples={"a": [3]})  # type: ignore[list-item]
+    with pytest.raises(ConfigError, match=r"examples\[0\]: an example needs `text` and `label`"):
+        await classify(Scripted(), "text", ["a", "b"], examples=[{"text": "x"}])
 
 
 def test_examples_files(tmp_path: Path) -> None:

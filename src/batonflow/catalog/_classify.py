@@ -91,6 +91,10 @@ def merge_examples(
                         f"{where}: label {label!r} is not one of the labels ({', '.join(labels)})"
                     )
                 continue
+            if not isinstance(text, str):
+                raise ConfigError(
+                    f"{where}: an example of {label!r} must be a string, got {type(text).__name__}"
+                )
             cleaned = _text(text).strip()
             if cleaned and cleaned not in out.setdefault(label, []):
                 out[label].append(cleaned)
