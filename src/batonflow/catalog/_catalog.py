@@ -165,12 +165,10 @@ class Catalog:
             if self.store is not None and workflow
             else None
         )
+        # configured and corrected examples are the workflow's: a step whose labels are a
+        # subset (a workflow may classify twice) uses those of its own labels
         merged = merge_examples(
-            given,
-            merge_examples(configured, labels=names, where=f"examples of {workflow}"),
-            learned,
-            labels=names,
-            strict=False,
+            given, configured, learned, labels=names, strict=False, where=f"examples of {workflow}"
         )
         meter = self._meter(provider)
         with _charged(meter):
