@@ -315,6 +315,25 @@ async def test_a_corrected_example_is_sealed_and_erased_with_its_subject(
     assert later["examples"] == 0
 
 
+async def test_a_retention_purge_deletes_the_runs_examples(
+    sealed_engine: bf.Engine, clock: FakeClock
+) -> None:
+    from batonflow.governance._retention import purge
+
+    store = sealed_engine.store
+    run_id, _ = await _run(sealed_engine, "ann@example.com")
+    await correct_label(store, run_id, "billing", actor="casey", now=clock.now())
+    await clock.advance(2 * 86400)
+    kept_id, _ = await _run(sealed_engine, "bob@example.com")
+    await correct_label(store, kept_id, "support", actor="casey", now=clock.now())
+    report = await purge(store, clock.now(), {"desk": "P1D"}, actor="ops")
+    assert [p.run_id for p in report.runs] == [run_id]
+    keys = [key for key, _ in await store.list_records("classify.example")]
+    assert len(keys) == 1
+    assert kept_id in keys[0]
+    assert await stored_examples(store, "desk") == [{"text": TEXT, "label": "support"}]
+
+
 async def test_an_example_goes_when_its_run_is_purged(
     sealed_engine: bf.Engine, clock: FakeClock
 ) -> None:

@@ -4,7 +4,8 @@
 step's labels, and keeps the classified text with the right label as a store record of kind
 :data:`EXAMPLE_KIND`, keyed by workflow, run and step (a later correction of the same step
 replaces it). The record is sealed under the run's data subjects, like the run's own payloads,
-so erasing a subject makes it unreadable; it is skipped, too, once its run is purged. The
+so erasing a subject makes it unreadable; a retention purge deletes it with its run (and it
+is skipped if its run is gone any other way). The
 correction is audited (``classify.corrected``: who, which run and step, from which label to
 which; never the text). :func:`stored_examples` gives a workflow's corrections, which
 :meth:`Catalog.classify <batonflow.catalog.Catalog.classify>` adds to its examples from the
@@ -21,15 +22,14 @@ from typing import Any
 
 from batonflow.catalog._classify import UNSURE
 from batonflow.errors import ConfigError, RunNotFound
+from batonflow.governance._retention import EXAMPLE_KIND, RECORD_SEP
 from batonflow.governance._sealed import ERASED
 from batonflow.governance._subjects import SealedStore, wrap_store
 from batonflow.store import AuditEntry, StepRecord, StepStatus, Store
 
 __all__ = ["EXAMPLE_KIND", "Correction", "correct_label", "stored_examples"]
 
-#: The store record kind of a corrected classification.
-EXAMPLE_KIND = "classify.example"
-_SEP = "\x1f"
+_SEP = RECORD_SEP
 
 
 @dataclass(frozen=True, slots=True)
