@@ -110,9 +110,25 @@ class Report:
                 if answered
                 else None
             ),
+            "thresholds": [_at(self.outcomes, t) for t in (0.5, 0.6, 0.7, 0.8, 0.9)],
             "latency_ms_p50": round(statistics.median(times) * 1000, 1),
             "latency_ms_p95": round(times[int(0.95 * (len(times) - 1))] * 1000, 1),
         }
+
+
+def _at(outcomes: Sequence[Outcome], threshold: float) -> dict[str, Any]:
+    """Abstaining below ``threshold``: the share answered, their accuracy, complaints missed
+    (answered as something else; an abstained complaint goes to a person)."""
+    answered = [o for o in outcomes if o.confidence >= threshold]
+    missed = sum(o.gold == "complaint" != o.label for o in answered)
+    return {
+        "abstain_below": threshold,
+        "answered": round(len(answered) / len(outcomes), 3),
+        "accuracy": round(sum(o.gold == o.label for o in answered) / len(answered), 3)
+        if answered
+        else None,
+        "complaints_missed": missed,
+    }
 
 
 def _bins(outcomes: Sequence[Outcome], n: int = 10) -> list[dict[str, Any]]:
