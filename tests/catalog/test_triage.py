@@ -240,6 +240,19 @@ async def test_a_lone_surrogate_is_classified_not_a_raw_error() -> None:
     assert result["label"] in ("complaint", "invoice")
 
 
+async def test_a_lone_surrogate_in_a_durable_step_is_stored(tmp_path: Path) -> None:
+    catalog = Catalog({"default": LOCAL})
+
+    async def triage(ctx: bf.Context, text: str) -> Any:
+        return await ctx.step(catalog.classify, text, ["complaint", "invoice"])
+
+    workflow = bf.Workflow(triage, name="triage")
+    async with bf.Engine(tmp_path / "runs.db", workflows=[workflow]) as engine:
+        handle = await engine.start(workflow, "refund \udcff please")
+        result = await handle.result()
+    assert result["text"] == "refund \ufffd please"
+
+
 async def test_a_label_with_a_colon_keeps_its_description() -> None:
     labels = {
         "kind:x": "an invoice, a bill or a statement of money owed",

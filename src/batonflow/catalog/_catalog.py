@@ -11,6 +11,7 @@ import httpx
 from batonflow.catalog._budget import Meter, RunBudget, journal_guard
 from batonflow.catalog._classify import Examples, load_examples, merge_examples
 from batonflow.catalog._classify import _labels as _label_table
+from batonflow.catalog._classify import _text as _clean_text
 from batonflow.catalog._classify import classify as _classify
 from batonflow.catalog._corrections import stored_examples
 from batonflow.catalog._errors import InvalidModelOutput
@@ -184,7 +185,7 @@ class Catalog:
             )
         # what was classified, kept in the step's output so a person's correction can make
         # it an example (a document's task input is its data, not the `with:` arguments)
-        return {**result, "usage": meter.spent.usage(), "text": text, "labels": names}
+        return {**result, "usage": meter.spent.usage(), "text": _clean_text(text), "labels": names}
 
     async def extract(
         self,
