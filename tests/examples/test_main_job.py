@@ -37,7 +37,7 @@ def test_the_demo_shows_where_each_email_went_and_the_trail_tells_it(tmp_path: P
     ):  # fmt: skip
         assert re.search(rf"{name}\s+{category}\s+ENQ-\d+", done.stdout), done.stdout
     runs = dict(re.findall(r"(\d-[a-z-]+)\s+batonflow audit export --run (\w+)", done.stdout))
-    assert len(runs) == 6
+    assert len(runs) == 7
 
     story = subprocess.run(
         [str(BATONFLOW), "audit", "export", "--db", str(db), "--run", runs["6-faulty-heater"]],

@@ -19,6 +19,8 @@ from batonflow.catalog._agent import (
 from batonflow.catalog._approval import approval
 from batonflow.catalog._budget import RunBudget, Spend
 from batonflow.catalog._catalog import Catalog
+from batonflow.catalog._classify import UNSURE, classify, load_examples
+from batonflow.catalog._corrections import Correction, correct_label, stored_examples
 from batonflow.catalog._email import (
     EmailDeferred,
     EmailNotSent,
@@ -33,7 +35,6 @@ from batonflow.catalog._errors import BudgetExceeded, InvalidModelOutput
 from batonflow.catalog._functions import (
     Answer,
     classification_schema,
-    classify,
     extract,
     extract_pinned,
     llm,
@@ -59,6 +60,11 @@ __all__ = [
     "Spend",
     "classification_schema",
     "classify",
+    "load_examples",
+    "Correction",
+    "correct_label",
+    "stored_examples",
+    "UNSURE",
     "extract",
     "extract_pinned",
     "llm",

@@ -9,11 +9,16 @@ from typing import Any
 import httpx
 
 from batonflow.catalog._budget import Meter, RunBudget, journal_guard
+from batonflow.catalog._classify import Examples, load_examples, merge_examples
+from batonflow.catalog._classify import _labels as _label_table
+from batonflow.catalog._classify import _text as _clean_text
+from batonflow.catalog._classify import classify as _classify
+from batonflow.catalog._corrections import stored_examples
 from batonflow.catalog._errors import InvalidModelOutput
-from batonflow.catalog._functions import classify as _classify
 from batonflow.catalog._functions import extract_pinned, llm_pinned
 from batonflow.catalog._mcp import McpServer
 from batonflow.catalog._tools import AgentTool, ApprovalHook, tool
+from batonflow.core import current_step
 from batonflow.errors import ConfigError
 from batonflow.providers import Provider
 from batonflow.store import Store
@@ -42,6 +47,11 @@ class Catalog:
     store the engine runs on; required with a budget). ``tools``, ``mcp_servers``, ``client``
     and ``approve`` serve DSL agents: tools and MCP servers they may name, the (egress) HTTP
     client of their HTTP tools, and the hook deciding calls of tools that need approval.
+
+    ``classify`` learns from labelled examples: those it is given, those of ``examples``
+    (``{workflow name: examples or the path of an examples file}``, e.g. from configuration)
+    for the workflow it runs in, and, when ``store`` is given, the corrections people made to
+    that workflow's earlier classifications (``batonflow label correct``).
     """
 
     def __init__(
@@ -55,6 +65,7 @@ class Catalog:
         mcp_servers: Sequence[McpServer] = (),
         client: httpx.AsyncClient | None = None,
         approve: ApprovalHook | None = None,
+        examples: Mapping[str, Examples | str] | None = None,
     ) -> None:
         if not providers:
             raise ConfigError("Catalog needs at least one provider")
@@ -74,6 +85,10 @@ class Catalog:
         self.mcp_servers: dict[str, McpServer] = _named(mcp_servers, "MCP server")
         self.client = client
         self.approve = approve
+        self.examples: dict[str, Examples] = {
+            workflow: load_examples(source) if isinstance(source, str) else source
+            for workflow, source in (examples or {}).items()
+        }
 
     def provider(self, name: str | None = None) -> Provider:
         """The provider called ``name`` (the default one for None); ConfigError if unknown."""
@@ -125,18 +140,52 @@ class Catalog:
         text: str,
         labels: Mapping[str, str] | Sequence[str],
         *,
+        examples: Examples | None = None,
+        examples_file: str | None = None,
+        abstain_below: float | None = None,
         provider: str | None = None,
         model: str | None = None,
         temperature: float | None = None,
         attempts: int = 3,
     ) -> dict[str, Any]:
-        """:func:`batonflow.catalog.classify` with the provider named."""
+        """:func:`batonflow.catalog.classify` with the provider named, learning from
+        ``examples``, ``examples_file`` (see :func:`load_examples`), the examples configured
+        for the workflow it runs in and the corrections kept in the store. The result also
+        holds ``usage``, and the ``text`` and ``labels`` classified (what a correction of the
+        step turns into an example)."""
+        names = list(_label_table(labels))
+        given = merge_examples(
+            load_examples(examples_file) if examples_file is not None else None,
+            examples,
+            labels=names,
+        )
+        workflow = _workflow()
+        configured = self.examples.get(workflow) if workflow else None
+        learned = (
+            await stored_examples(self.store, workflow)
+            if self.store is not None and workflow
+            else None
+        )
+        # configured and corrected examples are the workflow's: a step whose labels are a
+        # subset (a workflow may classify twice) uses those of its own labels
+        merged = merge_examples(
+            given, configured, learned, labels=names, strict=False, where=f"examples of {workflow}"
+        )
         meter = self._meter(provider)
         with _charged(meter):
             result = await _classify(
-                meter, text, labels, model=model, temperature=temperature, attempts=attempts
+                meter,
+                text,
+                labels,
+                examples=merged,
+                abstain_below=abstain_below,
+                model=model,
+                temperature=temperature,
+                attempts=attempts,
             )
-        return {**result, "usage": meter.spent.usage()}
+        # what was classified, kept in the step's output so a person's correction can make
+        # it an example (a document's task input is its data, not the `with:` arguments)
+        return {**result, "usage": meter.spent.usage(), "text": _clean_text(text), "labels": names}
 
     async def extract(
         self,
@@ -180,6 +229,14 @@ def _charged(meter: Meter) -> Iterator[None]:
     except InvalidModelOutput as exc:
         exc.usage = meter.spent.usage()
         raise
+
+
+def _workflow() -> str:
+    """The workflow of the step this runs in ("" outside a step)."""
+    try:
+        return current_step().workflow
+    except ConfigError:
+        return ""
 
 
 def _named(items: Any, what: str) -> dict[str, Any]:

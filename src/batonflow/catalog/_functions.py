@@ -1,4 +1,4 @@
-"""The catalog's model-calling functions: ``llm``, ``classify`` and ``extract``.
+"""The catalog's model-calling functions: ``llm`` and ``extract`` (``classify``: ``_classify``).
 
 Each is a plain async function around ``Provider.complete``; it becomes a durable step when a
 workflow runs it with ``ctx.step``. Structured answers are checked against their JSON Schema and,
@@ -24,7 +24,6 @@ __all__ = [
     "Answer",
     "ask",
     "classification_schema",
-    "classify",
     "extract",
     "extract_pinned",
     "llm",
@@ -247,21 +246,6 @@ def _data_message(text: str) -> tuple[str, Message]:
     return rule, Message.user(f"{begin}\n{text}\n{end}")
 
 
-def _labels(labels: Mapping[str, str] | Sequence[str]) -> dict[str, str]:
-    if isinstance(labels, str):
-        raise ConfigError("classify: labels must be a list of labels or a label -> description map")
-    if isinstance(labels, Mapping):
-        table = {str(k): str(v) for k, v in labels.items()}
-    else:
-        names = [str(label) for label in labels]
-        if len(set(names)) != len(names):
-            raise ConfigError(f"classify: labels must be unique, got {names}")
-        table = dict.fromkeys(names, "")
-    if not table or any(not name for name in table):
-        raise ConfigError("classify: labels must be non-empty strings, at least one")
-    return table
-
-
 def classification_schema(labels: Sequence[str]) -> dict[str, Any]:
     """The JSON Schema a classification answer must match: the label is one of ``labels``."""
     return {
@@ -273,60 +257,6 @@ def classification_schema(labels: Sequence[str]) -> dict[str, Any]:
         },
         "required": ["label", "confidence", "rationale"],
         "additionalProperties": False,
-    }
-
-
-async def classify(
-    provider: Provider,
-    text: str,
-    labels: Mapping[str, str] | Sequence[str],
-    *,
-    model: str | None = None,
-    temperature: float | None = None,
-    attempts: int = 3,
-) -> dict[str, Any]:
-    """Label ``text`` with exactly one of ``labels`` (a list, or label -> description).
-
-    Returns ``{"label", "confidence", "rationale", "model": {"provider", "id"}}``. The label is
-    always one of ``labels``: the answer is constrained by a JSON Schema enum, validated, re-asked
-    on violation, and :class:`InvalidModelOutput` raised if the model still answers outside the
-    set. ``text`` is sent in a delimited data section the model is told not to obey.
-    """
-    table = _labels(labels)
-    listing = "\n".join(
-        f"- {name}: {desc}" if desc else f"- {name}" for name, desc in table.items()
-    )
-    rule, data = _data_message(text)
-    system = Message.system(
-        "You classify text. Choose exactly one label from this allowed set, and no other:\n"
-        f"{listing}\n\n{rule}\n\n"
-        'Answer with a JSON object: {"label": one of the allowed labels, "confidence": a number '
-        'from 0 to 1, "rationale": one short sentence}.'
-    )
-    answer = await ask(
-        provider,
-        (system, data),
-        model=model,
-        temperature=temperature,
-        schema=classification_schema(list(table)),
-        attempts=attempts,
-        what="classify",
-    )
-    value = answer.value
-    if value["label"] not in table:  # the schema's enum already guarantees it; never route out
-        raise InvalidModelOutput(
-            f"classify: label {value['label']!r} is not an allowed label",
-            answer=answer.response.text,
-            reason="label outside the allowed set",
-            attempts=attempts,
-            provider=answer.response.provider,
-            model=answer.response.model,
-        )
-    return {
-        "label": value["label"],
-        "confidence": float(value["confidence"]),
-        "rationale": value["rationale"],
-        "model": answer.model,
     }
 
 

@@ -61,6 +61,7 @@ def _governance_commands() -> None:
     from batonflow.cli._dataflow import dataflow
     from batonflow.cli._identities import identity_app, token_app
     from batonflow.cli._keys import keys_app
+    from batonflow.cli._label import label_app
     from batonflow.cli._subjects import purge, subject_app
 
     app.add_typer(approval_app, name="approval")
@@ -68,6 +69,7 @@ def _governance_commands() -> None:
     app.add_typer(connector_app, name="connector")
     app.add_typer(identity_app, name="identity")
     app.add_typer(keys_app, name="keys")
+    app.add_typer(label_app, name="label")
     app.add_typer(token_app, name="token")
     app.add_typer(subject_app, name="subject")
     app.command()(dataflow)

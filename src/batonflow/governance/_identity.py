@@ -85,6 +85,8 @@ ACTIONS: Mapping[str, frozenset[str]] = {
     "audit.sign": frozenset({"admin", "operator"}),
     "subject.erase": frozenset({"admin", "operator"}),
     "run.purge": frozenset({"admin", "operator"}),
+    # correcting a classification (it teaches the workflow's classifier)
+    "label.correct": frozenset({"admin", "operator"}),
     # governing the system itself
     "policy.change": frozenset({"admin"}),
     "identity.manage": frozenset({"admin"}),

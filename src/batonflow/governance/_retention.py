@@ -173,6 +173,7 @@ async def purge(
     due.sort(key=lambda p: (p.finished_at, p.run_id))  # oldest first
     done = due if dry_run else [p for p in due if await _delete(store, p, rules, actor, now)]
     if not dry_run:
+        await drop_run_records(store, {p.run_id for p in done}, now)
         summary = {
             "runs": len(done),
             "policies": {name: rule.text for name, rule in sorted(rules.items())},
@@ -184,6 +185,27 @@ async def purge(
         if done and compact is not None:
             await compact()
     return PurgeReport(now, dry_run, tuple(done))
+
+
+#: The record kind of a corrected classification kept as an example
+#: (``batonflow.catalog.correct_label``), keyed ``workflow RECORD_SEP run id RECORD_SEP step``.
+EXAMPLE_KIND = "classify.example"
+RECORD_SEP = "\x1f"
+#: Store records that belong to one run and are deleted with it: kind -> the position of the
+#: run id among the fields of the record's key.
+RUN_RECORDS = {EXAMPLE_KIND: 1}
+
+
+async def drop_run_records(store: Store, run_ids: set[str], now: float) -> int:
+    """Delete the :data:`RUN_RECORDS` of the runs ``run_ids``; how many went."""
+    dropped = 0
+    for kind, field in RUN_RECORDS.items():
+        for key, _ in await store.list_records(kind):
+            parts = key.split(RECORD_SEP)
+            if len(parts) > field and parts[field] in run_ids:
+                await store.put_record(kind, key, None, now)
+                dropped += 1
+    return dropped
 
 
 def _as_retention(name: str, rule: Retention | str) -> Retention:

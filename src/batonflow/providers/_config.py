@@ -40,6 +40,7 @@ from batonflow.core import Clock, SystemClock
 from batonflow.errors import ConfigError
 from batonflow.providers._anthropic import AnthropicProvider
 from batonflow.providers._local import MODEL_ID, LocalProvider
+from batonflow.providers._local_models import MODELS
 from batonflow.providers._openai import OpenAIProvider
 from batonflow.providers._protocol import Provider
 from batonflow.providers._records import CallHook, Prices
@@ -126,6 +127,12 @@ def _provider(source: str, name: str, entry: Any) -> ProviderConfig:
     if kind not in _KINDS:
         raise ConfigError(f"{source}: {where}.kind: must be one of {_KINDS}, got {kind!r}")
     number = (int, float)
+    local_model = _get(source, entry, where, "model", str, MODEL_ID) if kind == "local" else None
+    if local_model is not None and local_model not in MODELS:
+        raise ConfigError(
+            f"{source}: {where}.model: the local provider runs one of {', '.join(MODELS)}, "
+            f"not {local_model!r}"
+        )
     return ProviderConfig(
         name=name,
         kind=kind,
@@ -180,7 +187,7 @@ def build_providers(
     built: dict[str, Provider] = {}
     for name, cfg in config.providers.items():
         if cfg.kind == "local":  # offline: no client, no retries, no breaker
-            built[name] = LocalProvider(name)
+            built[name] = LocalProvider(name, model=cfg.model)
             continue
         adapter = _adapter(cfg, client, clock, cfg.api_key(environ), on_call)
         built[name] = ReliableProvider(
