@@ -171,7 +171,7 @@ def build_providers(
     """Every configured provider, reliable (retries, breaker), plus the ``"fallback"`` chain
     when the file configures one, plus ``"default"``: the fallback chain, else the first
     provider configured, else (nothing configured at all) the offline local model, which needs
-    no key and no network. ``client`` comes from ``batonflow._net.make_client``."""
+    no key and no network. ``client`` comes from ``batonflow.make_client``."""
     if config is None or not config.providers:
         local = LocalProvider()
         return {"local": local, DEFAULT: local}
