@@ -24,10 +24,12 @@ Every page has a loopback CRM (the example's, ``$CRM_URL``) and an SMTP catcher
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
 import re
+import select
 import shutil
 import socket
 import subprocess
@@ -60,6 +62,7 @@ UNTIL_STOPPED = re.compile(r"^batonflow(\s+-\S+)*\s+worker\b")
 EXIT_COMMENT = re.compile(r"#.*?\bexits?\s+(?:code\s+)?(?P<code>\d+)")
 SYNOPSIS = re.compile(r"^(batonflow\s+[a-z]|python\s+\S+\.py\b)")
 COMMAND_TIMEOUT = 60
+BLOCK_TIMEOUT = 60
 
 
 def page_id(page: Path) -> str:
@@ -173,6 +176,10 @@ class PythonSession:
         assert self._process.stdin is not None
         self._process.stdin.write(json.dumps({"code": block.text, "where": block.where}) + "\n")
         self._process.stdin.flush()
+        ready, _, _ = select.select([self._answers], [], [], BLOCK_TIMEOUT)
+        if not ready:
+            self._process.kill()
+            pytest.fail(f"{block.where}: the ```python block did not end in {BLOCK_TIMEOUT} s")
         line = self._answers.readline()
         if not line:
             pytest.fail(f"{block.where}: the Python process died (exit {self._process.wait()})")
@@ -183,9 +190,14 @@ class PythonSession:
     def close(self) -> None:
         if self._process is not None:
             assert self._process.stdin is not None
-            self._process.stdin.close()
-            self._process.wait(timeout=30)
-            self._answers.close()
+            with contextlib.suppress(BrokenPipeError):
+                self._process.stdin.close()
+            try:
+                self._process.wait(timeout=BLOCK_TIMEOUT)
+            finally:
+                self._process.kill()
+                self._process.wait()
+                self._answers.close()
 
 
 def shell_commands(block: Block) -> list[str]:
@@ -338,6 +350,7 @@ def check_synopsis(block: Block) -> None:
                 pytest.fail(f"{block.where}: `{text.splitlines()[0]}`: no option {option}")
 
 
+@pytest.mark.timeout(600)  # a page is many commands; each is bounded on its own
 @pytest.mark.parametrize("page", PAGES, ids=page_id)
 def test_page_runs(page: Path, world: tuple[Path, dict[str, str]]) -> None:
     workdir, env = world
