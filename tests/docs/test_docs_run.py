@@ -107,8 +107,15 @@ def free_port() -> int:
         return port
 
 
+@pytest.fixture(scope="session")
+def pycache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One bytecode cache for every process the pages start: each command would otherwise
+    compile batonflow again when the environment says not to write bytecode."""
+    return tmp_path_factory.mktemp("pycache")
+
+
 @pytest.fixture
-def world(tmp_path: Path, crm_module: Any) -> Iterator[tuple[Path, dict[str, str]]]:
+def world(tmp_path: Path, crm_module: Any, pycache: Path) -> Iterator[tuple[Path, dict[str, str]]]:
     """The page's directory and environment, with the CRM and SMTP catcher running."""
     workdir = tmp_path / "page"
     workdir.mkdir()
@@ -129,7 +136,9 @@ def world(tmp_path: Path, crm_module: Any) -> Iterator[tuple[Path, dict[str, str
         SMTP_HOST="127.0.0.1",
         SMTP_PORT=str(smtp.port),
         PYTHONUNBUFFERED="1",
+        PYTHONPYCACHEPREFIX=str(pycache),
     )
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     try:
         yield workdir, env
     finally:

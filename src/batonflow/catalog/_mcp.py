@@ -7,12 +7,12 @@ import contextlib
 import json
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, TextIO
-
-from mcp import ClientSession
-from mcp.client.stdio import StdioServerParameters, stdio_client
+from typing import TYPE_CHECKING, Any, TextIO
 
 from batonflow.errors import BatonflowError
+
+if TYPE_CHECKING:  # the SDK loads when a server is first made: most processes never make one
+    from mcp import ClientSession
 
 __all__ = ["McpServer", "McpServerError", "McpToolError"]
 
@@ -59,6 +59,8 @@ class McpServer:
         self.name = name
         self.prefix = prefix
         self.timeout = timeout
+        from mcp.client.stdio import StdioServerParameters
+
         self._params = StdioServerParameters(
             command=command, args=list(args), env=dict(env) if env else None, cwd=cwd
         )
@@ -97,6 +99,9 @@ class McpServer:
         )
 
     async def _serve(self, ready: asyncio.Future[ClientSession], stop: asyncio.Event) -> None:
+        from mcp import ClientSession
+        from mcp.client.stdio import stdio_client
+
         errlog = self._stderr or sys.__stderr__ or sys.stderr
         try:
             async with (

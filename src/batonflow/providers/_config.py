@@ -38,9 +38,7 @@ import httpx
 from batonflow._toml import read_toml
 from batonflow.core import Clock, SystemClock
 from batonflow.errors import ConfigError
-from batonflow.providers._anthropic import AnthropicProvider
 from batonflow.providers._local import MODEL_ID, LocalProvider
-from batonflow.providers._openai import OpenAIProvider
 from batonflow.providers._protocol import Provider
 from batonflow.providers._records import CallHook, Prices
 from batonflow.providers._reliability import (
@@ -202,8 +200,13 @@ def build_providers(
 def _adapter(
     cfg: ProviderConfig, client: httpx.AsyncClient, clock: Clock, key: str, hook: CallHook | None
 ) -> Provider:
-    cls = OpenAIProvider if cfg.kind == "openai" else AnthropicProvider
-    return cls(
+    # the vendors' SDKs load only when a provider of theirs is built (they take a while)
+    cls: Any
+    if cfg.kind == "openai":
+        from batonflow.providers._openai import OpenAIProvider as cls
+    else:
+        from batonflow.providers._anthropic import AnthropicProvider as cls
+    return cls(  # type: ignore[no-any-return]
         cfg.name,
         client=client,
         model=cfg.model,
