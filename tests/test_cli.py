@@ -167,7 +167,16 @@ def test_run_of_a_faulted_workflow_exits_4_and_shows_the_failed_attempts(cli: Cl
     run_id = doc(cli("list", "--json"))[0]["id"]
     shown = doc(cli("show", run_id, "--json"))
     assert shown["status"] == "faulted"
-    assert shown["error"]["message"] == "cannot handle the truth"
+    assert shown["error"] == {  # an RFC 9457 problem, the class beside it
+        "type": "urn:batonflow:error:builtins.ValueError",
+        "status": 500,
+        "title": "Inappropriate argument value (of correct type).",
+        "detail": "cannot handle the truth",
+        "class": "builtins:ValueError",
+        "step": "1",
+        "traceback": shown["error"]["traceback"],
+    }
+    assert "cannot handle the truth" in shown["error"]["traceback"]
     attempts = shown["steps"][0]["failed_attempts"]
     assert [a["attempt"] for a in attempts] == [1, 2]  # the 50 ms backoff was waited through
     assert attempts[0]["error"]["type"] == "builtins:ValueError"
@@ -291,8 +300,10 @@ def test_cancel_a_waiting_run(cli: Cli) -> None:
     assert "waiting → cancelled" in result.stdout
     shown = doc(cli("show", run_id, "--json"))
     assert shown["status"] == "cancelled"
-    assert shown["error"]["type"] == "batonflow.errors:RunCancelled"
-    assert shown["error"]["message"] == f"run {run_id} was cancelled: customer withdrew"
+    assert shown["error"]["class"] == "batonflow.errors:RunCancelled"
+    assert shown["error"]["type"] == "urn:batonflow:error:batonflow.errors.RunCancelled"
+    assert shown["error"]["status"] == 409
+    assert shown["error"]["detail"] == f"run {run_id} was cancelled: customer withdrew"
     assert_error(cli("cancel", run_id), ExitCode.INVALID_TRANSITION, "already cancelled")
     assert_error(
         cli("events", "deliver", "approve", "--run", run_id),
@@ -322,6 +333,34 @@ def test_resume_retries_a_faulted_run_from_the_failed_step(cli: Cli, tmp_path: P
     done = doc(cli("resume", run_id, "--wait", "--json"))
     assert done["status"] == "completed"
     assert done["output"] == "found"
+
+
+def test_resume_retries_the_failed_step_of_a_sealed_subject_run(
+    store_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """On SQLite and PostgreSQL: a run naming a data subject (its error sealed) that raised its
+    own error from the failed step's is resumed from that step."""
+    monkeypatch.delenv("BATONFLOW_DB", raising=False)
+    runner = CliRunner()
+
+    def run_cli(*args: str) -> Result:
+        return runner.invoke(app, [*args, "--db", store_url])
+
+    marker = tmp_path / "marker"
+    data = json.dumps({"marker": str(marker), "email": "ann@example.com"})
+    result = run_cli("run", flow("fragile_client"), "--input", data, "--json")
+    assert result.exit_code == ExitCode.RUN_FAULTED, result.output
+    faulted = json.loads(result.stdout)
+    assert faulted["subjects"]
+    assert faulted["error"]["class"] == "builtins:LookupError"
+    assert faulted["error"]["detail"] == "nothing to send ann@example.com yet"
+    assert faulted["error"]["step"] == "1"
+    assert f"batonflow resume {faulted['id']} --wait" in result.stderr  # the hint
+    marker.touch()
+    done = doc(run_cli("resume", faulted["id"], "--wait", "--json"))
+    assert done["status"] == "completed"
+    assert done["output"] == "found"
+    assert [s["status"] for s in done["steps"]] == ["completed"]
 
 
 def test_invalid_transitions_exit_5(cli: Cli) -> None:

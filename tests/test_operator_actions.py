@@ -241,3 +241,69 @@ async def test_result_timeout(engine: bf.Engine, clock: FakeClock) -> None:
     await clock.advance(30)
     with pytest.raises(TimeoutError, match="still waiting"):
         await waiting
+
+
+async def test_resume_retries_the_step_whose_error_the_workflow_was_handling(
+    engine: bf.Engine,
+) -> None:
+    """`except ConnectionError: raise Refused(...)` (no `from`): the run recorded nothing after
+    the failed step, so resume retries it."""
+    outage = {"down": True}
+
+    async def crm() -> str:
+        if outage["down"]:
+            raise ConnectionError("CRM down")
+        return "logged"
+
+    class CrmUnavailable(Exception):
+        pass
+
+    @bf.workflow(name="handling")
+    async def handling(ctx: bf.Context) -> str:
+        await ctx.step(count, "first")
+        try:
+            return await ctx.step(bf.step(crm, retry=bf.Retry.never()))
+        except ConnectionError:
+            raise CrmUnavailable("the enquiry could not be logged")  # noqa: B904
+
+    handle = await engine.start(handling)
+    with pytest.raises(bf.RunFailed, match="could not be logged"):
+        await handle.result()
+    outage["down"] = False
+    await engine.resume(handle.run_id)
+    await engine.settle()
+    assert await handle.result() == "logged"
+    assert runs_of == {"first": 1}
+
+
+async def test_resume_does_not_retry_a_handled_step_once_the_handler_did_more(
+    engine: bf.Engine,
+) -> None:
+    """The handler recorded a step after the failed one: retrying the failed step would leave
+    that step behind, so resume re-runs the workflow from its journal as it is."""
+    calls: list[str] = []
+
+    async def crm() -> str:
+        calls.append("crm")
+        raise ConnectionError("CRM down")
+
+    @bf.workflow(name="handled_more")
+    async def handled_more(ctx: bf.Context) -> str:
+        try:
+            return await ctx.step(bf.step(crm, retry=bf.Retry.never()))
+        except ConnectionError:
+            await ctx.step(count, "noted")
+            raise LookupError("still down")  # noqa: B904
+
+    handle = await engine.start(handled_more)
+    with pytest.raises(bf.RunFailed, match="still down"):
+        await handle.result()
+    run = await engine.get_run(handle.run_id)
+    assert bf.problem_of(run) is not None
+    assert "step" not in (bf.problem_of(run) or {})
+    await engine.resume(handle.run_id)
+    await engine.settle()
+    with pytest.raises(bf.RunFailed, match="still down"):
+        await handle.result()
+    assert calls == ["crm"]  # not retried
+    assert runs_of == {"noted": 1}  # and the handler's step was not run twice

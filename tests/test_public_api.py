@@ -17,7 +17,8 @@ EXPECTED = {
     "RunRecord", "RunStatus", "RunTimeout", "SQLiteStore", "SerializationError", "Step",
     "StepInfo", "StepKind", "StepRecord", "StepStatus", "StepTimeout", "Store", "StoreError",
     "SystemClock", "Workflow", "WorkflowNotFound", "__version__", "current_step",
-    "load_workflow", "make_client", "open_store", "step", "workflow",
+    "load_workflow", "make_client", "open_store", "problem_of", "step", "workflow",
+    "FailedAttempt", "Hook", "RunEnded", "RunStarted",
 }  # fmt: skip
 
 

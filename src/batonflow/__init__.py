@@ -18,14 +18,19 @@ This module is the whole public API; everything else is private.
 
 from typing import Any
 
+from batonflow._problem import problem_of
 from batonflow.core import (
     Clock,
     Context,
     Engine,
+    FailedAttempt,
+    Hook,
     Queue,
     RateLimit,
     Retry,
+    RunEnded,
     RunHandle,
+    RunStarted,
     Step,
     StepInfo,
     SystemClock,
@@ -104,6 +109,8 @@ __all__ = [
     "EgressDenied",
     "Engine",
     "EngineLocked",
+    "FailedAttempt",
+    "Hook",
     "EventRecord",
     "EventTimeout",
     "IdempotencyConflict",
@@ -115,10 +122,12 @@ __all__ = [
     "RateLimit",
     "Retry",
     "RunCancelled",
+    "RunEnded",
     "RunFailed",
     "RunHandle",
     "RunNotFound",
     "RunRecord",
+    "RunStarted",
     "RunStatus",
     "RunTimeout",
     "SQLiteStore",
@@ -139,6 +148,7 @@ __all__ = [
     "load_workflow",
     "make_client",
     "open_store",
+    "problem_of",
     "step",
     "workflow",
 ]

@@ -16,7 +16,7 @@ import traceback
 import uuid
 from typing import Any
 
-from batonflow.errors import RecordedError, SerializationError
+from batonflow.errors import RecordedError, RunFailed, SerializationError
 
 
 def _default(value: Any) -> Any:
@@ -84,12 +84,33 @@ def error_to_dict(exc: BaseException) -> dict[str, Any]:
     record_state = getattr(exc, "record_state", None)
     if callable(record_state):  # errors that carry structured data (e.g. DSL problem details)
         data["state"] = record_state()
-    step = getattr(exc, "__batonflow_step__", None)
-    if isinstance(step, str):
+    step = failed_step(exc)
+    if step is not None:
         data["step"] = step
     tb = "".join(traceback.format_exception(exc)[-6:])
     data["traceback"] = tb[-4000:]
     return data
+
+
+def failed_step(exc: BaseException) -> str | None:
+    """The position of the step whose failure ``exc`` is, or was raised from.
+
+    The kernel tags a step's error with its position. An error explicitly raised from it
+    (``raise Problem(...) from error``) is that step's failure too, so ``resume`` of the run it
+    faulted retries that step; the DSL wraps every task's error this way, to say which task of
+    the document failed. (An error merely raised while handling one, without ``from``, is not
+    here: the handler may have recorded steps since, which a retried step would leave behind;
+    the engine, which knows the journal, decides that case: ``Context.failure_being_handled``.)
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        step = getattr(current, "__batonflow_step__", None)
+        if isinstance(step, str):
+            return step
+        current = current.__cause__
+    return None
 
 
 def error_from_dict(data: dict[str, Any]) -> BaseException:
@@ -115,8 +136,9 @@ def error_from_dict(data: dict[str, Any]) -> BaseException:
     except TypeError:  # a class whose __new__ needs arguments (ExceptionGroup): keep the name
         return RecordedError(name, message)
     exc.args = (message,)
-    if "cause" in data and hasattr(cls, "error"):
-        exc.error = data["cause"]  # type: ignore[attr-defined]
+    if isinstance(exc, RunFailed):  # its recorded error (an instance attribute: set it here)
+        cause = data.get("cause")
+        exc.error = cause if isinstance(cause, dict) else {}
     return exc
 
 

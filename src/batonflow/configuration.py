@@ -258,9 +258,23 @@ class Setup:
             functions.update(mailer.functions())
         return functions
 
-    def engine(self, store: bf.Store, **options: Any) -> bf.Engine:
-        """An engine on ``store`` that redacts before persisting, per this configuration."""
-        return bf.Engine(store, redact=self.redactor().persist, **options)
+    def engine(
+        self, store: bf.Store, *, client: httpx.AsyncClient | None = None, **options: Any
+    ) -> bf.Engine:
+        """An engine on ``store`` that redacts before persisting, per this configuration, and
+        raises ``[governance.alerts]`` as it sees their events (webhooks post through
+        ``client``, else through a governed client of its own)."""
+        hooks = list(options.pop("hooks", ()))
+        alerts = self.alerts()
+        if alerts is not None:
+            hooks.append(
+                alerts.hook(
+                    lambda engine: self.client(engine.store, engine.clock),
+                    client=client,
+                    deadline_of=document_deadline,
+                )
+            )
+        return bf.Engine(store, redact=self.redactor().persist, hooks=hooks, **options)
 
     @asynccontextmanager
     async def session(
@@ -312,8 +326,28 @@ class Session:
     def engine(self, workflows: Sequence[bf.Workflow[Any, Any]] = (), **options: Any) -> bf.Engine:
         """An engine on the session's store that knows the DSL runtime's workflow."""
         known = [self.runtime.workflow, *workflows]
-        return self.setup.engine(self.store, workflows=known, **options)
+        return self.setup.engine(self.store, workflows=known, client=self.client, **options)
 
+
+def document_deadline(run: bf.RunRecord) -> float | None:
+    """A document run's impact tolerance: ``metadata.batonflow.deadline`` of the document it
+    carries (read once per run); None for other runs."""
+    if "/" not in run.workflow and run.workflow != "serverless-workflow":
+        return None  # not a document run (and the DSL stack need not be imported)
+    if run.id not in _DEADLINES:
+        from batonflow.dsl._runtime import policy_for
+
+        if len(_DEADLINES) > 100_000:  # a long-lived worker: forget ended runs now and then
+            _DEADLINES.clear()
+        try:
+            policy = policy_for(run)
+        except Exception:  # a malformed document already failed its run; no deadline
+            policy = None
+        _DEADLINES[run.id] = policy.deadline if policy is not None else None
+    return _DEADLINES[run.id]
+
+
+_DEADLINES: dict[str, float | None] = {}
 
 #: Catalog functions that run at workflow level with the run's context (bf.takes_context).
 _WITH_CONTEXT = frozenset({"agent", "approval"})

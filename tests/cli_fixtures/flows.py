@@ -62,6 +62,16 @@ async def fragile(ctx: bf.Context, data: dict[str, Any]) -> str:
     return await ctx.step(need_marker, data["marker"])
 
 
+@bf.workflow(subjects=lambda data: data["email"])
+async def fragile_client(ctx: bf.Context, data: dict[str, Any]) -> str:
+    """A client's run (sealed: it names a data subject) that raises its own error from the
+    failed step's; `resume` still finds and retries that step."""
+    try:
+        return await ctx.step(need_marker, data["marker"])
+    except FileNotFoundError as error:
+        raise LookupError(f"nothing to send {data['email']} yet") from error
+
+
 @bf.workflow
 async def nap(ctx: bf.Context, seconds: float) -> str:
     await ctx.sleep(seconds)

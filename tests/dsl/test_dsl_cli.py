@@ -161,3 +161,90 @@ def test_the_document_example_runs(tmp_path: Path) -> None:
     shown = invoke("show", json.loads(result.output)["id"], "--db", db)
     assert "/do/1/complaint" in shown.output  # the path the run took
     assert " now " not in shown.output  # the interpreter's bookkeeping stays out of the table
+
+
+CRM_FLOW = """\
+document:
+  dsl: '1.0.3'
+  namespace: seed
+  name: log-enquiry
+  version: '1.0.0'
+  metadata:
+    batonflow:
+      egress: [127.0.0.1]
+      subjects: ${ [.from] }
+do:
+  - logInCrm:
+      try:
+        - post:
+            call: http
+            with:
+              method: post
+              endpoint: CRM_URL/enquiries
+              headers:
+                Idempotency-Key: ${ $workflow.id + "/logInCrm" }
+              body: ${ $workflow.input }
+      catch:
+        errors:
+          with: { status: 503 }
+        retry:
+          delay: { seconds: 0 }
+          limit: { attempt: { count: 1 } }
+  - confirm:
+      set: { crm_id: '${ .id }' }
+"""
+
+
+def test_a_faulted_document_reports_its_own_problem_and_resume_completes_it(
+    tmp_path: Path, store_url: str
+) -> None:
+    """Through the command line (whose store seals subject runs): the CRM is down past the
+    retry, so the run faults with the workflow's own problem at the top level of --json and in
+    show; after the CRM is back, resume retries the failed call and the run completes."""
+    from flaky_crm import FlakyCrm
+
+    crm = FlakyCrm("down")
+    try:
+        flow = tmp_path / "crm.yaml"
+        flow.write_text(CRM_FLOW.replace("CRM_URL", crm.url))
+        db = store_url  # SQLite, then PostgreSQL
+        enquiry = json.dumps({"from": "ann@example.com", "subject": "Refund"})
+        result = invoke("run", str(flow), "--input", enquiry, "--db", db, "--json")
+        assert result.exit_code == 4, result.output
+        faulted = json.loads(result.stdout)
+        assert faulted["status"] == "faulted"
+        error = faulted["error"]
+        assert {k: error[k] for k in ("type", "status", "title", "instance", "class")} == {
+            "type": "https://serverlessworkflow.io/spec/1.0.0/errors/communication",
+            "status": 503,
+            "title": "Service Unavailable",
+            "instance": "/do/0/logInCrm/try/0/post",
+            "class": "batonflow.dsl._problems:WorkflowError",
+        }
+        assert error["detail"].startswith(f"POST {crm.url}/enquiries answered 503")
+        assert "state" not in error
+        assert "Service Unavailable: POST" in result.stderr  # the one-line summary
+        assert "(503 at /do/0/logInCrm/try/0/post)" in result.stderr
+        assert crm.posts == 2
+
+        shown = invoke("show", faulted["id"], "--db", db)
+        assert shown.exit_code == 0, shown.output
+        for fragment in ("errors/communication", "503", "/do/0/logInCrm/try/0/post",
+                         "batonflow.dsl._problems:WorkflowError"):  # fmt: skip
+            assert fragment in shown.stdout, fragment
+        assert (
+            json.loads(invoke("show", faulted["id"], "--db", db, "--json").stdout)["error"] == error
+        )
+
+        crm.recover()
+        result = invoke("resume", faulted["id"], "--wait", "--db", db, "--json")
+        assert result.exit_code == 0, result.output
+        done = json.loads(result.stdout)
+        assert done["status"] == "completed"
+        assert done["error"] is None
+        assert done["output"] == {"crm_id": "ENQ-00001"}
+        assert done["subjects"]  # a sealed subject run, resumed all the same
+        assert crm.posts == 3
+        assert len(crm.enquiries) == 1
+    finally:
+        crm.close()

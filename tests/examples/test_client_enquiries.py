@@ -14,10 +14,14 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
+import batonflow as bf
 from batonflow.catalog._email import Mailer, SmtpSettings
+from batonflow.dsl import load_document
+from batonflow.governance import list_pending
 from batonflow.governance._subjects import wrap_store
 from batonflow.providers import LocalProvider, OpenAIProvider
 from batonflow.store import SQLiteStore
+from batonflow.testing import FakeClock
 from providers.servers import FakeOpenAI, ok
 
 from .conftest import EXAMPLES
@@ -200,3 +204,33 @@ async def test_an_undeliverable_confirmation_leaves_the_enquiry_resolved(
     assert outcome.output["confirmation_error"].startswith("EmailRejected: ")
     assert "550 5.1.1 No such mailbox" in outcome.output["confirmation_error"]
     assert enquiries(crm)[outcome.output["crm_id"]]["status"] == "resolved"
+
+
+async def test_an_unanswered_complaint_is_never_answered_not_upheld(
+    tmp_path: Path, run_module: ModuleType, crm: str, sink: tuple[SmtpSettings, Any]
+) -> None:
+    """Nobody in client-care answers, nor do the managers: the enquiry keeps waiting (asked
+    again every four hours), and the client gets no "not upheld" reply, nor any reply."""
+    settings, outbox = sink
+    clock = FakeClock()
+    setup = run_module.example_setup(crm, settings)
+    functions = run_module.functions_for({"default": LocalProvider()}, Mailer(settings))
+    document = load_document(str(run_module.WORKFLOW)).raw
+    ((_, email),) = sample(run_module, "2-overcharged.json")
+    db = str(tmp_path / "runs.db")
+    async with (
+        setup.session(db, functions=functions, clock=clock) as session,
+        session.engine(clock=clock) as engine,
+    ):
+        handle = await session.runtime.start(engine, document, email, started_by=run_module.INTAKE)
+        await engine.settle()
+        for _ in range(4):  # an hour for client-care, then rounds of four hours
+            await clock.advance(4 * 3600)
+            await engine.settle()
+        assert await handle.status() is bf.RunStatus.WAITING
+        (pending,) = await list_pending(engine.store, run_id=handle.run_id)
+    assert pending.approvers.groups == ("managers",)
+    assert pending.round >= 3
+    (entry,) = enquiries(crm).values()
+    assert entry["status"] == "awaiting-approval"
+    assert outbox.messages == {}

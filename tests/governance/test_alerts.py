@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import socket
 import threading
 import tomllib
@@ -641,3 +642,169 @@ def test_settings_errors_name_the_file_and_key(edit: dict[str, Any], error: str)
 def test_alert_as_cloudevent_is_plain_json() -> None:
     alert = Alert("run.overdue", "r1", "wf", "run r1 (wf) overdue", 1.5, "run.overdue:r1", {})
     assert alert.to_dict()["at"] == "1970-01-01T00:00:01.500Z"
+
+
+# -- plain relays and STARTTLS ------------------------------------------------------------------
+
+ALERT = Alert(
+    "run.faulted", "0193ab4c", "client-enquiries", "run 0193ab4c (client-enquiries) faulted",
+    1_800_000_000.0, "run.faulted:0193ab4c:1800000000.000",
+)  # fmt: skip
+
+
+async def test_a_plain_relay_is_a_configuration_choice(smtp: tuple[Mailbox, int]) -> None:
+    """``tls = "none"``: the relay offers no STARTTLS and the alert is delivered all the same."""
+    mailbox, port = smtp
+    table = {"smtp": {"host": "127.0.0.1", "port": port, "sender": "b@firm.test",
+                      "to": ["ops@firm.test"], "tls": "none"}}  # fmt: skip
+    settings = AlertSettings.parse(table, "batonflow.toml")
+    assert settings.smtp is not None
+    assert (settings.smtp.starttls, settings.smtp.tls) == (False, False)
+    async with make_client() as client:
+        (channel,) = settings.channels(client)
+        await channel.send(ALERT)
+    (message,) = mailbox.messages()
+    assert message["Subject"] == ALERT.subject
+
+
+async def test_a_relay_refusing_starttls_is_a_clear_error_not_retried(
+    smtp: tuple[Mailbox, int], clock: FakeClock, db_path: Path
+) -> None:
+    mailbox, port = smtp
+    channel = SmtpChannel("127.0.0.1", port, "b@firm.test", ["ops@firm.test"], True)
+    with pytest.raises(ConfigError, match=r'does not offer STARTTLS.*tls = "none"') as refused:
+        await channel.send(ALERT)
+    assert not refused.value.retryable
+    # raised through a monitor: one attempt, recorded as failed, nothing sent
+    store = SQLiteStore(db_path)
+    await store.open()
+    try:
+        monitor = AlertMonitor(store, clock, [channel])
+        assert await monitor.dispatcher.raise_(ALERT) is True
+        record = json.loads(await store.get_record("alert", ALERT.key) or "{}")
+    finally:
+        await store.close()
+    assert record["state"] == "failed"
+    assert record["deliveries"][0]["attempts"] == 1
+    assert mailbox.envelopes == []
+
+
+@pytest.mark.parametrize(
+    ("smtp", "expected"),
+    [
+        ({"tls": "none"}, (587, False, False)),
+        ({"tls": "starttls"}, (587, True, False)),
+        ({"tls": "implicit"}, (465, False, True)),
+        ({"tls": True}, (465, False, True)),
+        ({"starttls": False}, (587, False, False)),
+        ({}, (587, True, False)),
+    ],
+)
+def test_tls_modes_are_read(smtp: dict[str, Any], expected: tuple[int, bool, bool]) -> None:
+    table = {"smtp": {"host": "h", "sender": "a@b.test", "to": ["c@d.test"], **smtp}}
+    settings = AlertSettings.parse(table, "batonflow.toml").smtp
+    assert settings is not None
+    assert (settings.port, settings.starttls, settings.tls) == expected
+
+
+@pytest.mark.parametrize(
+    ("smtp", "message"),
+    [
+        ({"tls": "plain"}, 'governance.alerts.smtp.tls: expected "none" (a plain relay)'),
+        ({"tls": "none", "starttls": True}, "tls = 'none' contradicts starttls = True"),
+        ({"tls": 1}, 'governance.alerts.smtp.tls: expected "none", "starttls" or "implicit"'),
+        (
+            {"tls": "none", "username": "u", "password_env": "P"},
+            "a password needs starttls or tls",
+        ),
+    ],
+)
+def test_bad_tls_settings_are_refused(smtp: dict[str, Any], message: str) -> None:
+    table = {"smtp": {"host": "h", "sender": "a@b.test", "to": ["c@d.test"], **smtp}}
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        AlertSettings.parse(table, "batonflow.toml")
+
+
+def test_the_email_function_reads_the_same_tls_modes() -> None:
+    from batonflow.catalog._email import parse_smtp_settings
+
+    base = {"host": "h", "sender": "a@b.test"}
+    plain = parse_smtp_settings({"email": {**base, "tls": "none"}}, "f.toml")
+    assert (plain.port, plain.starttls, plain.tls) == (25, False, False)
+    upgraded = parse_smtp_settings({"email": {**base, "tls": "starttls", "port": 587}}, "f.toml")
+    assert (upgraded.starttls, upgraded.tls) == (True, False)
+    implicit = parse_smtp_settings({"email": {**base, "tls": "implicit"}}, "f.toml")
+    assert (implicit.port, implicit.tls) == (465, True)
+    with pytest.raises(ConfigError, match=r"f\.toml: email\.tls: expected \"none\""):
+        parse_smtp_settings({"email": {**base, "tls": "sometimes"}}, "f.toml")
+
+
+async def test_the_email_function_names_a_refused_starttls(smtp: tuple[Mailbox, int]) -> None:
+    from batonflow.catalog._email import EmailRejected, Mailer, SmtpSettings
+
+    _, port = smtp
+    mailer = Mailer(SmtpSettings("127.0.0.1", "care@firm.test", port=port, starttls=True))
+    (send,) = mailer.functions().values()
+    with pytest.raises(EmailRejected, match=r'STARTTLS.*set tls = "none" in \[email\]'):
+        await send(to="x@firm.test", subject="s", body="b")
+
+
+# -- an outage longer than the retries ----------------------------------------------------------
+
+
+async def test_an_alert_a_channel_missed_is_delivered_again_once_it_is_back(
+    hook: Hook, clock: FakeClock, db_path: Path
+) -> None:
+    hook.statuses = [503, 503]  # down for the first delivery and the first round
+    store = SQLiteStore(db_path)
+    await store.open()
+    try:
+        async with make_client() as client:
+            channel = WebhookChannel(hook.url, {}, client)
+            first = AlertMonitor(store, clock, [channel], attempts=1)
+            other = AlertMonitor(store, clock, [channel], attempts=1)  # another process
+            assert await first.dispatcher.raise_(ALERT) is True
+            record = json.loads(await store.get_record("alert", ALERT.key) or "{}")
+            assert record["state"] == "failed"
+            assert await first.check() == []
+            assert first.next_due == clock.now() + 60  # the monitor wakes for the next round
+            await clock.advance(60)
+            await asyncio.gather(first.check(), other.check())  # both find it due: one round
+            assert len(hook.received) == 2
+            # still down: the one that made the round waits longer for the next
+            assert {first.next_due, other.next_due} - {None} == {clock.now() + 120}
+            await clock.advance(120)
+            await asyncio.gather(first.check(), other.check())
+            record = json.loads(await store.get_record("alert", ALERT.key) or "{}")
+            assert await store.list_records("alert.pending") == []
+            await clock.advance(3600)
+            await first.check()  # nothing is left to deliver
+    finally:
+        await store.close()
+    assert record["state"] == "sent"
+    assert len(hook.received) == 3
+    assert {e["id"] for e in hook.events()} == {ALERT.key}  # a receiver can drop repeats
+
+
+async def test_a_delivery_abandoned_by_a_dead_process_is_finished_by_the_monitor(
+    hook: Hook, clock: FakeClock, db_path: Path
+) -> None:
+    """The process raised the alert (the record says so) and died before it delivered it."""
+    store = SQLiteStore(db_path)
+    await store.open()
+    try:
+        async with make_client() as client:
+            channel = WebhookChannel(hook.url, {}, client)
+            dying = AlertMonitor(store, clock, [channel])
+            assert await dying.dispatcher.claim(ALERT)
+            await dying.dispatcher._pending(ALERT, [channel.name], 0, clock.now() + 300)
+            monitor = AlertMonitor(store, clock, [channel])
+            await monitor.check()
+            assert hook.received == []  # it may still be delivering: wait
+            await clock.advance(300)
+            await monitor.check()
+            record = json.loads(await store.get_record("alert", ALERT.key) or "{}")
+    finally:
+        await store.close()
+    assert record["state"] == "sent"
+    assert len(hook.received) == 1

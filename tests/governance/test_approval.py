@@ -342,7 +342,10 @@ async def test_too_few_named_deciders_after_separation_of_duties(
         ({"require_comment": ["maybe"]}, "'maybe', which is not one of the options"),
         ({"expires_in": "4 hours"}, "not an ISO 8601 duration"),
         ({"expires_in": -5}, "must be positive"),
-        ({"on_expiry": "shrug"}, "'on_expiry' must be 'reject', 'fail'"),
+        (
+            {"on_expiry": "shrug"},
+            "'on_expiry' must be 'escalate' \\(the default\\), 'reject', 'fail'",
+        ),
         ({"on_expiry": {"escalate": {"groups": ["x"]}}}, "escalating needs 'expires_in'"),
         (
             {"expires_in": 60, "on_expiry": {"escalate": {"group": ["x"]}}},
@@ -482,3 +485,25 @@ async def test_racing_decisions_by_one_person_count_once(
     await decide(engine, run_id, who["bob"], "approve")
     await engine.settle()
     assert (await engine.handle(run_id).result())["verdict"]["decided_by"] == ["alice", "bob"]
+
+
+def test_expiry_never_decides_unless_told_to() -> None:
+    """The default escalates (same approvers, or the escalation's own, again and again);
+    rejecting on expiry must be written."""
+    plain = parse_request(title="Pay", approvers={"groups": ["finance"]}, expires_in="PT4H")
+    assert plain.on_expiry == "escalate"
+    again = plain.escalation(now=1000.0)
+    assert (again.approvers, again.round, again.expires_at) == (plain.approvers, 1, 1000 + 4 * 3600)
+    assert again.on_expiry == "escalate"
+    onward = parse_request(
+        title="Pay", approvers={"groups": ["finance"]}, expires_in="PT4H",
+        on_expiry={"escalate": {"groups": ["partners"], "expires_in": "PT1H"}},
+    )  # fmt: skip
+    partners = onward.escalation(now=0.0)
+    assert partners.approvers.groups == ("partners",)
+    assert partners.on_expiry == "escalate"  # and then the partners are asked again
+    assert partners.escalation(now=3600.0).approvers.groups == ("partners",)
+    explicit = parse_request(
+        title="Pay", approvers={"groups": ["finance"]}, expires_in="PT4H", on_expiry="reject"
+    )
+    assert explicit.on_expiry == "reject"

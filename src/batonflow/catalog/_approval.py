@@ -41,6 +41,7 @@ from typing import Any
 from batonflow.core import Context, Engine, audit, current_step, takes_context
 from batonflow.core import step as as_step
 from batonflow.errors import ConfigError, EventTimeout
+from batonflow.governance._alert_hook import submit_alert, watch_approval
 from batonflow.governance._approval import (
     APPROVAL_KIND,
     APPROVAL_TOPIC,
@@ -70,7 +71,7 @@ async def approval(
     options: Sequence[str] = ("approve", "reject"),
     require_comment: Sequence[str] = (),
     expires_in: float | str | None = None,
-    on_expiry: str | Mapping[str, Any] = "reject",
+    on_expiry: str | Mapping[str, Any] = "escalate",
     data: Any = None,
 ) -> dict[str, Any]:
     """Ask people to decide, wait (parked) until ``quorum`` of them pick the same option or the
@@ -79,9 +80,13 @@ async def approval(
     ``title``/``summary`` are formatted with ``str.format`` against ``data`` when ``data`` is
     an object (the DSL evaluates ``${ }`` itself). ``approvers``: ``{"users": [...], "groups":
     [...]}``. ``require_comment``: the options that need a comment. ``expires_in``: seconds or
-    an ISO 8601 duration. ``on_expiry``: ``"reject"`` (outcome ``reject``), another option,
-    ``"fail"`` (raise :class:`ApprovalExpired`), or ``{"escalate": {"groups": [...], "users":
-    [...], "quorum": 1, "expires_in": ..., "on_expiry": ...}}`` for a new round of deciders.
+    an ISO 8601 duration. ``on_expiry``: ``"escalate"`` (the default: nobody decides against
+    anyone by silence; the same approvers are asked again for another ``expires_in``, the run
+    keeps waiting, and an ``approval.expired`` alert tells the operators), ``{"escalate":
+    {"groups": [...], "users": [...], "quorum": 1, "expires_in": ..., "on_expiry": ...}}`` for
+    a new round of other deciders (whose own expiry escalates again unless it says otherwise),
+    or an explicit choice: ``"reject"`` (outcome ``reject``), another option, or ``"fail"``
+    (raise :class:`ApprovalExpired`).
     The run's starter and its data subjects may never decide (separation of duties).
     """
     request = parse_request(
@@ -110,7 +115,7 @@ async def approval(
         try:
             vote = await ctx.wait_for_event(APPROVAL_TOPIC, key=current.id, timeout=left)
         except EventTimeout:
-            if isinstance(current.on_expiry, Mapping):
+            if current.escalates:
                 escalated = await ctx.step(
                     _step(ESCALATE_STEP, _escalate, engine), current.to_dict()
                 )
@@ -175,6 +180,33 @@ def _step(name: str, fn: Callable[..., Awaitable[Any]], engine: Engine) -> Any:
 # -- the steps ----------------------------------------------------------------------------------
 
 
+def _expired_alert(engine: Engine, expired: ApprovalRequest, next_round: ApprovalRequest) -> None:
+    """Tell the operators (``[governance.alerts]``) an approval expired undecided, and whom it
+    went to next; the run keeps waiting."""
+    who = next_round.approvers.describe()
+    then = f"asked {who} again" if next_round.approvers == expired.approvers else f"sent to {who}"
+    summary = (
+        f"approval {expired.title[:80]!r} on run {expired.run_id[:8]}… ({expired.workflow})"
+        f" expired undecided: {then}; the run keeps waiting"
+    )
+    details = {
+        "approval": expired.id,
+        "title": expired.title,
+        "round": next_round.round,
+        "approvers": next_round.approvers.to_dict(),
+        "expires_at": next_round.expires_at,
+    }
+    submit_alert(
+        engine,
+        kind="approval.expired",
+        key=f"approval.expired:{expired.id}:{expired.round}",
+        summary=summary,
+        run_id=expired.run_id,
+        workflow=expired.workflow,
+        details=details,
+    )
+
+
 async def _request(engine: Engine, spec: dict[str, Any]) -> dict[str, Any]:
     """Record the request (its id is this step's position) and who may not decide it."""
     info = current_step()
@@ -191,6 +223,7 @@ async def _request(engine: Engine, spec: dict[str, Any]) -> dict[str, Any]:
     _check_feasible(request)
     await engine.store.put_record(APPROVAL_KIND, request.id, _json(request.to_dict()), now)
     audit("approval.requested", _summary(request))
+    watch_approval(engine, request.id, request.expires_at)
     return request.to_dict()
 
 
@@ -247,9 +280,12 @@ def _vote_rejection(
 
 async def _escalate(engine: Engine, spec: dict[str, Any]) -> dict[str, Any]:
     now = engine.clock.now()
-    request = ApprovalRequest.from_dict(spec).escalation(now)
+    expired = ApprovalRequest.from_dict(spec)
+    request = expired.escalation(now)
     await engine.store.put_record(APPROVAL_KIND, request.id, _json(request.to_dict()), now)
     audit("approval.escalated", _summary(request))
+    _expired_alert(engine, expired, request)
+    watch_approval(engine, request.id, request.expires_at)
     return request.to_dict()
 
 

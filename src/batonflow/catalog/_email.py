@@ -156,12 +156,16 @@ def parse_smtp_settings(data: Mapping[str, Any], source: str = "<memory>") -> Sm
             )
         return value
 
+    from batonflow.governance._alert_config import tls_mode
+
+    get("starttls", bool, None)  # its type, said the way the other keys say it
+    mode = tls_mode(table, f"{source}: email", "none")
     return SmtpSettings(
         host=get("host", str, _REQUIRED),
         sender=get("sender", str, _REQUIRED),
-        port=get("port", int, 25),
-        starttls=get("starttls", bool, False),
-        tls=get("tls", bool, False),
+        port=get("port", int, 465 if mode == "implicit" else 25),
+        starttls=mode == "starttls",
+        tls=mode == "implicit",
         username=get("username", str, None),
         password_env=get("password_env", str, None),
         timeout=float(get("timeout", (int, float), 30.0)),
@@ -319,7 +323,10 @@ class Mailer:
                 f"cannot deliver to SMTP server {s.host}:{s.port}: {failure}"
             ) from None
         except aiosmtplib.SMTPException as mismatch:  # e.g. STARTTLS required, not offered
-            raise EmailRejected(f"SMTP server {s.host}:{s.port}: {mismatch}") from None
+            hint = ""
+            if s.starttls and "STARTTLS" in str(mismatch).upper():
+                hint = '; for a plain relay on a trusted network set tls = "none" in [email]'
+            raise EmailRejected(f"SMTP server {s.host}:{s.port}: {mismatch}{hint}") from None
 
 
 def _recipients(message: EmailMessage) -> list[str]:

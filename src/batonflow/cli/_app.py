@@ -260,8 +260,12 @@ def _report_run(details: _ops.RunDetails, *, db: str, as_json: bool, detached: b
     else:
         _render.render_details(console(), details, db=db, full=False)
     if run.status is bf.RunStatus.FAULTED:
-        error = _render.short_error(_render.decode(run.error_json))
-        print_error(f"run {run.id} ({run.workflow}) faulted: {error}")
+        error = _render.short_error(bf.problem_of(run))
+        print_error(
+            f"run {run.id} ({run.workflow}) faulted: {error}",
+            "once the cause is fixed, retry the step that failed (steps that succeeded are not"
+            f" run again): `batonflow resume {run.id} --wait{_render.db_flag(db)}`",
+        )
         raise typer.Exit(int(ExitCode.RUN_FAULTED))
     if run.status is bf.RunStatus.CANCELLED:
         print_error(f"run {run.id} ({run.workflow}) was cancelled")

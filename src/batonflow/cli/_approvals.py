@@ -171,6 +171,8 @@ def _then(on_expiry: Any) -> str:
         return "escalate to " + ", ".join(
             [*spec.get("users", ()), *(f"group {g}" for g in spec.get("groups", ()))]
         )
+    if on_expiry == "escalate":
+        return "ask the same approvers again (the run keeps waiting)"
     return "fail the run" if on_expiry == "fail" else f"outcome {on_expiry!r}"
 
 

@@ -81,12 +81,19 @@ def run_duration(run: bf.RunRecord) -> float:
 
 
 def short_error(error: Any) -> str:
-    """``ValueError: boom`` from a recorded error."""
+    """One line for a recorded error or its problem (``bf.problem_of``): ``ValueError: boom``
+    for a Python error; for a workflow's own problem its title (or type), detail, status and
+    where in the document (``Task timed out: ... (408 at /do/1/logInCrm)``)."""
     if not isinstance(error, dict):
         return str(error)
-    name = str(error.get("type", "Error")).rpartition(":")[2] or "Error"
-    message = str(error.get("message", ""))
-    return f"{name}: {message}" if message else name
+    problem = error if "class" in error else bf.problem_of(error)
+    detail = problem.get("detail")
+    name = str(problem["class"]).rpartition(":")[2] or "Error"
+    if not str(problem["type"]).endswith(str(problem["class"]).replace(":", ".")):
+        name = str(problem.get("title") or problem["type"])  # the workflow's own problem
+        where = f" at {problem['instance']}" if problem.get("instance") else ""
+        detail = f"{detail or ''} ({problem['status']}{where})".strip()
+    return f"{name}: {detail}" if detail else name
 
 
 def db_flag(db: str) -> str:
@@ -104,7 +111,7 @@ def run_doc(run: bf.RunRecord) -> dict[str, Any]:
         "status": run.status.value,
         "input": decode(run.input_json),
         "output": decode(run.output_json),
-        "error": decode(run.error_json),
+        "error": bf.problem_of(run),
         "idempotency_key": run.idempotency_key,
         "parent_id": run.parent_id,
         "created_at": run.created_at,
@@ -208,8 +215,9 @@ def render_details(out: Console, d: RunDetails, *, db: str, full: bool) -> None:
         _print_json(out, "input", decode(run.input_json))
     if run.status is bf.RunStatus.COMPLETED:
         _print_json(out, "output", decode(run.output_json))
-    if run.error_json is not None:
-        _print_error(out, decode(run.error_json), full=full)
+    problem = bf.problem_of(run)
+    if problem is not None:
+        _print_error(out, problem, full=full)
     if d.steps:
         out.print(_steps_table(d, full=full))
     if full and d.events:
@@ -246,14 +254,24 @@ def _print_json(out: Console, label: str, value: Any) -> None:
     out.print(JSON.from_data(value, indent=2, ensure_ascii=False))
 
 
-def _print_error(out: Console, error: Any, *, full: bool) -> None:
+def _print_error(out: Console, problem: dict[str, Any], *, full: bool) -> None:
+    """The run's problem: one line, then (``full``) its members and traceback."""
     line = Text("error     ", style="bold")
-    line.append(short_error(error), style="red")
-    if isinstance(error, dict) and error.get("step"):
-        line.append(f"  (at step {error['step']})")
+    line.append(short_error(problem), style="red")
+    if problem.get("step"):
+        line.append(f"  (step {problem['step']})")
     out.print(line)
-    if full and isinstance(error, dict) and error.get("traceback"):
-        out.print(Text(str(error["traceback"]).rstrip(), style="dim"))
+    if not full:
+        return
+    members = Table.grid(padding=(0, 2))
+    members.add_column(style="dim")
+    members.add_column()
+    for key in ("type", "status", "title", "detail", "instance", "class"):
+        if problem.get(key) is not None:
+            members.add_row(f"  {key}", str(problem[key]))
+    out.print(members)
+    if problem.get("traceback"):
+        out.print(Text(str(problem["traceback"]).rstrip(), style="dim"))
 
 
 def _steps_table(d: RunDetails, *, full: bool) -> Table:

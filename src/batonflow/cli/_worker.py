@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import batonflow as bf
+from batonflow.configuration import document_deadline
 
 _LIMIT_KEYS = ("concurrency", "per_worker", "rate")
 
@@ -79,7 +80,9 @@ async def work(
     """Execute runs until SIGINT or SIGTERM, then stop gracefully: claim nothing more, give the
     runs in flight ``grace`` seconds to end or park, then hand the rest back (each records the
     steps it finished; a step cut off in flight runs again on the worker that takes it over).
-    With ``[governance.alerts]`` configured, the alert monitor runs beside the engine."""
+    With ``[governance.alerts]`` configured, the engine raises alerts as it sees their events,
+    and the alert monitor runs beside it as the safety net for what happened while no process
+    was running (a run faulted by a killed process, a deadline that passed meanwhile)."""
     from batonflow.cli import _setup
 
     stop = asyncio.Event()
@@ -104,7 +107,7 @@ async def work(
                 alerts = setup.alerts()
                 if alerts is not None:
                     watcher = alerts.monitor(
-                        session.store, engine.clock, session.client, deadline_of=_document_deadline
+                        session.store, engine.clock, session.client, deadline_of=document_deadline
                     )
                     monitor = asyncio.create_task(watcher.run(alerts.interval))
                 ready(engine)
@@ -118,22 +121,3 @@ async def work(
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)
-
-
-def _document_deadline(run: bf.RunRecord) -> float | None:
-    """A document run's impact tolerance: ``metadata.batonflow.deadline`` of the document it
-    carries (read once per run)."""
-    if run.id not in _DEADLINES:
-        from batonflow.dsl._runtime import policy_for
-
-        if len(_DEADLINES) > 100_000:  # a long-lived worker: forget ended runs now and then
-            _DEADLINES.clear()
-        try:
-            policy = policy_for(run)
-        except Exception:  # a malformed document already failed its run; no deadline
-            policy = None
-        _DEADLINES[run.id] = policy.deadline if policy is not None else None
-    return _DEADLINES[run.id]
-
-
-_DEADLINES: dict[str, float | None] = {}

@@ -4,6 +4,7 @@ from batonflow.core._clock import Clock, SystemClock
 from batonflow.core._context import Context, StepInfo, current_step
 from batonflow.core._engine import Engine
 from batonflow.core._handle import RunHandle
+from batonflow.core._hooks import FailedAttempt, Hook, RunEnded, RunStarted
 from batonflow.core._loader import load_workflow
 from batonflow.core._queues import Queue, RateLimit
 from batonflow.core._retry import Retry
@@ -21,15 +22,19 @@ from batonflow.core._workflow import (
 )
 
 __all__ = [
+    "FailedAttempt",
     "Clock",
     "Context",
     "Engine",
+    "Hook",
     "Prepare",
     "Queue",
     "RateLimit",
     "Redact",
     "Retry",
+    "RunEnded",
     "RunHandle",
+    "RunStarted",
     "Step",
     "StepInfo",
     "StepOptions",

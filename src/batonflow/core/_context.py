@@ -30,6 +30,7 @@ from batonflow._serde import (
     loads,
     roundtrip,
 )
+from batonflow.core._hooks import FailedAttempt
 from batonflow.core._trail import TrailEntry, collecting
 from batonflow.core._workflow import Workflow, step_options
 from batonflow.errors import (
@@ -232,6 +233,23 @@ class Context:
     def unvisited(self) -> list[str]:
         return [sid for sid in self._journal if sid not in self._visited]
 
+    def failure_being_handled(self, error: BaseException) -> str | None:
+        """The step whose error ``error`` was raised while handling (``except E: raise
+        Other(...)``, without ``from``), if the run recorded nothing after that step: then
+        retrying that step on ``resume`` cannot leave a handler's work behind."""
+        seen: set[int] = set()
+        current: BaseException | None = error
+        while current is not None and id(current) not in seen:
+            seen.add(id(current))
+            step = getattr(current, "__batonflow_step__", None)
+            if isinstance(step, str):
+                after = _position(step)
+                later = [s for s in (*self._journal, *self._visited) if _position(s) > after]
+                return None if later else step
+            suppressed = current.__suppress_context__ and current.__cause__ is None
+            current = None if suppressed else (current.__cause__ or current.__context__)
+        return None
+
     @staticmethod
     def _answer(record: StepRecord) -> Any:
         if record.status is StepStatus.FAILED:
@@ -327,7 +345,8 @@ class Context:
         options: Any,
     ) -> None:
         now = self._clock.now()
-        error_json = dumps_lenient(error_to_dict(exc))
+        error = error_to_dict(exc)
+        error_json = dumps_lenient(error)
         if isinstance(exc, ConnectorDisabled):
             # Not a failure: the run waits for the connector without using up an attempt.
             waiting = StepRecord(
@@ -345,12 +364,31 @@ class Context:
             input_json=self._args_json(name, args, kwargs), error_json=error_json, attempts=attempt,
             started_at=started, finished_at=now,
         )  # fmt: skip
-        if options.retry.should_retry(exc, attempt):
-            wake = now + options.retry.delay(attempt, self._engine.rng)
+        retry = options.retry.should_retry(exc, attempt)
+        wake = now + options.retry.delay(attempt, self._engine.rng) if retry else None
+        hooks = self._engine.hooks
+        if hooks:
+            hooks.attempt_failed(FailedAttempt(self.run, step_id, name, attempt, error, now, wake))
+        if wake is not None:
             self._record(replace(base, status=StepStatus.PENDING, wake_at=wake, finished_at=None))
             raise self._suspend(wake) from exc
         self._record(base)
         _tag(exc, step_id)
+
+    def report_retry(
+        self, step: str, attempt: int, error: Mapping[str, Any], retry_at: float
+    ) -> None:
+        """Tell the engine's hooks that ``step`` of a retry loop written in workflow code (a
+        DSL ``try``/``catch``/``retry``) failed attempt ``attempt`` with ``error`` and will try
+        again at ``retry_at``, as :meth:`step` does for its own retries. Once: a replay that
+        re-runs code its journal has gone past tells nothing."""
+        hooks = self._engine.hooks
+        scope = _scope.get(None)
+        upcoming = f"{scope.prefix}{scope.counter + 1}" if scope is not None else "1"
+        if hooks and upcoming not in self._journal:
+            now = self._clock.now()
+            event = FailedAttempt(self.run, step, step, attempt, dict(error), now, retry_at)
+            hooks.attempt_failed(event)
 
     async def _invoke(
         self,
@@ -623,6 +661,11 @@ async def _first_success(tasks: list[asyncio.Task[T]]) -> int:
         raise suspended[0]
     first = next(e for e in errors if e is not None)
     raise first
+
+
+def _position(step_id: str) -> tuple[int, ...]:
+    """Journal order: "10" after "9", a branch's "3.0.1" after its group's "3"."""
+    return tuple(int(part) for part in step_id.split("."))
 
 
 def _tag(error: BaseException, step_id: str) -> None:

@@ -27,6 +27,7 @@ from batonflow.core import _leases
 from batonflow.core._clock import Clock, SystemClock
 from batonflow.core._context import Context, _Suspend
 from batonflow.core._handle import Final, RunHandle
+from batonflow.core._hooks import Hook, Hooks, RunEnded, RunStarted
 from batonflow.core._loader import load_workflow
 from batonflow.core._queues import Queue, queue_limits, served
 from batonflow.core._workflow import Redact, Workflow
@@ -102,6 +103,9 @@ class Engine:
     engines, which should all be given the same; ``serve`` restricts this engine to runs of
     the listed queues (``"default"`` names runs on no queue). ``lease_seconds`` is how long a
     dead engine's runs wait before another engine takes them over.
+
+    ``hooks`` (:class:`~batonflow.Hook`) are told as things happen: a run starts executing, a
+    step's attempt fails, a run completes or faults (alerts are such a hook).
     """
 
     def __init__(
@@ -119,6 +123,7 @@ class Engine:
         queues: Mapping[str, Queue] | None = None,
         serve: Iterable[str] | None = None,
         redact: Redact | None = None,
+        hooks: Iterable[Hook] = (),
     ) -> None:
         if max_concurrent_runs < 1:
             raise ConfigError("max_concurrent_runs must be at least 1")
@@ -136,6 +141,7 @@ class Engine:
         self._limits = queue_limits(self.queues)
         self._serve = served(serve)
         self._redact = redact
+        self.hooks = Hooks(hooks)
         self._fenced: set[str] = set()  # runs stopped by their lease fence, to hand back
         self._unsubscribe: Callable[[], None] | None = None
         self._step_threads = step_threads
@@ -162,6 +168,12 @@ class Engine:
         try:
             await self.store.acquire_worker(self.owner, self.clock.now())
         except BaseException:
+            await self.store.close()
+            raise
+        try:
+            await self.hooks.opened(self)
+        except BaseException:
+            await self.store.release_worker(self.owner, self.clock.now())
             await self.store.close()
             raise
         self._threads = ThreadPoolExecutor(self._step_threads, thread_name_prefix="batonflow-step")
@@ -198,6 +210,7 @@ class Engine:
         for act in activations:
             act.stop("shutdown")
         await asyncio.gather(*(a.task for a in activations if a.task), return_exceptions=True)
+        await self.hooks.closing(self)
         try:
             await self.store.release_worker(self.owner, self.clock.now())
         finally:
@@ -444,6 +457,8 @@ class Engine:
     def _launch(self, run: RunRecord, *, fresh: bool, requested_at: float) -> None:
         act = _Activation(run, _leases.fence_at(requested_at, self.lease_seconds))
         self._active[run.id] = act
+        if self.hooks:
+            self.hooks.run_started(RunStarted(run, self.clock.now()))
         self._busy.set()
         # A fresh context: a child launched from inside its parent's task must not inherit the
         # parent's position counter or step info.
@@ -487,7 +502,11 @@ class Engine:
             await self._release_quietly(run.id)
         except Exception as exc:
             cause = ctx.nondeterminism if ctx is not None and ctx.nondeterminism else exc
-            await self._finish(act, ctx, RunStatus.FAULTED, None, dumps(error_to_dict(cause)))
+            error = error_to_dict(cause)
+            handled = ctx.failure_being_handled(exc) if ctx is not None else None
+            if "step" not in error and cause is exc and handled is not None:
+                error["step"] = handled  # resume retries that step
+            await self._finish(act, ctx, RunStatus.FAULTED, None, dumps(error))
         finally:
             if timer is not None:
                 timer.cancel()
@@ -538,15 +557,19 @@ class Engine:
     ) -> None:
         steps, attempts = ctx.take_buffer() if ctx is not None else ([], [])
         act.finishing = True
+        now = self.clock.now()  # the run's finished_at, which hooks are told too
         try:
             await self.store.finish_run(
                 act.run.id, self.owner, status, output_json, error_json, steps, attempts,
-                self.clock.now(), audit=ctx.take_trail() if ctx is not None else (),
+                now, audit=ctx.take_trail() if ctx is not None else (),
             )  # fmt: skip
         except LeaseLost:
             log.warning("run %s: lease lost before it could finish", act.run.id)
             return
         run = act.run
+        if self.hooks:
+            error = loads(error_json) if error_json is not None else None
+            self.hooks.run_ended(RunEnded(run, status, error, now))
         self._notify(run.id, Final(run.id, run.workflow, status, output_json, error_json))
         if status is RunStatus.FAULTED:
             log.warning("run %s (%s) faulted: %s", act.run.id, act.run.workflow, error_json)

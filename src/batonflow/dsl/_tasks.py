@@ -30,8 +30,8 @@ async def leaf_step(
         return await it.ctx.step(step, call.input)
     except (WorkflowError, bf.DeadlineExceeded):  # the latter is for the enclosing timeout
         raise
-    except bf.StepTimeout:
-        raise timeout_error(call.pointer, timeout or 0) from None
+    except bf.StepTimeout as error:  # chained: resume retries the step that timed out
+        raise timeout_error(call.pointer, timeout or 0) from error
     except bf.ChildWorkflowFailed as failed:
         raise WorkflowError(_child_problem(failed, call.pointer)) from failed
     except Exception as error:  # a bug or an unexpected failure in the task's machinery
@@ -40,9 +40,12 @@ async def leaf_step(
 
 
 def _child_problem(failed: bf.ChildWorkflowFailed, pointer: str) -> Problem:
-    state = (failed.error.get("cause") or {}).get("state")
+    """A failed sub-flow's own problem (its type, status, title and detail), located at the
+    task that ran it; a child that failed otherwise (cancelled, a bug) is a runtime error."""
+    state = (getattr(failed, "error", None) or {}).get("state")
     if isinstance(state, dict) and "type" in state and "status" in state:
-        return Problem.from_dict(state)
+        child = Problem.from_dict(state)
+        return Problem(child.type, child.status, child.title, child.detail, instance=pointer)
     return Problem.of(ErrorType.RUNTIME, str(failed), instance=pointer)
 
 
@@ -175,6 +178,11 @@ async def wait_task(it: Interpreter, call: TaskCall) -> TaskResult:
 
 
 async def try_task(it: Interpreter, call: TaskCall) -> TaskResult:
+    """Run ``try``; a caught error is retried per ``catch.retry`` while the policy allows, and
+    then handled by ``catch.do`` and ``catch.then`` when the catch has them. A catch with a
+    retry policy and neither of those has nothing to carry on with: once the retries are used
+    up, the task fails with the last error. (A catch with no retry, no ``do`` and no ``then``
+    deliberately ignores the errors it matches: the task's output is its input.)"""
     catch = call.task["catch"]
     policy = catch.get("retry")
     if isinstance(policy, str):
@@ -193,13 +201,36 @@ async def try_task(it: Interpreter, call: TaskCall) -> TaskResult:
             if not _catches(it, call, catch, error.problem, scope):
                 raise
             if policy and await _should_retry(it, call, policy, scope, retries, started):
+                _note_caught(it, call, error.problem, "retried", retries)
                 retries += 1
-                await it.ctx.sleep(_retry_delay(policy, retries, call, it.ctx.run_id))
+                delay = _retry_delay(policy, retries, call, it.ctx.run_id)
+                retry_at = it.ctx.engine.clock.now() + delay
+                it.ctx.report_retry(call.pointer, retries, error.problem.to_dict(), retry_at)
+                await it.ctx.sleep(delay)
                 continue
+            handled = "do" in catch or "then" in catch
+            if policy and not handled:  # retries used up (or refused): fail, loudly
+                _note_caught(it, call, error.problem, "failed", retries)
+                raise
+            _note_caught(it, call, error.problem, "handled" if handled else "ignored", retries)
+            output = call.input
             if "do" in catch:
                 pointer = f"{call.pointer}/catch/do"
-                return TaskResult(await it.do_list(catch["do"], pointer, call.input, scope))
-            return TaskResult(call.input)
+                output = await it.do_list(catch["do"], pointer, call.input, scope)
+            return TaskResult(output, then=catch.get("then"))
+
+
+def _note_caught(
+    it: Interpreter, call: TaskCall, problem: Problem, outcome: str, retries: int
+) -> None:
+    """A caught error on the audit trail, with what became of it: ``retried``, ``failed``
+    (retries used up: the task fails), ``handled`` (by ``catch.do`` / ``catch.then``) or
+    ``ignored`` (a bare catch); ``retries``: how many retries were made before it."""
+    it.ctx.note(
+        "task.error_caught",
+        {"task": call.pointer, "outcome": outcome, "retries": retries, "type": problem.type,
+         "status": problem.status, "instance": problem.instance},
+    )  # fmt: skip
 
 
 def _catches(

@@ -5,8 +5,15 @@ The store writes the audit trail (in the transaction of each change); this packa
 signs it, and provides the policies the engine, the providers and the CLI apply.
 """
 
-from batonflow.governance._alert_channels import Alert, AlertChannel, SmtpChannel, WebhookChannel
+from batonflow.governance._alert_channels import (
+    ALERT_KINDS,
+    Alert,
+    AlertChannel,
+    SmtpChannel,
+    WebhookChannel,
+)
 from batonflow.governance._alert_config import AlertSettings
+from batonflow.governance._alert_hook import AlertHook, raise_alert
 from batonflow.governance._alerts import AlertMonitor
 from batonflow.governance._approval import (
     APPROVAL_TOPIC,
@@ -51,9 +58,11 @@ from batonflow.governance._subjects import (
 
 __all__ = [
     "ACTIONS",
+    "ALERT_KINDS",
     "APPROVAL_TOPIC",
     "Alert",
     "AlertChannel",
+    "AlertHook",
     "AlertMonitor",
     "AlertSettings",
     "ApprovalExpired",
@@ -90,6 +99,7 @@ __all__ = [
     "list_pending",
     "parse_retention",
     "purge",
+    "raise_alert",
     "redaction_scope",
     "revoke_token",
     "sign_head",

@@ -35,8 +35,22 @@ __all__ = [
     "cloudevent",
 ]
 
-AlertKind = Literal["run.faulted", "run.overdue", "approval.expiring"]
-ALERT_KINDS: tuple[AlertKind, ...] = ("run.faulted", "run.overdue", "approval.expiring")
+AlertKind = Literal[
+    "run.faulted",
+    "run.overdue",
+    "step.retrying",
+    "approval.expiring",
+    "approval.expired",
+    "trigger.failed",
+]
+ALERT_KINDS: tuple[AlertKind, ...] = (
+    "run.faulted",
+    "run.overdue",
+    "step.retrying",
+    "approval.expiring",
+    "approval.expired",
+    "trigger.failed",
+)
 
 #: CloudEvents ``source`` of alerts unless configured otherwise (a URI-reference).
 DEFAULT_SOURCE = "/batonflow/alerts"
@@ -59,14 +73,16 @@ class Alert:
     """Something an operator must hear about now.
 
     ``key`` is stable for one occurrence (``run.faulted:<run>:<finished_at>``,
-    ``run.overdue:<run>``, ``approval.expiring:<approval>:<expires_at>``): it is the alert
-    record's key, so the alert is raised once however many monitors see it, and the CloudEvent
-    ``id``, so a receiver can drop a retried delivery.
+    ``run.overdue:<run>``, ``step.retrying:<run>:<step>``,
+    ``approval.expiring:<approval>:<expires_at>``, ``approval.expired:<approval>:<round>``):
+    it is the alert record's key, so the alert is raised once however many processes see it,
+    and the CloudEvent ``id``, so a receiver can drop a retried delivery. ``run_id`` and
+    ``workflow`` are None for what concerns no run (a trigger that failed before starting one).
     """
 
     kind: AlertKind
-    run_id: str
-    workflow: str
+    run_id: str | None
+    workflow: str | None
     summary: str  # one line, e.g. "run 0193ab4c… (client-enquiries) faulted: KeyError: 'to'"
     at: float  # epoch seconds (the monitor's clock) when it was raised
     key: str
@@ -99,8 +115,8 @@ class AlertChannel(Protocol):
 
 
 def cloudevent(alert: Alert, source: str = DEFAULT_SOURCE) -> dict[str, Any]:
-    """The alert as a CloudEvents 1.0 event in structured JSON mode."""
-    return {
+    """The alert as a CloudEvents 1.0 event in structured JSON mode (``subject``: the run)."""
+    event = {
         "specversion": "1.0",
         "type": f"batonflow.alert.{alert.kind}",
         "source": source,
@@ -110,6 +126,9 @@ def cloudevent(alert: Alert, source: str = DEFAULT_SOURCE) -> dict[str, Any]:
         "datacontenttype": "application/json",
         "data": alert.to_dict(),
     }
+    if alert.run_id is None:
+        del event["subject"]
+    return event
 
 
 class WebhookChannel:
@@ -174,9 +193,11 @@ class WebhookChannel:
 class SmtpChannel:
     """Sends each alert as a plain-text e-mail with aiosmtplib.
 
-    ``starttls`` upgrades a plain connection (port 587); ``tls`` connects with TLS at once (port
-    465). ``password_env`` names the variable holding the password of ``username``; a password is
-    never sent over an unencrypted connection.
+    ``starttls`` upgrades a plain connection (port 587), and a server that does not offer it is
+    an error (not retried: the configuration must change); ``tls`` connects with TLS at once
+    (port 465); neither: a plain relay, a deliberate choice. ``password_env`` names the variable
+    holding the password of ``username``; a password is never sent over an unencrypted
+    connection.
     """
 
     def __init__(
@@ -249,6 +270,11 @@ class SmtpChannel:
                 raise ConnectionError(reason) from None
             raise ConfigError(f"{reason}; not retrying") from None
         except (aiosmtplib.SMTPException, OSError) as exc:
+            if self._starttls and "STARTTLS" in str(exc).upper() and not isinstance(exc, OSError):
+                raise ConfigError(
+                    f"{self.name} does not offer STARTTLS, which the configuration requires;"
+                    ' for a plain relay on a trusted network set tls = "none"'
+                ) from None
             raise ConnectionError(f"{self.name}: {type(exc).__name__}: {exc}") from None
         if refused:  # the others have it: sending again would duplicate their copy
             who = ", ".join(sorted(refused))
@@ -292,8 +318,8 @@ def _mail_body(alert: Alert) -> str:
         alert.summary,
         "",
         f"Kind:     {alert.kind}",
-        f"Run:      {alert.run_id}",
-        f"Workflow: {alert.workflow}",
+        f"Run:      {alert.run_id or '-'}",
+        f"Workflow: {alert.workflow or '-'}",
         f"Raised:   {_iso(alert.at)}",
     ]
     if alert.details:

@@ -5,6 +5,7 @@
     [governance.alerts]
     deadlines = { client-enquiries = "PT4H", "*" = "P1D" }   # impact tolerance per workflow
     expiring_within = "PT1H"                                # warn before an approval expires
+    step_failures = 3                                       # alert when a step failed 3 times
     interval = "PT1M"                                       # how often the monitor looks
 
     [[governance.alerts.webhooks]]
@@ -17,12 +18,15 @@
     port = 587
     sender = "batonflow@example.test"
     to = ["ops@example.test"]
-    starttls = true
+    tls = "starttls"            # or "implicit" (port 465), or "none": a plain relay
     username = "batonflow"
     password_env = "ALERT_SMTP_PASSWORD"
 
 Durations are ISO 8601 (weeks, days, hours, minutes, seconds). Secrets are named by environment
-variable, never written here; errors name the file and the dotted key.
+variable, never written here; errors name the file and the dotted key. ``tls = "none"`` (or the
+older ``starttls = false``) sends to a plain relay without encryption, a deliberate choice for a
+relay on a trusted network (no password may be sent over it); a relay that refuses STARTTLS when
+``tls = "starttls"`` is an error that says so.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from typing import Any
 
 import httpx
 
-from batonflow.core import Clock
+from batonflow.core import Clock, Engine
 from batonflow.errors import ConfigError
 from batonflow.governance._alert_channels import (
     DEFAULT_SOURCE,
@@ -46,10 +50,22 @@ from batonflow.governance._alert_channels import (
     check_smtp,
     check_webhook,
 )
+from batonflow.governance._alert_hook import AlertHook
 from batonflow.governance._alerts import AlertMonitor
 from batonflow.store import RunRecord, Store
 
-__all__ = ["AlertSettings", "SmtpSettings", "WebhookSettings", "parse_duration"]
+__all__ = [
+    "TLS_MODES",
+    "AlertSettings",
+    "SmtpSettings",
+    "WebhookSettings",
+    "parse_duration",
+    "tls_mode",
+]
+
+#: How an SMTP connection is secured: not at all (a plain relay), upgraded with STARTTLS, or
+#: TLS from the first byte (port 465).
+TLS_MODES = ("none", "starttls", "implicit")
 
 _DURATION = re.compile(
     r"P(?:(?P<W>\d+(?:\.\d+)?)W)?(?:(?P<D>\d+(?:\.\d+)?)D)?"
@@ -101,13 +117,22 @@ class AlertSettings:
     expiring_within: float = 3600.0
     interval: float = 60.0
     source: str = DEFAULT_SOURCE
+    step_failures: int | None = 3
 
     @classmethod
     def parse(cls, table: Mapping[str, Any], where: str) -> AlertSettings:
         """Read the table; errors name ``where`` (the file) and the key, e.g.
         ``batonflow.toml: governance.alerts.smtp.port: expected an integer from 1 to 65535``."""
         read = _Reader(table, where, "governance.alerts")
-        read.only("webhooks", "smtp", "deadlines", "expiring_within", "interval", "source")
+        read.only(
+            "webhooks",
+            "smtp",
+            "deadlines",
+            "expiring_within",
+            "interval",
+            "source",
+            "step_failures",
+        )
         deadlines = read.table("deadlines")
         settings = cls(
             webhooks=tuple(_webhook(r) for r in read.tables("webhooks")),
@@ -119,6 +144,7 @@ class AlertSettings:
             expiring_within=read.duration("expiring_within", "PT1H"),
             interval=read.duration("interval", "PT1M"),
             source=read.string("source", DEFAULT_SOURCE),
+            step_failures=read.count("step_failures", 3),
         )
         above_zero = [(deadlines.at(n), s) for n, s in settings.deadlines.items()]
         above_zero.append((read.at("interval"), settings.interval))
@@ -161,6 +187,38 @@ class AlertSettings:
             )
         return found
 
+    def hook(
+        self,
+        make_client: Callable[[Engine], httpx.AsyncClient],
+        *,
+        client: httpx.AsyncClient | None = None,
+        deadlines: Mapping[str, float] | None = None,
+        env: Mapping[str, str] | None = None,
+        deadline_of: Callable[[RunRecord], float | None] | None = None,
+    ) -> AlertHook:
+        """The engine hook raising these alerts as they happen. Webhooks post through
+        ``client``, else a client ``make_client(engine)`` builds when the engine opens (and
+        that the hook closes with it)."""
+
+        def channels(engine: Engine) -> tuple[list[AlertChannel], Callable[[], Any]]:
+            own = client is None
+            http = make_client(engine) if client is None else client
+
+            async def release() -> None:
+                if own:
+                    await http.aclose()
+
+            found = self.channels(http, env=env if env is not None else os.environ)
+            return found, release
+
+        return AlertHook(
+            channels,
+            deadlines={**(deadlines or {}), **self.deadlines},
+            deadline_of=deadline_of,
+            step_failures=self.step_failures,
+            expiring_within=self.expiring_within,
+        )
+
     def monitor(
         self,
         store: Store,
@@ -198,12 +256,38 @@ def _webhook(read: _Reader) -> WebhookSettings:
     return settings
 
 
+def tls_mode(table: Mapping[str, Any], where: str, default: str) -> str:
+    """``tls = "none" | "starttls" | "implicit"`` of an SMTP table; the older spellings
+    ``tls = true`` (implicit) and ``starttls = true | false`` are read too."""
+    tls, starttls = table.get("tls"), table.get("starttls")
+    if starttls is not None and not isinstance(starttls, bool):
+        raise ConfigError(f"{where}.starttls: expected true or false, got {starttls!r}")
+    if isinstance(tls, str):
+        if tls not in TLS_MODES:
+            raise ConfigError(
+                f'{where}.tls: expected "none" (a plain relay), "starttls" or "implicit"'
+                f" (TLS from the start, port 465), got {tls!r}"
+            )
+        if starttls is not None and starttls != (tls == "starttls"):
+            raise ConfigError(f"{where}: tls = {tls!r} contradicts starttls = {starttls}")
+        return tls
+    if tls is not None and not isinstance(tls, bool):
+        raise ConfigError(f'{where}.tls: expected "none", "starttls" or "implicit", got {tls!r}')
+    if tls:
+        if starttls:
+            raise ConfigError(f"{where}: starttls and tls exclude each other; choose one")
+        return "implicit"
+    if starttls is None:
+        return default
+    return "starttls" if starttls else "none"
+
+
 def _smtp(read: _Reader) -> SmtpSettings:
     read.only(
         "host", "port", "sender", "to", "starttls", "tls", "username", "password_env", "timeout"
     )
-    tls = read.boolean("tls", False)
-    starttls = read.boolean("starttls", not tls)
+    mode = tls_mode(read.data, read.where, "starttls")
+    tls, starttls = mode == "implicit", mode == "starttls"
     settings = SmtpSettings(
         host=read.required_string("host"),
         sender=read.required_string("sender"),
@@ -262,6 +346,14 @@ class _Reader:
         if key not in self.data:
             raise ConfigError(f"{self.at(key)}: missing (a string is required)")
         value: str = self.string(key, None)
+        return value
+
+    def count(self, key: str, default: int) -> int:
+        value = self.data.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(
+                f"{self.at(key)}: expected a whole number of at least 1, got {value!r}"
+            )
         return value
 
     def boolean(self, key: str, default: bool) -> bool:

@@ -14,31 +14,24 @@ retried with backoff on the injected clock, then logged at ERROR and recorded.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import logging
-import os
-import socket
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from batonflow import _serde
 from batonflow.core import Clock
-from batonflow.errors import BatonflowError, ConfigError
+from batonflow.errors import ConfigError
 from batonflow.governance._alert_channels import Alert, AlertChannel, AlertKind
-from batonflow.store import AuditEntry, RunRecord, RunStatus, Store
+from batonflow.governance._alert_dispatch import Dispatcher, clip
+from batonflow.store import RunRecord, RunStatus, Store
 
-__all__ = ["AlertMonitor"]
+__all__ = ["AlertMonitor", "expiring_alert", "faulted_alert", "overdue_alert"]
 
 log = logging.getLogger("batonflow.alerts")
 
-#: Governance record kinds: the alerts this module writes, the approvals it reads.
-ALERT_RECORD = "alert"
+#: Governance record kind of the approvals this module reads (it writes ``ALERT_RECORD``).
 APPROVAL_RECORD = "approval"
-#: Who raises alerts, in the audit trail.
-ACTOR = "system:alerts"
 #: A run in one of these statuses is still open, so it can be overdue (FAULTED included: a
 #: run nobody has resumed or cancelled has not delivered its service).
 OPEN_STATUSES = (
@@ -80,42 +73,58 @@ class AlertMonitor:
         for name, seconds in (deadlines or {}).items():
             if seconds <= 0:
                 raise ConfigError(f"alert deadline for {name!r}: expected a positive duration")
-        if attempts < 1:
-            raise ConfigError("alert delivery attempts: expected at least 1")
         self.store, self.clock = store, clock
-        self.channels = tuple(channels)
+        self.dispatcher = Dispatcher(
+            store, clock, channels, attempts=attempts, retry_delay=retry_delay
+        )
+        self.channels = self.dispatcher.channels
         self.deadlines = dict(deadlines or {})
         self.deadline_of = deadline_of
         self.expiring_within = expiring_within
-        self._attempts, self._retry_delay, self._scan_limit = attempts, retry_delay, scan_limit
+        self._scan_limit = scan_limit
+        #: When the next known deadline or approval warning falls (clock time), or None.
+        self.next_due: float | None = None
         self._known: set[str] = set()  # keys whose record exists: skip the store look-up
         self._unusable: set[str] = set()  # malformed approval records already reported
         #: Names this monitor in the records it writes (host, process, instance).
-        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.id = self.dispatcher.id
 
     async def run(self, interval: float) -> None:
-        """Check every ``interval`` seconds of the clock until cancelled; never raises."""
+        """Check every ``interval`` seconds of the clock until cancelled, and at the moment the
+        next deadline or approval warning it knows of falls due; never raises."""
         while True:
             try:
                 await self.check()
             except Exception:  # the store may be down: try again next time
                 log.exception("alert check failed; retrying in %ss", interval)
-            await self.clock.sleep(interval)
+            wait = interval
+            if self.next_due is not None:
+                wait = min(wait, max(self.next_due - self.clock.now(), 0.0))
+            await self.clock.sleep(wait)
 
     async def check(self) -> list[Alert]:
-        """One pass: raise what needs raising; return the alerts this monitor raised.
+        """One pass: raise what needs raising; return the alerts this monitor raised. Alerts
+        a channel has not received yet (it was down) are delivered again when due.
 
         A run is found FAULTED or open among the newest ``scan_limit`` runs of each status (and
         workflow with a deadline) that ``Store.list_runs`` returns; a warning is logged when a
         query hits that bound.
         """
         now = self.clock.now()
+        self.next_due = None
         found = [*await self._faulted(now), *await self._overdue(now)]
         found += await self._expiring(now)
         raised = []
         for alert in found:
             if await self._raise(alert):
                 raised.append(alert)
+        try:
+            redelivery = await self.dispatcher.retry_pending()
+        except Exception:  # the store failed: the next check tries again
+            log.exception("could not deliver pending alerts; retrying at the next check")
+        else:
+            if redelivery is not None:
+                self._due(redelivery)
         if len(self._known) > 100_000:  # forget old keys: the records still dedupe
             self._known.clear()
         return raised
@@ -136,14 +145,15 @@ class AlertMonitor:
         alerts = []
         for run in await self._runs(RunStatus.FAULTED):
             at = run.finished_at if run.finished_at is not None else run.updated_at
-            key = f"run.faulted:{run.id}:{at:.3f}"
-            if key in self._known:
-                continue
-            error = _error(run.error_json)
-            details = {"status": run.status.value, "faulted_at": _iso(at), **error}
-            summary = f"run {_short(run.id)} ({run.workflow}) faulted"
-            alerts.append(_alert("run.faulted", run, summary, now, key, details))
+            alert = faulted_alert(run.id, run.workflow, at, _error(run.error_json), now)
+            if alert.key not in self._known:
+                alerts.append(alert)
         return alerts
+
+    def _due(self, at: float) -> None:
+        """Remember the earliest future moment something will need an alert."""
+        if self.next_due is None or at < self.next_due:
+            self.next_due = at
 
     async def _overdue(self, now: float) -> list[Alert]:
         if not self.deadlines and self.deadline_of is None:
@@ -165,20 +175,12 @@ class AlertMonitor:
             tolerance = self.deadline_of(run)
         if tolerance is None:
             tolerance = self.deadlines.get(ANY_WORKFLOW)
-        key = f"run.overdue:{run.id}"
-        if tolerance is None or now < run.created_at + tolerance or key in self._known:
+        if tolerance is None or f"run.overdue:{run.id}" in self._known:
             return None
-        summary = (
-            f"run {_short(run.id)} ({run.workflow}) overdue: open {_human(now - run.created_at)},"
-            f" tolerance {_human(tolerance)}"
-        )
-        details = {
-            "status": run.status.value,
-            "created_at": _iso(run.created_at),
-            "deadline_at": _iso(run.created_at + tolerance),
-            "tolerance_seconds": tolerance,
-        }
-        return _alert("run.overdue", run, summary, now, key, details)
+        if now < run.created_at + tolerance:
+            self._due(run.created_at + tolerance)
+            return None
+        return overdue_alert(run, tolerance, now)
 
     async def _expiring(self, now: float) -> list[Alert]:
         if self.expiring_within is None:
@@ -186,7 +188,7 @@ class AlertMonitor:
         alerts = []
         for key, data_json in await self.store.list_records(APPROVAL_RECORD):
             try:
-                approval = _approval(data_json)
+                approval = approval_record(data_json)
             except ValueError as exc:
                 if key not in self._unusable:  # say so once, not on every pass
                     self._unusable.add(key)
@@ -195,106 +197,77 @@ class AlertMonitor:
             if approval is None:
                 continue
             expires_at: float = approval["expires_at"]
-            dedupe = f"approval.expiring:{key}:{expires_at:.3f}"
-            if expires_at - now > self.expiring_within or dedupe in self._known:
+            dedupe = expiring_key(key, expires_at)
+            if dedupe in self._known:
                 continue
-            alerts.append(await self._expiring_alert(key, approval, now, dedupe))
+            if expires_at - now > self.expiring_within:
+                self._due(expires_at - self.expiring_within)
+                continue
+            workflow = await approval_workflow(self.store, approval)
+            alerts.append(expiring_alert(key, approval, workflow, now))
         return alerts
 
-    async def _expiring_alert(
-        self, key: str, approval: Mapping[str, Any], now: float, dedupe: str
-    ) -> Alert:
-        run_id: str = approval["run_id"]
-        workflow = approval.get("workflow")
-        if not isinstance(workflow, str):
-            run = await self.store.get_run(run_id)
-            workflow = run.workflow if run is not None else "?"
-        left = approval["expires_at"] - now
-        when = f"expires in {_human(left)}" if left > 0 else f"expired {_human(-left)} ago"
-        title = _clip(str(approval.get("title") or key), 80)
-        summary = f"approval {title!r} on run {_short(run_id)} ({workflow}) {when}"
-        details = {
-            "approval": key,
-            "title": approval.get("title"),
-            "expires_at": _iso(approval["expires_at"]),
-        }
-        return Alert("approval.expiring", run_id, workflow, summary, now, dedupe, details)
-
-    # -- raising and delivering -----------------------------------------------------------------
+    # -- raising ------------------------------------------------------------------------------
     async def _raise(self, alert: Alert) -> bool:
-        try:
-            claimed = await self._claim(alert)
-        except Exception:  # the store failed: the next check tries again
-            log.exception("could not record alert %s; it will be retried", alert.key)
+        claimed = await self.dispatcher.raise_(alert)
+        if claimed is None:  # the store failed: the next check tries again
             return False
         self._known.add(alert.key)
-        if claimed:
-            log.warning("ALERT %s: %s", alert.kind, alert.summary)
-            await self._deliver(alert)
         return claimed
 
-    async def _claim(self, alert: Alert) -> bool:
-        """Write the alert record and its ``alert.raised`` entry unless the record exists;
-        True when this monitor is the one that raised it."""
-        data = {**alert.to_dict(), "state": "raised", "monitor": self.id, "channels": self._names()}
-        data_json = _serde.dumps_lenient(data)
-        entry = AuditEntry("alert.raised", data_json, run_id=alert.run_id, actor=ACTOR)
-        now = self.clock.now()
-        return await self.store.add_record(ALERT_RECORD, alert.key, data_json, now, audit=[entry])
 
-    async def _deliver(self, alert: Alert) -> None:
-        outcomes = await asyncio.gather(*(self._send(ch, alert) for ch in self.channels))
-        ok = [outcome["ok"] for outcome in outcomes]
-        state = "sent" if all(ok) else "failed" if not any(ok) else "partly sent"
-        data = {**alert.to_dict(), "state": state, "deliveries": outcomes}
-        entries = [
-            AuditEntry(
-                "alert.sent" if outcome["ok"] else "alert.failed",
-                _serde.dumps_lenient({"key": alert.key, **outcome}),
-                run_id=alert.run_id,
-                actor=ACTOR,
-            )
-            for outcome in outcomes
-        ]
-        try:
-            await self.store.put_record(
-                ALERT_RECORD, alert.key, _serde.dumps_lenient(data), self.clock.now(), audit=entries
-            )
-        except Exception:
-            log.exception("could not record the delivery of alert %s (%s)", alert.key, state)
+def faulted_alert(
+    run_id: str, workflow: str, at: float, error: Mapping[str, Any], now: float
+) -> Alert:
+    """The alert of a run that faulted at ``at`` (its ``finished_at``) with ``error`` (see
+    :func:`error_details`); the key is the same whichever process builds it."""
+    details = {"status": "faulted", "faulted_at": _iso(at), **error}
+    summary = f"run {_short(run_id)} ({workflow}) faulted"
+    key = f"run.faulted:{run_id}:{at:.3f}"
+    return Alert("run.faulted", run_id, workflow, summary, now, key, details)
 
-    async def _send(self, channel: AlertChannel, alert: Alert) -> dict[str, Any]:
-        delay = self._retry_delay
-        for attempt in range(1, self._attempts + 1):
-            try:
-                await channel.send(alert)
-            except Exception as exc:
-                final = isinstance(exc, BatonflowError) and not exc.retryable
-                if final or attempt == self._attempts:
-                    log.error(
-                        "ALERT NOT DELIVERED via %s after %d attempt(s): %s (alert %s: %s)",
-                        channel.name,
-                        attempt,
-                        exc,
-                        alert.key,
-                        alert.summary,
-                    )
-                    error = _clip(str(exc), 500)
-                    return {
-                        "channel": channel.name,
-                        "ok": False,
-                        "attempts": attempt,
-                        "error": error,
-                    }
-                log.warning("alert %s via %s failed (%s); retrying", alert.key, channel.name, exc)
-                await self.clock.sleep(delay)
-                delay *= 2
-            else:
-                return {"channel": channel.name, "ok": True, "attempts": attempt}
-        raise AssertionError("unreachable")  # pragma: no cover
 
-    def _names(self) -> list[str]:
-        return [channel.name for channel in self.channels]
+def overdue_alert(run: RunRecord, tolerance: float, now: float) -> Alert:
+    """The alert of ``run``, still open ``tolerance`` seconds after it was created."""
+    summary = (
+        f"run {_short(run.id)} ({run.workflow}) overdue: open {_human(now - run.created_at)},"
+        f" tolerance {_human(tolerance)}"
+    )
+    details = {
+        "status": run.status.value,
+        "created_at": _iso(run.created_at),
+        "deadline_at": _iso(run.created_at + tolerance),
+        "tolerance_seconds": tolerance,
+    }
+    return _alert("run.overdue", run, summary, now, f"run.overdue:{run.id}", details)
+
+
+def expiring_key(approval: str, expires_at: float) -> str:
+    return f"approval.expiring:{approval}:{expires_at:.3f}"
+
+
+async def approval_workflow(store: Store, approval: Mapping[str, Any]) -> str:
+    workflow = approval.get("workflow")
+    if isinstance(workflow, str):
+        return workflow
+    run = await store.get_run(approval["run_id"])
+    return run.workflow if run is not None else "?"
+
+
+def expiring_alert(key: str, approval: Mapping[str, Any], workflow: str, now: float) -> Alert:
+    """The alert of the open approval ``key`` (its record, parsed) about to expire."""
+    run_id: str = approval["run_id"]
+    left = approval["expires_at"] - now
+    when = f"expires in {_human(left)}" if left > 0 else f"expired {_human(-left)} ago"
+    title = clip(str(approval.get("title") or key), 80)
+    summary = f"approval {title!r} on run {_short(run_id)} ({workflow}) {when}"
+    details = {
+        "approval": key,
+        "title": approval.get("title"),
+        "expires_at": _iso(approval["expires_at"]),
+    }
+    dedupe = expiring_key(key, approval["expires_at"])
+    return Alert("approval.expiring", run_id, workflow, summary, now, dedupe, details)
 
 
 def _alert(
@@ -303,7 +276,7 @@ def _alert(
     return Alert(kind, run.id, run.workflow, summary, now, key, details)
 
 
-def _approval(data_json: str) -> dict[str, Any] | None:
+def approval_record(data_json: str) -> dict[str, Any] | None:
     """The record of an open approval that can expire, or None; ValueError if malformed.
 
     Relied on: ``run_id`` (string), ``expires_at`` (epoch seconds, an ISO 8601 date-time with
@@ -339,9 +312,15 @@ def _error(error_json: str | None) -> dict[str, Any]:
         error = json.loads(error_json) if error_json else {}
     except ValueError:
         return {}
+    return error_details(error)
+
+
+def error_details(error: Any) -> dict[str, Any]:
+    """``{"error": "Type: message", "step": ...}`` from a recorded error."""
     if not isinstance(error, dict):
         return {}
-    found = {"error": _clip(f"{error.get('type', '?')}: {error.get('message', '')}", 500)}
+    message = error.get("message") or error.get("detail") or error.get("title") or ""
+    found = {"error": clip(f"{error.get('type', '?')}: {message}", 500)}
     if isinstance(error.get("step"), str):
         found["step"] = error["step"]
     return found
@@ -349,10 +328,6 @@ def _error(error_json: str | None) -> dict[str, Any]:
 
 def _short(run_id: str) -> str:
     return run_id if len(run_id) <= 8 else f"{run_id[:8]}…"
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 
 def _iso(at: float) -> str:

@@ -101,9 +101,11 @@ class Approvers:
 
 @dataclass(frozen=True, slots=True)
 class ApprovalRequest:
-    """An approval's rules and state, as recorded. ``on_expiry`` is ``"fail"``, an outcome
-    (``"reject"`` or an option), or ``{"escalate": {...}}``; ``round`` counts escalations
-    (votes of an earlier round no longer count)."""
+    """An approval's rules and state, as recorded. ``on_expiry`` is ``"escalate"`` (the
+    default: a new round for the same approvers, the run keeps waiting, an alert is raised),
+    ``{"escalate": {...}}`` (a new round for other approvers), ``"fail"``, or an outcome chosen
+    explicitly (``"reject"`` or an option); ``round`` counts escalations (votes of an earlier
+    round no longer count)."""
 
     title: str
     approvers: Approvers
@@ -112,7 +114,7 @@ class ApprovalRequest:
     require_comment: tuple[str, ...] = ()
     summary: str | None = None
     expires_in: float | None = None
-    on_expiry: Any = "reject"
+    on_expiry: Any = "escalate"
     id: str = ""
     run_id: str = ""
     workflow: str = ""
@@ -158,7 +160,7 @@ class ApprovalRequest:
             options=tuple(data.get("options", ("approve", "reject"))),
             require_comment=tuple(data.get("require_comment", ())),
             expires_in=data.get("expires_in"),
-            on_expiry=data.get("on_expiry", "reject"),
+            on_expiry=data.get("on_expiry", "reject"),  # recorded before the default changed
             excluded=tuple(data.get("excluded", ())),
             requested_at=float(data.get("requested_at", 0.0)),
             expires_at=data.get("expires_at"),
@@ -166,8 +168,17 @@ class ApprovalRequest:
             escalated=bool(data.get("escalated", False)),
         )
 
+    @property
+    def escalates(self) -> bool:
+        """Does expiry open a new round (rather than decide or fail)?"""
+        return self.on_expiry == "escalate" or isinstance(self.on_expiry, Mapping)
+
     def escalation(self, now: float) -> ApprovalRequest:
-        """The next round after an expiry with ``{"escalate": {...}}``."""
+        """The next round after an expiry: ``{"escalate": {...}}`` names its approvers and
+        rules; ``"escalate"`` asks the same approvers again for as long, and again after."""
+        if self.on_expiry == "escalate":
+            expires_at = None if self.expires_in is None else now + self.expires_in
+            return replace(self, expires_at=expires_at, round=self.round + 1, escalated=True)
         spec = self.on_expiry["escalate"]
         expires_in = spec.get("expires_in")
         return replace(
@@ -176,7 +187,7 @@ class ApprovalRequest:
             quorum=int(spec.get("quorum", 1)),
             expires_in=expires_in,
             expires_at=None if expires_in is None else now + float(expires_in),
-            on_expiry=spec.get("on_expiry", "reject"),
+            on_expiry=spec.get("on_expiry", "escalate"),
             round=self.round + 1,
             escalated=True,
         )
@@ -191,7 +202,7 @@ def parse_request(
     require_comment: Any = (),
     summary: Any = None,
     expires_in: Any = None,
-    on_expiry: Any = "reject",
+    on_expiry: Any = "escalate",
     where: str = "approval",
 ) -> ApprovalRequest:
     """Check an approval's arguments; ConfigError naming the argument and what was expected."""
@@ -256,11 +267,11 @@ def _quorum(value: Any, where: str) -> int:
 
 def _expiry(value: Any, options: tuple[str, ...], where: str, expires_in: float | None) -> Any:
     if isinstance(value, str):
-        if value == "fail" or value == "reject" or value in options:
+        if value in ("escalate", "fail", "reject") or value in options:
             return value
         raise ConfigError(
-            f"{where} must be 'reject', 'fail', one of the options ({', '.join(options)}) or"
-            f' {{"escalate": {{...}}}}, got {value!r}'
+            f"{where} must be 'escalate' (the default), 'reject', 'fail', one of the options"
+            f' ({", ".join(options)}) or {{"escalate": {{...}}}}, got {value!r}'
         )
     if not isinstance(value, Mapping) or set(value) != {"escalate"}:
         raise ConfigError(f'{where} must be a string or {{"escalate": {{...}}}}, got {value!r}')
@@ -280,7 +291,8 @@ def _expiry(value: Any, options: tuple[str, ...], where: str, expires_in: float 
     seconds = spec.get("expires_in")
     if seconds is not None:
         seconds = parse_duration(seconds, f"{where}.escalate.expires_in")
-    then = _expiry(spec.get("on_expiry", "reject"), options, f"{where}.escalate.on_expiry", seconds)
+    then = spec.get("on_expiry", "escalate")
+    then = _expiry(then, options, f"{where}.escalate.on_expiry", seconds)
     return {
         "escalate": {
             **who.to_dict(), "quorum": quorum, "expires_in": seconds, "on_expiry": then,

@@ -209,16 +209,25 @@ class SubjectKeys:
         return key
 
     @overload
-    async def seal(self, plain: str, refs: Sequence[str], bind: str) -> str: ...
+    async def seal(
+        self, plain: str, refs: Sequence[str], bind: str, *, step: str | None = None
+    ) -> str: ...
     @overload
-    async def seal(self, plain: None, refs: Sequence[str], bind: str) -> None: ...
+    async def seal(
+        self, plain: None, refs: Sequence[str], bind: str, *, step: str | None = None
+    ) -> None: ...
     @overload
-    async def seal(self, plain: str | None, refs: Sequence[str], bind: str) -> str | None: ...
-    async def seal(self, plain: str | None, refs: Sequence[str], bind: str) -> str | None:
+    async def seal(
+        self, plain: str | None, refs: Sequence[str], bind: str, *, step: str | None = None
+    ) -> str | None: ...
+    async def seal(
+        self, plain: str | None, refs: Sequence[str], bind: str, *, step: str | None = None
+    ) -> str | None:
         """``plain`` sealed under the current keys of ``refs``; an already sealed text as is.
 
         A subject whose key is gone (erased while this run was in flight) gets the erased
         marker instead: new data about an erased person is dropped, never stored in clear.
+        ``step``: see :func:`seal_payload`.
         """
         if plain is None or not refs or is_sealed(plain):
             return plain
@@ -226,7 +235,7 @@ class SubjectKeys:
         present = [k for k in keys if k is not None]
         if len(present) != len(keys):
             return erased_marker(sorted(refs))
-        return seal_payload(plain, present, bind)
+        return seal_payload(plain, present, bind, step=step)
 
     @overload
     async def open(self, text: str, bind: str) -> str: ...
@@ -259,11 +268,16 @@ class SubjectKeys:
 # -- envelopes ----------------------------------------------------------------------------------
 
 
-def seal_payload(plain: str, keys: Sequence[SubjectKey], bind: str) -> str:
+def seal_payload(
+    plain: str, keys: Sequence[SubjectKey], bind: str, *, step: str | None = None
+) -> str:
     """Encrypt the JSON text ``plain`` under ``keys`` (all of them needed to open it).
 
     ``bind`` is authenticated with it: the id of the run the payload belongs to, ``""`` for a
     correlation-keyed event (sealed before it is known which run will consume it).
+    ``step``: a faulted run's error names the position of the step that failed it (``"4"``,
+    ``"3.0.1"``: no personal data) in the clear, authenticated, so that the store can find the
+    step to try again when the run is resumed (it reads the ``step`` member of ``error_json``).
     """
     ordered = sorted(keys, key=lambda k: k.ref)
     refs = [k.ref for k in ordered]
@@ -271,11 +285,13 @@ def seal_payload(plain: str, keys: Sequence[SubjectKey], bind: str) -> str:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # imported on first use
 
     nonce = secrets.token_bytes(12)
-    aad = _aad(bind, refs, kids)
+    aad = _aad(bind, refs, kids, step)
     ct = AESGCM(_content_key(ordered)).encrypt(nonce, plain.encode(), aad)
     envelope: dict[str, Any] = {SEALED: _VERSION, "subjects": refs, "kids": kids}
     if bind:
         envelope["run"] = bind
+    if step is not None:
+        envelope["step"] = step
     envelope.update(nonce=_b64(nonce), ct=_b64(ct))
     return json.dumps(envelope, separators=(",", ":"))
 
@@ -305,7 +321,8 @@ def open_envelope(text: str, keys: Sequence[SubjectKey | None], bind: str) -> st
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     present = [k for k in keys if k is not None]
-    aad = _aad(sealed_for, refs, kids)
+    step = envelope.get("step")
+    aad = _aad(sealed_for, refs, kids, step if isinstance(step, str) else None)
     try:
         plain = AESGCM(_content_key(present)).decrypt(
             _unb64(envelope["nonce"], "nonce"), _unb64(envelope["ct"], "ciphertext"), aad
@@ -313,7 +330,7 @@ def open_envelope(text: str, keys: Sequence[SubjectKey | None], bind: str) -> st
     except InvalidTag:
         raise StoreError(
             f"a sealed payload of {sealed_for or 'an event'} failed authentication: its"
-            " ciphertext or its bindings (run, subjects, keys) were altered"
+            " ciphertext or its bindings (run, subjects, keys, step) were altered"
         ) from None
     return plain.decode()
 
@@ -348,8 +365,11 @@ def _content_key(keys: Sequence[SubjectKey]) -> bytes:
     return hkdf.derive(b"".join(k.key for k in keys))
 
 
-def _aad(bind: str, refs: Sequence[str], kids: Sequence[str]) -> bytes:
-    return json.dumps([_VERSION, bind, list(refs), list(kids)], separators=(",", ":")).encode()
+def _aad(bind: str, refs: Sequence[str], kids: Sequence[str], step: str | None = None) -> bytes:
+    bound: list[Any] = [_VERSION, bind, list(refs), list(kids)]
+    if step is not None:  # envelopes without a step authenticate exactly what they always did
+        bound.append(step)
+    return json.dumps(bound, separators=(",", ":")).encode()
 
 
 def _b64(data: bytes) -> str:

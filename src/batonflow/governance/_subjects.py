@@ -47,6 +47,7 @@ from batonflow.store import (
     StepRecord,
     StepStatus,
     Store,
+    failed_step_of,
 )
 
 __all__ = ["Compacts", "Erasure", "SealedStore", "erase_subject", "export_subject", "wrap_store"]
@@ -381,7 +382,7 @@ class SealedStore:
     ) -> None:
         s, a, e, refs = await self._seal_writes(run_id, steps, attempts, audit)
         output = await self.keys.seal(output_json, refs, run_id)
-        error = await self.keys.seal(error_json, refs, run_id)
+        error = await self.keys.seal(error_json, refs, run_id, step=failed_step_of(error_json))
         await self.inner.finish_run(run_id, owner, status, output, error, s, a, now, audit=e)
 
     async def next_wake_at(self) -> float | None:

@@ -22,6 +22,7 @@ from batonflow.store._model import (
     allowed_sources,
 )
 from batonflow.store._protocol import Store, WakeUps
+from batonflow.store._rows import failed_step_of
 from batonflow.store._sqlite import SQLiteStore
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "Store",
     "WakeUps",
     "allowed_sources",
+    "failed_step_of",
     "open_store",
 ]
 

@@ -79,8 +79,15 @@ def natural(step_id: str) -> tuple[int, ...]:
 
 def failed_step(run: RunRecord) -> str | None:
     """The position of the step whose failure faulted ``run``, if its error names one."""
+    return failed_step_of(run.error_json)
+
+
+def failed_step_of(error_json: str | None) -> str | None:
+    """The ``step`` member of a faulted run's recorded error: the position of the step whose
+    failure faulted it. A sealed error (see governance ``SealedStore``) keeps it in the clear
+    for this, so a store can reopen that step on ``resume`` without reading the error."""
     try:
-        step = json.loads(run.error_json or "{}").get("step")
+        step = json.loads(error_json or "{}").get("step")
     except (ValueError, AttributeError):
         return None
     return step if isinstance(step, str) else None

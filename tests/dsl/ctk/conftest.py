@@ -67,6 +67,7 @@ def _available(world: dict[str, Any], docstring: str) -> None:
 def _flaky(world: dict[str, Any], name: str, n: str, docstring: str) -> None:
     calls: list[int] = []
     result = load_yaml(docstring)
+    world.setdefault("calls", {})[name] = calls
 
     def flaky() -> Any:
         calls.append(1)
@@ -135,6 +136,14 @@ def _crash(world: dict[str, Any], task: str, tmp_path: Path) -> None:
     session.handle = session.engine.handle(run_id)
     # SQLite hands a dead engine's runs over at once; PostgreSQL when its lease has expired
     session.advance(LEASE_SECONDS + 1)
+
+
+@when("the workflow is resumed")
+def _resume(world: dict[str, Any]) -> None:
+    session = _session(world)
+    assert session.handle is not None
+    session.do(session.engine.resume(session.handle.run_id))
+    session.do(session.engine.settle())
 
 
 def _append(path: Path, name: str) -> str:
@@ -224,6 +233,16 @@ def _runs_before(world: dict[str, Any], task: str, other: str) -> None:
 @then(parsers.re(r"(?P<task>\w+) should have been tried (?P<n>\d+) times"))
 def _tried(world: dict[str, Any], task: str, n: str) -> None:
     assert _session(world).attempts(task) == int(n)
+
+
+@then(parsers.re(r"the function '(?P<name>\w+)' should have been called (?P<n>\d+) times"))
+def _called(world: dict[str, Any], name: str, n: str) -> None:
+    assert len(world["calls"][name]) == int(n)
+
+
+@then(parsers.re(r"(?P<task>[\w-]+) should not have run"))
+def _not_run(world: dict[str, Any], task: str) -> None:
+    assert task not in _outcome(world).tasks, _outcome(world).tasks
 
 
 @then(parsers.re(r"the side effects should be (?P<names>.+)"))

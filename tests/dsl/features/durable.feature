@@ -173,6 +173,111 @@ Feature: What the CTK leaves out, in the CTK's own vocabulary
     """
     And callCrm should have been tried 3 times
 
+  Scenario: Retries used up fault the task with the last error, and resume tries it again
+    Given a function 'downCrm' that fails 3 times before returning:
+    """yaml
+    logged: true
+    """
+    And a workflow with definition:
+    """yaml
+    document: { dsl: '1.0.3', namespace: test, name: retries-used-up, version: '1.0.0' }
+    do:
+      - logEnquiry:
+          try:
+            - callCrm:
+                call: downCrm
+          catch:
+            errors:
+              with: { type: https://serverlessworkflow.io/spec/1.0.0/errors/runtime }
+            retry:
+              delay: { seconds: 10 }
+              limit: { attempt: { count: 2 } }
+      - confirm:
+          set: { logged: '${ .logged }', confirmed: true }
+    """
+    When the workflow is started
+    And 10 seconds pass
+    And 10 seconds pass
+    Then the workflow should fault with error:
+    """yaml
+    type: https://serverlessworkflow.io/spec/1.0.0/errors/runtime
+    status: 500
+    instance: /do/0/logEnquiry/try/0/callCrm
+    detail: 'ConnectionError: downCrm is unavailable (call 3)'
+    """
+    And confirm should not have run
+    And the function 'downCrm' should have been called 3 times
+    When the workflow is resumed
+    Then the workflow should complete with output:
+    """yaml
+    logged: true
+    confirmed: true
+    """
+    And the function 'downCrm' should have been called 4 times
+
+  Scenario: Once the retries are used up, catch.do handles the error and the flow goes on
+    Given a function 'downCrm' that fails 9 times before returning:
+    """yaml
+    logged: true
+    """
+    And a workflow with definition:
+    """yaml
+    document: { dsl: '1.0.3', namespace: test, name: retries-then-do, version: '1.0.0' }
+    do:
+      - logEnquiry:
+          try:
+            - callCrm:
+                call: downCrm
+          catch:
+            as: failure
+            retry:
+              delay: { seconds: 10 }
+              limit: { attempt: { count: 1 } }
+            do:
+              - queueForLater:
+                  set: { queued: true, reason: '${ $failure.detail }' }
+      - confirm:
+          set: { queued: '${ .queued }', reason: '${ .reason }' }
+    """
+    When the workflow is started
+    And 10 seconds pass
+    Then the workflow should complete with output:
+    """yaml
+    queued: true
+    reason: 'ConnectionError: downCrm is unavailable (call 2)'
+    """
+    And the function 'downCrm' should have been called 2 times
+
+  Scenario: catch.then sends the error path to another task
+    Given a function 'downCrm' that fails 9 times before returning:
+    """yaml
+    logged: true
+    """
+    And a workflow with definition:
+    """yaml
+    document: { dsl: '1.0.3', namespace: test, name: catch-then, version: '1.0.0' }
+    do:
+      - logEnquiry:
+          try:
+            - callCrm:
+                call: downCrm
+          catch:
+            retry:
+              limit: { attempt: { count: 1 } }
+            then: escalate
+      - confirm:
+          set: { confirmed: true }
+          then: end
+      - escalate:
+          set: { escalated: true }
+    """
+    When the workflow is started
+    Then the workflow should complete with output:
+    """yaml
+    escalated: true
+    """
+    And confirm should not have run
+
   Scenario: A task timeout interrupts a call that hangs
     Given a function 'hangs' that never returns
     And a workflow with definition:

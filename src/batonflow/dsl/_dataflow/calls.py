@@ -303,7 +303,7 @@ def _approval(walker: Walker, name: str, args: dict[str, Any], pointer: str, sta
     walker.add(
         "approval", name, pointer, _people(approvers), walker.shape(shown, state),
         approvers=approvers, quorum=args.get("quorum", 1), expires_in=expires,
-        on_expiry=args.get("on_expiry", "reject"),
+        on_expiry=args.get("on_expiry", "escalate"),
         options=args.get("options", ["approve", "reject"]),
     )  # fmt: skip
     if expires is None:

@@ -493,6 +493,8 @@ def _target(directive: str | None, index: int, names: list[str]) -> int | None:
 
 def describe_expiry(value: Any) -> str:
     """An approval's ``on_expiry`` for people: ``reject``, ``fail``, ``escalate to ...``."""
+    if value == "escalate":
+        return "ask the same approvers again"
     if isinstance(value, dict) and isinstance(value.get("escalate"), dict):
         spec = value["escalate"]
         who = "; ".join(
