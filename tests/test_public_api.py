@@ -17,7 +17,7 @@ EXPECTED = {
     "RunRecord", "RunStatus", "RunTimeout", "SQLiteStore", "SerializationError", "Step",
     "StepInfo", "StepKind", "StepRecord", "StepStatus", "StepTimeout", "Store", "StoreError",
     "SystemClock", "Workflow", "WorkflowNotFound", "__version__", "current_step",
-    "load_workflow", "open_store", "problem_of", "step", "workflow",
+    "load_workflow", "make_client", "open_store", "problem_of", "step", "workflow",
     "FailedAttempt", "Hook", "RunEnded", "RunStarted",
 }  # fmt: skip
 
@@ -44,7 +44,7 @@ def test_every_error_says_whether_it_is_retryable() -> None:
 def test_import_is_light() -> None:
     code = (
         "import sys, batonflow; "
-        "heavy = {'typer', 'rich', 'click', 'pytest', 'psycopg'} & set(sys.modules); "
+        "heavy = {'typer', 'rich', 'click', 'pytest', 'psycopg', 'httpx'} & set(sys.modules); "
         "print(sorted(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

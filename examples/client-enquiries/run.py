@@ -2,7 +2,7 @@
 
     python examples/client-enquiries/run.py                 # every e-mail in emails/
     python examples/client-enquiries/run.py emails/3-opening-hours.json --decision reject
-    batonflow audit export                                  # the whole story of each run
+    batonflow audit export --run RUN_ID                     # the whole story of one run
 
 Everything runs on this machine, on the embedded default: the engine on SQLite (the same
 ``batonflow.db`` the ``batonflow`` command reads, or ``$BATONFLOW_DB``), the example CRM on
@@ -22,6 +22,7 @@ import asyncio
 import importlib.util
 import json
 import os
+import shlex
 import socket
 import sys
 import tomllib
@@ -218,7 +219,9 @@ def read_config(path: Path | None) -> dict[str, Any]:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
 
 
-def print_table(outcomes: Sequence[Outcome], outbox: Outbox | None, decision: str) -> None:
+def print_table(
+    outcomes: Sequence[Outcome], outbox: Outbox | None, decision: str, db: str = "batonflow.db"
+) -> None:
     from rich import box
     from rich.console import Console
     from rich.table import Table
@@ -250,9 +253,19 @@ def print_table(outcomes: Sequence[Outcome], outbox: Outbox | None, decision: st
         console.print(f"The classifier was unsure of {unsure}: {DECIDER.name} picked the category.")
     console.print()
     console.print("The whole story of each one:")
+    export = f"batonflow audit export{db_option(db)}"
     for o in outcomes:
         stem = Path(o.name).stem
-        console.print(f"  {stem:<16} batonflow audit export --run {o.run_id}", soft_wrap=True)
+        console.print(f"  {stem:<16} {export} --run {o.run_id}", soft_wrap=True)
+
+
+def db_option(db: str) -> str:
+    """`` --db DB`` when the ``batonflow`` command would not find ``db`` by itself (it reads
+    ``$BATONFLOW_DB``, else ``./batonflow.db``); else nothing."""
+    default = os.environ.get("BATONFLOW_DB", "batonflow.db")
+    if "://" not in db and "://" not in default and Path(db).resolve() == Path(default).resolve():
+        return ""
+    return f" --db {shlex.quote(db)}"
 
 
 def crm_path(db: str) -> Path:
@@ -287,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             outcomes = asyncio.run(
                 process(emails, db=args.db, crm_url=crm_url, setup=setup, decision=args.decision)
             )
-            print_table(outcomes, None if "email" in config else outbox, args.decision)
+            print_table(outcomes, None if "email" in config else outbox, args.decision, args.db)
     finally:
         stop_crm()
     return 0 if all(o.status == "completed" for o in outcomes) else 1

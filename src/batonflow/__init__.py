@@ -16,6 +16,8 @@
 This module is the whole public API; everything else is private.
 """
 
+from typing import Any
+
 from batonflow._problem import problem_of
 from batonflow.core import (
     Clock,
@@ -79,6 +81,19 @@ from batonflow.store import (
 
 __version__ = "0.1.0"
 
+#: names loaded on first use, so that ``import batonflow`` stays light (httpx loads with them)
+_LAZY = {"make_client": "batonflow._net"}
+
+
+def __getattr__(name: str) -> Any:
+    """``bf.make_client``: the egress-controlled HTTP client every outbound call goes through."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'batonflow' has no attribute {name!r}")
+
+
 __all__ = [
     "TRANSITIONS",
     "AttemptRecord",
@@ -131,6 +146,7 @@ __all__ = [
     "__version__",
     "current_step",
     "load_workflow",
+    "make_client",
     "open_store",
     "problem_of",
     "step",

@@ -155,7 +155,10 @@ def error_from_dict(data: dict[str, Any]) -> BaseException:
         rebuilt = from_record(message, data["state"])
         if isinstance(rebuilt, BaseException):
             return rebuilt
-    exc = cls.__new__(cls)
+    try:
+        exc = cls.__new__(cls)
+    except TypeError:  # a class whose __new__ needs arguments (ExceptionGroup): keep the name
+        return RecordedError(name, message)
     exc.args = (message,)
     if isinstance(exc, RunFailed):  # its recorded error (an instance attribute: set it here)
         cause = data.get("cause")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import textwrap
 from datetime import timedelta
-from pathlib import Path
 
 import pydantic
 import pytest
@@ -38,11 +37,11 @@ from batonflow.dsl._model.base import DurationInline
 from batonflow.dsl._model.events import AnyEvents, OneEvent
 from batonflow.dsl._model.tasks import RunContainer, RunWorkflow
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "shared/spec/serverless-workflow/v1.0.3/examples"
+from .spec_kit import spec_path
 
 
 def example(name: str) -> Workflow:
-    return load_document(EXAMPLES / name).model
+    return load_document(spec_path("v1.0.3", "examples", name)).model
 
 
 def workflow(body: str) -> Workflow:

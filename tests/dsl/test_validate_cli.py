@@ -13,7 +13,8 @@ from typer.testing import CliRunner, Result
 
 from batonflow.cli import ExitCode, app
 
-SPEC = Path(__file__).resolve().parents[3] / "shared" / "spec" / "serverless-workflow" / "v1.0.3"
+from .spec_kit import spec_path
+
 GOOD = """\
 document:
   dsl: '1.0.3'
@@ -63,7 +64,7 @@ def bad(tmp_path: Path) -> Path:
 
 
 def test_valid_files_are_ok(good: Path) -> None:
-    example = SPEC / "examples" / "set.yaml"
+    example = spec_path("v1.0.3", "examples", "set.yaml")
     result = validate(good, example)
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [

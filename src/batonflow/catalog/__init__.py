@@ -40,7 +40,7 @@ from batonflow.catalog._functions import (
     llm,
     llm_pinned,
 )
-from batonflow.catalog._mcp import McpServer, McpToolError
+from batonflow.catalog._mcp import McpServer, McpServerError, McpToolError
 from batonflow.catalog._tools import AgentTool, ApprovalHook, http_tool, tool
 
 __all__ = [
@@ -75,6 +75,7 @@ __all__ = [
     "ApprovalHook",
     "ApprovalUnavailable",
     "McpServer",
+    "McpServerError",
     "McpToolError",
     "agent",
     "approval",

@@ -7,18 +7,28 @@ import contextlib
 import json
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, TextIO
-
-from mcp import ClientSession
-from mcp.client.stdio import StdioServerParameters, stdio_client
+from typing import TYPE_CHECKING, Any, TextIO
 
 from batonflow.errors import BatonflowError
 
-__all__ = ["McpServer", "McpToolError"]
+if TYPE_CHECKING:  # the SDK loads when a server is first made: most processes never make one
+    from mcp import ClientSession
+
+__all__ = ["McpServer", "McpServerError", "McpToolError"]
+
+#: seconds an MCP server has to start and answer the handshake, and to list its tools
+DEFAULT_TIMEOUT = 30.0
 
 
 class McpToolError(BatonflowError):
     """An MCP tool answered with ``isError`` (the agent hands the text back to the model)."""
+
+
+class McpServerError(BatonflowError):
+    """An MCP server could not be used: it did not start, exited or closed its connection, did
+    not answer in time, or answered something that is not MCP (malformed JSON-RPC). The message
+    names the server, its command and what went wrong. Not retryable: fix the server (or its
+    command) and resume the run."""
 
 
 class McpServer:
@@ -44,9 +54,13 @@ class McpServer:
         cwd: str | None = None,
         prefix: str = "",
         stderr: TextIO | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self.name = name
         self.prefix = prefix
+        self.timeout = timeout
+        from mcp.client.stdio import StdioServerParameters
+
         self._params = StdioServerParameters(
             command=command, args=list(args), env=dict(env) if env else None, cwd=cwd
         )
@@ -62,8 +76,8 @@ class McpServer:
         """A new, unconnected server object with the same settings (one per agent: an agent
         closes the servers it was given when it returns)."""
         twin = McpServer.__new__(McpServer)
-        twin.name, twin.prefix, twin._params, twin._stderr = (
-            self.name, self.prefix, self._params, self._stderr,
+        twin.name, twin.prefix, twin.timeout, twin._params, twin._stderr = (
+            self.name, self.prefix, self.timeout, self._params, self._stderr,
         )  # fmt: skip
         twin._ready = twin._stop = twin._task = None
         return twin
@@ -77,19 +91,30 @@ class McpServer:
             self._task = asyncio.create_task(self._serve(self._ready, self._stop))
         return await asyncio.shield(self._ready)
 
+    def _failed(self, doing: str, exc: BaseException) -> McpServerError:
+        """``exc`` (from the SDK, anyio or the process) as a batonflow error naming the server."""
+        command = " ".join([self._params.command, *self._params.args])
+        return McpServerError(
+            f"MCP server {self.name!r} ({command}) failed while {doing}: {describe_failure(exc)}"
+        )
+
     async def _serve(self, ready: asyncio.Future[ClientSession], stop: asyncio.Event) -> None:
+        from mcp import ClientSession
+        from mcp.client.stdio import stdio_client
+
         errlog = self._stderr or sys.__stderr__ or sys.stderr
         try:
             async with (
                 stdio_client(self._params, errlog=errlog) as (read, write),
                 ClientSession(read, write) as session,
             ):
-                await session.initialize()
+                async with asyncio.timeout(self.timeout):
+                    await session.initialize()
                 ready.set_result(session)
                 await stop.wait()
         except Exception as exc:
             if not ready.done():
-                ready.set_exception(exc)
+                ready.set_exception(self._failed("starting (the MCP handshake)", exc))
                 return
             raise
 
@@ -109,12 +134,11 @@ class McpServer:
         tools: list[dict[str, Any]] = []
         cursor: str | None = None
         while True:
-            if cursor is None:
-                page = await session.list_tools()
-            else:
-                from mcp.types import PaginatedRequestParams
-
-                page = await session.list_tools(params=PaginatedRequestParams(cursor=cursor))
+            try:
+                async with asyncio.timeout(self.timeout):
+                    page = await self._list_page(session, cursor)
+            except Exception as exc:
+                raise self._failed("listing its tools", exc) from exc
             for tool in page.tools:
                 tools.append(
                     {
@@ -127,13 +151,24 @@ class McpServer:
             if not cursor:
                 return tools
 
+    @staticmethod
+    async def _list_page(session: ClientSession, cursor: str | None) -> Any:
+        if cursor is None:
+            return await session.list_tools()
+        from mcp.types import PaginatedRequestParams
+
+        return await session.list_tools(params=PaginatedRequestParams(cursor=cursor))
+
     async def call_tool(self, tool: str, **arguments: Any) -> Any:
         """Call ``tool``; its structured content if any, else its text (joined).
 
         Raises :class:`McpToolError` when the server reports the call failed.
         """
         session = await self._session()
-        result = await session.call_tool(tool, dict(arguments))
+        try:
+            result = await session.call_tool(tool, dict(arguments))
+        except Exception as exc:
+            raise self._failed(f"calling its tool {tool!r}", exc) from exc
         texts = [getattr(block, "text", None) for block in result.content]
         text = "\n".join(t for t in texts if isinstance(t, str))
         if result.is_error:
@@ -141,3 +176,37 @@ class McpServer:
         if result.structured_content is not None:
             return json.loads(json.dumps(result.structured_content))
         return text
+
+
+def describe_failure(exc: BaseException) -> str:
+    """What went wrong, in words, from the innermost errors (anyio wraps them in groups)."""
+    leaves = _leaves(exc)
+    parts: list[str] = []
+    for leaf in leaves:
+        text = _describe(leaf)
+        if text not in parts:
+            parts.append(text)
+    return "; ".join(parts)
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+def _describe(exc: BaseException) -> str:
+    from pydantic import ValidationError
+
+    if isinstance(exc, TimeoutError):
+        return "it did not answer in time"
+    if isinstance(exc, FileNotFoundError | PermissionError):
+        return f"it could not be started: {exc}"
+    if isinstance(exc, ValidationError):
+        first = str(exc).splitlines()
+        what = f"{first[0]}: {first[1].strip()}" if len(first) > 1 else str(exc)
+        return f"it answered malformed JSON-RPC, not what MCP expects ({what})"
+    message = str(exc) or type(exc).__name__
+    if "connection closed" in message.lower():
+        return "it exited or closed its connection (its own errors, if any, are on stderr)"
+    return f"{type(exc).__name__}: {message}"

@@ -123,3 +123,16 @@ from batonflow.dsl._lifecycle import lifecycle_events  # noqa: E402
 from batonflow.dsl._runtime import WORKFLOW_NAME, DslRuntime  # noqa: E402
 
 __all__ += ["WORKFLOW_NAME", "DslRuntime", "lifecycle_events", "mermaid"]
+
+from batonflow.dsl._dataflow.meta import DataflowConfig, load_dataflow_config  # noqa: E402
+from batonflow.dsl._dataflow.record import record_of_processing  # noqa: E402
+from batonflow.dsl._dataflow.report import DataflowReport, Flow, analyse_dataflow  # noqa: E402
+
+__all__ += [
+    "DataflowConfig",
+    "DataflowReport",
+    "Flow",
+    "analyse_dataflow",
+    "load_dataflow_config",
+    "record_of_processing",
+]

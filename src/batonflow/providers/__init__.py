@@ -7,7 +7,8 @@ both over the official SDKs with their HTTP going through the engine's egress cl
 yields a :class:`CallRecord` to the ``on_call`` hook. See ``docs/providers.md``.
 """
 
-from batonflow.providers._anthropic import AnthropicProvider
+from typing import TYPE_CHECKING, Any
+
 from batonflow.providers._config import (
     ProviderConfig,
     ProvidersConfig,
@@ -28,7 +29,6 @@ from batonflow.providers._errors import (
     RateLimited,
 )
 from batonflow.providers._local import LocalModelCannot, LocalModelMissing, LocalProvider
-from batonflow.providers._openai import OpenAIProvider
 from batonflow.providers._protocol import (
     ChatRequest,
     ChatResponse,
@@ -40,6 +40,10 @@ from batonflow.providers._protocol import (
 )
 from batonflow.providers._records import CallHook, CallRecord, Prices
 from batonflow.providers._redacting import RedactingProvider
+
+if TYPE_CHECKING:
+    from batonflow.providers._anthropic import AnthropicProvider
+    from batonflow.providers._openai import OpenAIProvider
 from batonflow.providers._reliability import (
     CircuitBreaker,
     FallbackChain,
@@ -84,3 +88,18 @@ __all__ = [
     "LocalModelMissing",
     "LocalProvider",
 ]
+
+#: the SDK adapters load on first use: importing the vendors' SDKs takes a while, and most
+#: commands (and processes) never build a provider of theirs
+_LAZY = {
+    "AnthropicProvider": "batonflow.providers._anthropic",
+    "OpenAIProvider": "batonflow.providers._openai",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'batonflow.providers' has no attribute {name!r}")

@@ -38,10 +38,8 @@ import httpx
 from batonflow._toml import read_toml
 from batonflow.core import Clock, SystemClock
 from batonflow.errors import ConfigError
-from batonflow.providers._anthropic import AnthropicProvider
 from batonflow.providers._local import MODEL_ID, LocalProvider
 from batonflow.providers._local_models import MODELS
-from batonflow.providers._openai import OpenAIProvider
 from batonflow.providers._protocol import Provider
 from batonflow.providers._records import CallHook, Prices
 from batonflow.providers._reliability import (
@@ -178,7 +176,7 @@ def build_providers(
     """Every configured provider, reliable (retries, breaker), plus the ``"fallback"`` chain
     when the file configures one, plus ``"default"``: the fallback chain, else the first
     provider configured, else (nothing configured at all) the offline local model, which needs
-    no key and no network. ``client`` comes from ``batonflow._net.make_client``."""
+    no key and no network. ``client`` comes from ``batonflow.make_client``."""
     if config is None or not config.providers:
         local = LocalProvider()
         return {"local": local, DEFAULT: local}
@@ -209,8 +207,13 @@ def build_providers(
 def _adapter(
     cfg: ProviderConfig, client: httpx.AsyncClient, clock: Clock, key: str, hook: CallHook | None
 ) -> Provider:
-    cls = OpenAIProvider if cfg.kind == "openai" else AnthropicProvider
-    return cls(
+    # the vendors' SDKs load only when a provider of theirs is built (they take a while)
+    cls: Any
+    if cfg.kind == "openai":
+        from batonflow.providers._openai import OpenAIProvider as cls
+    else:
+        from batonflow.providers._anthropic import AnthropicProvider as cls
+    return cls(  # type: ignore[no-any-return]
         cfg.name,
         client=client,
         model=cfg.model,

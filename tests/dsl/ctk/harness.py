@@ -18,17 +18,9 @@ from batonflow.dsl._lifecycle import _problem
 from batonflow.dsl._runtime import DslRuntime
 
 from ..servers import public_hosts
+from ..spec_kit import spec_path
 
-SPEC = Path(__file__).resolve().parents[4] / "shared" / "spec" / "serverless-workflow"
-
-
-def spec_path(*parts: str) -> Path:
-    """A path in the shared spec kit; CI always has it beside the clone, so a missing kit is an
-    error here, not a silent skip."""
-    path = SPEC.joinpath(*parts)
-    if not path.exists():
-        raise FileNotFoundError(f"the Serverless Workflow spec kit is missing: {path}")
-    return path
+__all__ = ["spec_path"]  # the kit's paths: skipped outside CI when it is missing (spec_kit.py)
 
 
 def load_yaml(text: str) -> Any:
