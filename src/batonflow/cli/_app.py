@@ -60,6 +60,7 @@ def _governance_commands() -> None:
     from batonflow.cli._connectors import connector_app
     from batonflow.cli._dataflow import dataflow
     from batonflow.cli._identities import identity_app, token_app
+    from batonflow.cli._serve import serve
     from batonflow.cli._subjects import purge, subject_app
 
     app.add_typer(approval_app, name="approval")
@@ -70,6 +71,7 @@ def _governance_commands() -> None:
     app.add_typer(subject_app, name="subject")
     app.command()(dataflow)
     app.command("purge")(purge)
+    app.command("serve")(serve)
 
 
 RunId = Annotated[str, typer.Argument(metavar="RUN_ID", help="The run's id.", show_default=False)]

@@ -23,6 +23,7 @@ import json
 import os
 import re
 import secrets
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -76,12 +77,14 @@ ACTIONS: Mapping[str, frozenset[str]] = {
     "run.retry": frozenset({"admin", "operator"}),
     "event.deliver": frozenset({"admin", "operator"}),
     "connector.switch": frozenset({"admin", "operator"}),
+    "alert.acknowledge": frozenset({"admin", "operator"}),
     "subject.export": frozenset({"admin", "operator"}),
     "audit.sign": frozenset({"admin", "operator"}),
     "subject.erase": frozenset({"admin", "operator"}),
     "run.purge": frozenset({"admin", "operator"}),
     # governing the system itself
     "policy.change": frozenset({"admin"}),
+    "workflow.deploy": frozenset({"admin"}),
     "identity.manage": frozenset({"admin"}),
     # deciding an approval: any enabled identity; the approval's own rules say who may
     "approval.decide": frozenset({"admin", "operator", "viewer", "*"}),
@@ -150,6 +153,7 @@ class TokenInfo:
     created_at: float
     revoked: bool
     revoked_at: float | None = None
+    expires_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,12 +229,13 @@ def _token_info(key: str, data: Mapping[str, Any]) -> TokenInfo:
         created_at=float(data.get("created_at") or 0.0),
         revoked=bool(data.get("revoked", False)),
         revoked_at=data.get("revoked_at"),
+        expires_at=data.get("expires_at"),
     )
 
 
-async def authenticate(store: Store, token: str) -> Identity:
+async def authenticate(store: Store, token: str, *, now: float | None = None) -> Identity:
     """The identity a token stands for; :class:`AccessDenied` if the token is unknown, revoked,
-    or its identity is gone or disabled."""
+    expired, or its identity is gone or disabled."""
     token = token.strip()
     if not token.startswith(TOKEN_PREFIX):
         raise AccessDenied(f"that is not a batonflow token (they start with {TOKEN_PREFIX!r})")
@@ -240,6 +245,9 @@ async def authenticate(store: Store, token: str) -> Identity:
     data = json.loads(text)
     if data.get("revoked"):
         raise AccessDenied(f"token {hash_token(token)[:12]} was revoked")
+    expires_at = data.get("expires_at")
+    if expires_at is not None and (time.time() if now is None else now) >= float(expires_at):
+        raise AccessDenied(f"token {hash_token(token)[:12]} expired")
     identity = await get_identity(store, str(data["identity"]))
     if identity is None:
         raise AccessDenied(f"the token's identity {data['identity']!r} no longer exists")
@@ -372,10 +380,18 @@ def _fields(identity: Identity) -> dict[str, Any]:
 
 
 async def create_token(
-    store: Store, identity: str, *, actor: Identity, now: float, label: str | None = None
+    store: Store,
+    identity: str,
+    *,
+    actor: Identity,
+    now: float,
+    label: str | None = None,
+    expires_in: float | None = None,
 ) -> IssuedToken:
     """Issue a token for ``identity``: an admin for anyone, anyone for themself. The token is in
-    the result only; the store keeps its hash."""
+    the result only; the store keeps its hash. ``expires_in``: seconds it stays valid."""
+    if expires_in is not None and expires_in <= 0:
+        raise ConfigError(f"a token's lifetime must be positive seconds, got {expires_in}")
     if identity != actor.name:
         authorize(actor, "identity.manage")
     elif actor.disabled:
@@ -387,7 +403,11 @@ async def create_token(
         raise ConfigError(f"identity {identity!r} is disabled")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     key = hash_token(token)
-    data = {"identity": identity, "label": label, "created_at": now, "revoked": False}
+    data: dict[str, Any] = {
+        "identity": identity, "label": label, "created_at": now, "revoked": False,
+    }  # fmt: skip
+    if expires_in is not None:
+        data["expires_at"] = now + expires_in
     await store.put_record(
         TOKEN_KIND,
         key,

@@ -170,6 +170,11 @@ class Connections:
 
         return await self._run(read)
 
+    async def schema_current(self) -> bool:
+        """Is the database at exactly this batonflow's schema version (readiness checks)?"""
+        rows = await self._rows(f"SELECT version FROM {VERSION_TABLE}")
+        return bool(rows and rows[0][0] == len(MIGRATIONS))
+
     # -- wake-ups -----------------------------------------------------------------------------
     def on_work(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback`` (on this event loop) when any process may have made a run runnable.
