@@ -100,14 +100,16 @@ async def pending(
 async def one(
     approval_id: str, request: Request, me: Annotated[Identity, Depends(allowed("read"))]
 ) -> ApprovalOut:
-    """One approval in full: its rules, status, decisions and refusals."""
+    """One approval in full: its rules, status, decisions and refusals (open or closed)."""
     store = service_of(request).store
     found = await get_request(store, approval_id)
+    run_id = found.run_id if found is not None else approval_id.partition("#")[0]
+    if run_id and await store.get_run(run_id) is not None:
+        for state in await approvals_of(store, run_id):
+            if state.request.id == approval_id:
+                return ApprovalOut.model_validate(state_doc(state))
     if found is None:
         raise NotFound(f"no approval {approval_id!r}")
-    for state in await approvals_of(store, found.run_id):
-        if state.request.id == approval_id:
-            return ApprovalOut.model_validate(state_doc(state))
     return ApprovalOut.model_validate(request_doc(found))
 
 
