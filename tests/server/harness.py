@@ -97,3 +97,34 @@ async def until(check: Any, timeout: float = 20.0) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError("the server did not get there in time")
         await asyncio.sleep(0.05)
+
+
+async def sse_events(
+    client: httpx.AsyncClient,
+    path: str,
+    *,
+    until_kind: str,
+    last_event_id: str | None = None,
+    timeout: float = 30.0,
+) -> list[dict[str, Any]]:
+    """Read a server-sent event stream until an event of ``until_kind``; return the events
+    (``id``, ``event`` and the decoded ``data``)."""
+    import json
+
+    headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+    events: list[dict[str, Any]] = []
+    async with asyncio.timeout(timeout), client.stream("GET", path, headers=headers) as response:
+        assert response.status_code == 200, await response.aread()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        current: dict[str, Any] = {}
+        async for line in response.aiter_lines():
+            if line.startswith(("id:", "event:", "data:")):
+                name, _, value = line.partition(":")
+                current[name] = value.strip()
+            elif not line and "data" in current:
+                current["data"] = json.loads(current["data"])
+                events.append(current)
+                if current.get("event") == until_kind:
+                    return events
+                current = {}
+    raise AssertionError(f"the stream ended before {until_kind}: {events}")
