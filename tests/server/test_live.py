@@ -56,7 +56,8 @@ async def test_two_servers_on_postgres_share_the_feed(pg_url: str, tmp_path: Pat
             seen = await sse_events(
                 watcher, f"/api/v1/runs/{run_id}/stream", until_kind="run.completed"
             )
-            assert [e["event"] for e in seen][0] == "run.created"
+            assert seen[0]["event"] == "run.created"
+            assert seen[-1]["data"]["run_id"] == run_id
             # and a run accepted by the API-only process is executed by the other one
             accepted = await watcher.post(
                 "/api/v1/runs", json={"workflow": "greet", "input": {"name": "two"}}
