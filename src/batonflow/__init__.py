@@ -16,6 +16,7 @@
 This module is the whole public API; everything else is private.
 """
 
+from batonflow._client import Client, RemoteRun
 from batonflow.core import (
     Clock,
     Context,
@@ -81,6 +82,7 @@ __all__ = [
     "ApprovalRefused",
     "BatonflowError",
     "ChildWorkflowFailed",
+    "Client",
     "Clock",
     "ConfigError",
     "ConnectorDisabled",
@@ -96,6 +98,7 @@ __all__ = [
     "LeaseLost",
     "NonDeterminismError",
     "RecordedError",
+    "RemoteRun",
     "Queue",
     "RateLimit",
     "Retry",
