@@ -85,11 +85,11 @@ def create_app(
     app.state.metrics = _health.Metrics()
     _problems.install(app)
     app.add_middleware(Limits, max_body=options.max_body, timeout=options.request_timeout)
-    api = APIRouter(prefix=API_PREFIX)
+    api = APIRouter(prefix=API_PREFIX, responses=_problems.RESPONSES)
     for module in (_runs, _live, _workflows, _events, _approvals, _audit, _governance, _identities):
         api.include_router(module.router)
     app.include_router(api)
-    app.include_router(_health.router)
+    app.include_router(_health.router, responses={401: _problems.RESPONSES[401]})
     for router in routers:
         app.include_router(router)
     return app

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 
 import batonflow as bf
@@ -18,6 +19,38 @@ __all__ = ["PROBLEM_BASE", "NotFound", "ProblemResponse", "TooLarge", "install",
 
 log = logging.getLogger("batonflow.server")
 PROBLEM_JSON = "application/problem+json"
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document (``application/problem+json``)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    retryable: bool = False
+
+
+def _documented(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {PROBLEM_JSON: {"schema": Problem.model_json_schema()}},
+    }
+
+
+#: The problems any API operation may answer, documented once for the whole API.
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _documented("Invalid input"),
+    401: _documented("No valid bearer token"),
+    403: _documented("The caller's roles do not allow it"),
+    404: _documented("Not found"),
+    409: _documented("The resource's state does not allow it"),
+    413: _documented("The request body is too large"),
+    422: _documented("The request does not match the schema"),
+    503: _documented("The store is unavailable or the request timed out; retry"),
+}
 
 
 class NotFound(bf.BatonflowError):
