@@ -39,7 +39,11 @@ class Feed:
     async def start(self) -> None:
         last = await self._last_seq()
         self.head = last
-        if isinstance(self._store, WakeUps):
+        watch = getattr(self._store, "on_audit", None)  # PostgreSQL: LISTEN/NOTIFY
+        if watch is not None:
+            self._unsubscribe = await watch(self._wake.set)
+            self._interval = max(self._interval, 1.0)  # reading is then only a safety net
+        elif isinstance(self._store, WakeUps):
             self._unsubscribe = self._store.on_work(self._wake.set)
         self._task = asyncio.create_task(self._follow(), name="batonflow-feed")
 
