@@ -259,8 +259,12 @@ class Setup:
         return functions
 
     def engine(self, store: bf.Store, **options: Any) -> bf.Engine:
-        """An engine on ``store`` that redacts before persisting, per this configuration."""
-        return bf.Engine(store, redact=self.redactor().persist, **options)
+        """An engine on ``store`` that redacts before persisting, per this configuration, with
+        OpenTelemetry spans for runs and steps (no-ops unless an SDK is configured)."""
+        from batonflow._tracing import TracingHook
+
+        hooks = [TracingHook(), *options.pop("hooks", ())]
+        return bf.Engine(store, redact=self.redactor().persist, hooks=hooks, **options)
 
     @asynccontextmanager
     async def session(

@@ -4,6 +4,7 @@ from batonflow.core._clock import Clock, SystemClock
 from batonflow.core._context import Context, StepInfo, current_step
 from batonflow.core._engine import Engine
 from batonflow.core._handle import RunHandle
+from batonflow.core._hooks import Activation, Hook
 from batonflow.core._loader import load_workflow
 from batonflow.core._queues import Queue, RateLimit
 from batonflow.core._retry import Retry
@@ -21,9 +22,11 @@ from batonflow.core._workflow import (
 )
 
 __all__ = [
+    "Activation",
     "Clock",
     "Context",
     "Engine",
+    "Hook",
     "Prepare",
     "Queue",
     "RateLimit",

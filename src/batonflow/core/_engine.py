@@ -27,6 +27,7 @@ from batonflow.core import _leases
 from batonflow.core._clock import Clock, SystemClock
 from batonflow.core._context import Context, _Suspend
 from batonflow.core._handle import Final, RunHandle
+from batonflow.core._hooks import Activation, Hook, around
 from batonflow.core._loader import load_workflow
 from batonflow.core._queues import Queue, queue_limits, served
 from batonflow.core._workflow import Redact, Workflow
@@ -119,6 +120,7 @@ class Engine:
         queues: Mapping[str, Queue] | None = None,
         serve: Iterable[str] | None = None,
         redact: Redact | None = None,
+        hooks: Iterable[Hook] = (),
     ) -> None:
         if max_concurrent_runs < 1:
             raise ConfigError("max_concurrent_runs must be at least 1")
@@ -136,6 +138,7 @@ class Engine:
         self._limits = queue_limits(self.queues)
         self._serve = served(serve)
         self._redact = redact
+        self.hooks: tuple[Hook, ...] = tuple(hooks)
         self._fenced: set[str] = set()  # runs stopped by their lease fence, to hand back
         self._unsubscribe: Callable[[], None] | None = None
         self._step_threads = step_threads
@@ -468,8 +471,10 @@ class Engine:
                 if self.clock.now() >= run.deadline:
                     raise RunTimeout(f"run {run.id} passed its deadline")
                 timer = asyncio.create_task(self._deadline(act, run.deadline))
+            info = Activation(run.id, run.workflow, run.activations, run.parent_id)
             try:
-                output = await wf.invoke(ctx, loads(run.input_json))
+                with around(self.hooks, "activation", info):
+                    output = await wf.invoke(ctx, loads(run.input_json))
             except _Suspend:
                 await self._park(act, ctx)
                 return
