@@ -38,3 +38,32 @@ async def test_client_speaks_the_engines_names(server: Server, token: str) -> No
     async with bf.Client(server.url, token="bf_wrong") as stranger:
         with pytest.raises(bf.AccessDenied):
             await stranger.list_runs()
+
+
+def test_the_cli_acts_on_a_remote_server(server: Server, token: str) -> None:
+    import json
+    import subprocess
+    import sys
+
+    cli = [sys.executable, "-c", "from batonflow.cli import main; main()", "--server", server.url]
+    env = {"BATONFLOW_TOKEN": token, "PATH": "/usr/bin:/bin"}
+
+    def call(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*cli, *args], capture_output=True, text=True, env=env, timeout=30)
+
+    started = call("run", "waiting", "--input", "{}", "--json")
+    assert started.returncode == 0, started.stderr
+    run_id = json.loads(started.stdout)["id"]
+    listed = call("list", "--workflow", "waiting", "--json")
+    assert [r["id"] for r in json.loads(listed.stdout)] == [run_id]
+    cancelled = call("cancel", run_id, "--reason", "from afar", "--json")
+    assert json.loads(cancelled.stdout)["status"] == "cancelled", cancelled.stderr
+    shown = call("show", run_id)
+    assert "cancelled" in shown.stdout
+    again = call("cancel", run_id)
+    assert again.returncode == 5  # INVALID_TRANSITION, from the problem the server sent
+    assert "already cancelled" in again.stderr or "cancelled" in again.stderr
+    stranger = subprocess.run(
+        [*cli, "list"], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, timeout=30
+    )
+    assert stranger.returncode == 11  # FORBIDDEN: no token
