@@ -60,7 +60,7 @@ class ServeOptions:
     signing_key: Path | None = None
     max_body: int = 2_000_000
     request_timeout: float = 60.0
-    feed_interval: float = 0.2
+    feed_interval: float = 0.05
 
 
 def create_app(

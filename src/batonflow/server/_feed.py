@@ -25,7 +25,7 @@ _PAGE = 500
 
 
 class Feed:
-    def __init__(self, store: bf.Store, *, interval: float = 0.2, backlog: int = 10_000) -> None:
+    def __init__(self, store: bf.Store, *, interval: float = 0.05, backlog: int = 10_000) -> None:
         self._store = store
         self._interval = interval
         self._backlog = backlog

@@ -52,6 +52,7 @@ class Service:
                 wf, input, idempotency_key=idempotency_key, timeout=timeout,
                 started_by=started_by,
             )  # fmt: skip
+            self.feed.wake()
             return await self.engine.get_run(handle.run_id)
         from batonflow.cli._ops import record_pending
 
@@ -61,8 +62,11 @@ class Service:
             self.store, wf, name, stored, subjects, started_by,
             idempotency_key=idempotency_key, timeout=timeout,
         )  # fmt: skip
+        self.feed.wake()
         return details.run
 
     def poke(self) -> None:
+        """This process changed the store: the engine and the change feed look at once."""
         if self.engine is not None:
             self.engine.poke()
+        self.feed.wake()
