@@ -113,6 +113,12 @@ async def test_workflows_documents_and_approvals(
         graph = await client.get("/api/v1/workflows/graph", params={"workflow": "office/refund"})
         assert "title: office/refund 1.1.0" in graph.text  # the latest version
         assert "flowchart TD" in graph.text
+        picture = await client.get(
+            "/api/v1/workflows/graph", params={"workflow": "office/refund", "format": "svg"}
+        )
+        assert picture.headers["content-type"] == "image/svg+xml"
+        assert picture.text.startswith("<svg")
+        assert picture.text.count("<rect") == 4
         flow = await client.get("/api/v1/workflows/dataflow", params={"workflow": "office/refund"})
         assert flow.status_code == 200, flow.text
         run = (await client.post("/api/v1/runs", json={"workflow": "office/refund"})).json()

@@ -239,8 +239,11 @@ class Listener:
                 self.expectations[name] = correlate(event, correlation)
 
 
-async def publish(store: bf.Store, event: dict[str, Any], now: float) -> list[str]:
+async def publish(
+    store: bf.Store, event: dict[str, Any], now: float, *, actor: str | None = None
+) -> list[str]:
     """Deliver ``event`` to every run whose listen task awaits it; return their run ids.
+    ``actor``: who sent it, for the audit trail.
 
     Works on the store alone, so a process that holds no engine (the CLI beside a running
     worker) can publish; the worker notices the woken runs on its next poll.
@@ -256,6 +259,8 @@ async def publish(store: bf.Store, event: dict[str, Any], now: float) -> list[st
         if first_match(event, detail.get("filters") or []) is None:
             continue
         seen.add(target)
-        await store.deliver_event(TOPIC, payload, now, run_id=wait.run_id, key=wait.key)
+        await store.deliver_event(
+            TOPIC, payload, now, run_id=wait.run_id, key=wait.key, actor=actor
+        )
         delivered.append(wait.run_id)
     return delivered

@@ -86,7 +86,7 @@ async def cloudevent(request: Request, response: Response, me: Sender) -> Delive
 
     event = await _cloudevent(request)
     service = service_of(request)
-    runs = await publish(service.store, event, service.now())
+    runs = await publish(service.store, event, service.now(), actor=me.name)
     service.poke()
     if not runs:
         response.status_code = 202

@@ -4,14 +4,15 @@ document's graph (Mermaid) and data-flow report."""
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
 from batonflow.governance._identity import Identity
 from batonflow.server._auth import allowed, service_of
+from batonflow.server._svg import svg_of
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
 Reader = Annotated[Identity, Depends(allowed("read"))]
@@ -103,14 +104,27 @@ async def deploy(
     return WorkflowOut(name=entry.name, kind=entry.kind, version=entry.version, source="deployed")
 
 
-@router.get("/graph", response_class=PlainTextResponse)
-async def graph(request: Request, me: Reader, workflow: Name, version: Version = None) -> str:
-    """A document's flow as a Mermaid flowchart (`text/plain`)."""
+@router.get(
+    "/graph",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {}, "image/svg+xml": {}}}},
+)
+async def graph(
+    request: Request,
+    me: Reader,
+    workflow: Name,
+    version: Version = None,
+    format: Literal["mermaid", "svg"] = "mermaid",
+) -> Response:
+    """A document's flow as a Mermaid flowchart (`text/plain`) or an SVG picture."""
     from batonflow.dsl._graph import mermaid
 
     entry = await service_of(request).catalog.document(workflow, version)
     assert entry.document is not None
-    return mermaid(entry.document)
+    text = mermaid(entry.document)
+    if format == "svg":
+        return Response(svg_of(text), media_type="image/svg+xml")
+    return PlainTextResponse(text)
 
 
 @router.get("/dataflow")
