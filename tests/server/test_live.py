@@ -70,3 +70,31 @@ async def test_two_servers_on_postgres_share_the_feed(pg_url: str, tmp_path: Pat
     finally:
         api_only.stop()
         worker.stop()
+
+
+async def test_sigterm_ends_open_streams_and_drains(server: Server, token: str) -> None:
+    async with server.client(token) as client:
+        waiting = await client.post("/api/v1/runs", json={"workflow": "waiting", "input": {}})
+        run_id = waiting.json()["id"]
+        opened = asyncio.Event()
+
+        async def watch() -> int:
+            count = 0
+            async with client.stream("GET", "/api/v1/stream") as stream:
+                opened.set()
+                async for _ in stream.aiter_lines():
+                    count += 1
+            return count
+
+        watcher = asyncio.ensure_future(watch())
+        await opened.wait()
+        assert await asyncio.to_thread(server.stop) == 0  # SIGTERM: drained, a clean exit
+        assert "batonflow serve: stopped" in server.log.read_text()
+        await asyncio.wait_for(watcher, 10)  # the stream was ended, not left hanging
+    restarted = Server(server.db, server.cwd).start()
+    try:
+        async with restarted.client(token) as client:
+            after = (await client.get(f"/api/v1/runs/{run_id}")).json()
+            assert after["status"] == "waiting"  # parked, handed back, intact
+    finally:
+        restarted.stop()

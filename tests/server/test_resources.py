@@ -213,6 +213,19 @@ async def test_audit_subjects_connectors_identities(served: Server, admin: str) 
         assert (await client.get("/api/v1/alerts")).json() == {"items": []}
         missing = await client.post("/api/v1/alerts/nope/acknowledge")
         assert missing.status_code == 404
+        huge = await client.post(
+            "/api/v1/events", content=b"x" * 3_000_000, headers={"content-type": "application/json"}
+        )
+        assert huge.status_code == 413
+
+        async def chunks() -> Any:
+            for _ in range(30):
+                yield b"x" * 100_000
+
+        streamed = await client.post(
+            "/api/v1/events", content=chunks(), headers={"content-type": "application/json"}
+        )
+        assert streamed.status_code == 413
         metrics = (await client.get("/metrics")).text
         assert "batonflow_runs{" in metrics
         assert "batonflow_alerts_open" in metrics

@@ -34,6 +34,15 @@ async def test_start_run_list_and_detail(server: Server, token: str) -> None:
         ).json()
         assert [r["id"] for r in page["items"]] == [run_id]
         assert page["counts"]["completed"] == 1
+        ended = 'batonflow_runs_ended_total{outcome="completed",workflow="greet"} 1.0'
+        metrics = await until(lambda: _metrics_with(client, ended))  # the feed follows
+        assert 'batonflow_runs_started_total{workflow="greet"} 1.0' in metrics
+        assert 'batonflow_step_duration_seconds_count{kind="step"} 1.0' in metrics
+
+
+async def _metrics_with(client: httpx.AsyncClient, line: str) -> str | None:
+    text = (await client.get("/metrics")).text
+    return text if line in text else None
 
 
 async def test_idempotency_key_gives_the_same_run(server: Server, token: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -158,7 +159,8 @@ async def _hint(app: Any) -> None:
 
 class _Server:
     """uvicorn's server, whose exit also ends the open event streams (so shutdown does not
-    wait for clients that never hang up)."""
+    wait for clients that never hang up), and which exits 0 after draining on SIGTERM (uvicorn
+    re-raises the signal once it has shut down)."""
 
     def __new__(cls, config: Any) -> Any:
         import uvicorn
@@ -166,6 +168,8 @@ class _Server:
         class Server(uvicorn.Server):
             def handle_exit(self, sig: int, frame: Any) -> None:
                 super().handle_exit(sig, frame)
+                if sig == signal.SIGTERM:  # a drained stop is a clean exit (0), not a kill
+                    self._captured_signals.remove(sig)
                 service = getattr(config.app.state, "service", None)
                 if service is not None:
                     asyncio.get_running_loop().call_soon_threadsafe(service.feed.close_streams)

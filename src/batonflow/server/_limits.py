@@ -33,18 +33,26 @@ class Limits:
             return
         received = 0
         started = False
+        exceeded = False
 
         async def bounded() -> Message:
-            nonlocal received
+            nonlocal received, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body:
+                    exceeded = True
                     raise TooLarge(f"bodies are limited to {self.max_body} bytes")
             return message
 
         async def tracked(message: Message) -> None:
             nonlocal started
+            if exceeded:  # whatever the app made of the cut-off body, the answer is 413
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    await _answer(send, scope, 413, "too-large", "The request body is too large",
+                                  f"bodies are limited to {self.max_body} bytes")  # fmt: skip
+                return
             started = started or message["type"] == "http.response.start"
             await send(message)
 
