@@ -27,7 +27,7 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(tmp_path: Path
              "--checks", CHECKS, "--max-examples", "4", "--generation-deterministic",
              "--exclude-path-regex", "stream$", "--request-timeout", "20", "--workers", "1",
              "--no-color"],
-            capture_output=True, text=True, timeout=55, check=False,
+            capture_output=True, text=True, timeout=55, check=False, cwd=tmp_path,
         )  # fmt: skip
     finally:
         server.stop()
