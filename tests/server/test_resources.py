@@ -24,6 +24,10 @@ do:
         approvers: {groups: [finance]}
         options: [approve, reject]
         require_comment: [reject]
+  - route:
+      switch:
+        - approved: {when: '${ .outcome == "approve" }', then: answer}
+        - otherwise: {then: end}
   - answer:
       set:
         decided: ${ .outcome }
@@ -118,7 +122,7 @@ async def test_workflows_documents_and_approvals(
         )
         assert picture.headers["content-type"] == "image/svg+xml"
         assert picture.text.startswith("<svg")
-        assert picture.text.count("<rect") == 4
+        assert picture.text.count("<rect") == 5  # start, ask, route, answer, end
         flow = await client.get("/api/v1/workflows/dataflow", params={"workflow": "office/refund"})
         assert flow.status_code == 200, flow.text
         run = (await client.post("/api/v1/runs", json={"workflow": "office/refund"})).json()
@@ -145,6 +149,7 @@ async def test_workflows_documents_and_approvals(
         done = await until(lambda: _ended(client, run["id"]))
         assert done["output"] == {"decided": "approve"}
         assert done["approvals"][0]["status"] == "decided"
+        assert [r["data"]["case"] for r in done["routing"]] == ["approved"]
         full = (await client.get(f"/api/v1/approvals/{approval}")).json()
         assert full["decisions"][0]["by"] == "fay"
 
