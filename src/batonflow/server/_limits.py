@@ -60,7 +60,8 @@ class Limits:
             await self.app(scope, bounded, tracked)
             return
         try:
-            await asyncio.wait_for(self.app(scope, bounded, tracked), self.timeout)
+            async with asyncio.timeout(self.timeout):  # no task per request, unlike wait_for
+                await self.app(scope, bounded, tracked)
         except TimeoutError:
             if not started:
                 detail = f"no answer within {self.timeout} seconds"
