@@ -126,7 +126,9 @@ async def _serve(
     catalog = Catalog(
         session.store, session.runtime.workflow, list(options.workflows), options.documents
     )
-    catalog.folder_documents()  # a broken document stops the start, with its problems
+    for entry in await catalog.entries():  # a broken document stops the start, with its problems
+        if entry.document is not None:  # what `run: workflow` tasks may start
+            session.runtime.add_document(entry.document)
     feed = Feed(session.store, interval=options.feed_interval)
     clock = engine.clock.now if engine is not None else _now
     service = Service(setup, session, catalog, feed, Refusals(session.store, clock), engine)

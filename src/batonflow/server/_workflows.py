@@ -101,6 +101,8 @@ async def deploy(
     started keep their version; new runs get the latest unless they name one."""
     service = service_of(request)
     entry = await service.catalog.deploy(text, me.name, service.now())
+    if entry.document is not None:
+        service.session.runtime.add_document(entry.document)
     return WorkflowOut(name=entry.name, kind=entry.kind, version=entry.version, source="deployed")
 
 
