@@ -34,6 +34,7 @@ class Feed:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
+        self._closed = False  # the server is stopping: streams end, new ones end at once
         self.head = 0
 
     async def start(self) -> None:
@@ -59,6 +60,7 @@ class Feed:
 
     def close_streams(self) -> None:
         """End every subscriber's stream (the server is shutting down; clients reconnect)."""
+        self._closed = True
         for queue in list(self._queues):
             self._queues.discard(queue)
             queue.put_nowait(None)
@@ -124,6 +126,8 @@ class Feed:
         """Entries that ``keep`` accepts: those after ``after`` from the store (None: only new
         ones), then live ones as they come. Ends when the feed stops or drops a slow reader.
         ``run_id``: read the history through the trail's per-run index (that run's entries)."""
+        if self._closed:
+            return
         queue: asyncio.Queue[AuditRecord | None] = asyncio.Queue()
         self._queues.add(queue)  # before reading history: nothing falls between the two
         try:
