@@ -1,4 +1,4 @@
-"""OpenTelemetry spans for runs and steps come from an engine hook."""
+"""OpenTelemetry spans for runs and steps come from an around-hook of the engine."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ async def test_runs_and_step_attempts_are_spans(make_engine: EngineFactory, cloc
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    async with make_engine(hooks=[TracingHook(provider)]) as engine:
+    async with make_engine(around=[TracingHook(provider)]) as engine:
         handle = await engine.start(traced, 1)
         for _ in range(3):  # the backoff, then the sleep
             await engine.settle()

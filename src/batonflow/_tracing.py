@@ -1,4 +1,4 @@
-"""OpenTelemetry spans for runs and steps: an engine hook (see ``batonflow.core.Hook``).
+"""OpenTelemetry spans for runs and steps: an around-hook (``batonflow.core.Around``).
 
 One span per activation of a run (``run {workflow}``: a run that parks and wakes has one span
 per activation, each with ``batonflow.run.parked`` when it parked) and one per step attempt
@@ -15,12 +15,12 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode, TracerProvider
 
-from batonflow.core import Activation, Hook, StepInfo
+from batonflow.core import Activation, Around, StepInfo
 
 __all__ = ["TracingHook"]
 
 
-class TracingHook(Hook):
+class TracingHook(Around):
     def __init__(self, tracer_provider: TracerProvider | None = None) -> None:
         provider = tracer_provider or trace.get_tracer_provider()
         self._tracer = provider.get_tracer("batonflow")

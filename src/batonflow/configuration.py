@@ -263,8 +263,8 @@ class Setup:
         OpenTelemetry spans for runs and steps (no-ops unless an SDK is configured)."""
         from batonflow._tracing import TracingHook
 
-        hooks = [TracingHook(), *options.pop("hooks", ())]
-        return bf.Engine(store, redact=self.redactor().persist, hooks=hooks, **options)
+        around = [TracingHook(), *options.pop("around", ())]
+        return bf.Engine(store, redact=self.redactor().persist, around=around, **options)
 
     @asynccontextmanager
     async def session(

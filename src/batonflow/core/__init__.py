@@ -1,10 +1,10 @@
 """The durable kernel: engine, workflow context, retries, timers, events, children."""
 
+from batonflow.core._around import Activation, Around
 from batonflow.core._clock import Clock, SystemClock
 from batonflow.core._context import Context, StepInfo, current_step
 from batonflow.core._engine import Engine
 from batonflow.core._handle import RunHandle
-from batonflow.core._hooks import Activation, Hook
 from batonflow.core._loader import load_workflow
 from batonflow.core._queues import Queue, RateLimit
 from batonflow.core._retry import Retry
@@ -23,10 +23,10 @@ from batonflow.core._workflow import (
 
 __all__ = [
     "Activation",
+    "Around",
     "Clock",
     "Context",
     "Engine",
-    "Hook",
     "Prepare",
     "Queue",
     "RateLimit",

@@ -30,7 +30,7 @@ from batonflow._serde import (
     loads,
     roundtrip,
 )
-from batonflow.core._hooks import around
+from batonflow.core._around import around
 from batonflow.core._trail import TrailEntry, collecting
 from batonflow.core._workflow import Workflow, step_options
 from batonflow.errors import (
@@ -364,7 +364,7 @@ class Context:
     ) -> Any:
         token = _step_info.set(info)
         try:
-            with around(self._engine.hooks, "attempt", info):
+            with around(self._engine.around, "attempt", info):
                 return await self._call(call, args, kwargs, is_async, timeout, info)
         finally:
             _step_info.reset(token)

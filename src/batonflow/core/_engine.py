@@ -24,10 +24,10 @@ from typing import Any, TypeVar
 
 from batonflow._serde import dumps, error_to_dict, loads, roundtrip
 from batonflow.core import _leases
+from batonflow.core._around import Activation, Around, around
 from batonflow.core._clock import Clock, SystemClock
 from batonflow.core._context import Context, _Suspend
 from batonflow.core._handle import Final, RunHandle
-from batonflow.core._hooks import Activation, Hook, around
 from batonflow.core._loader import load_workflow
 from batonflow.core._queues import Queue, queue_limits, served
 from batonflow.core._workflow import Redact, Workflow
@@ -120,7 +120,7 @@ class Engine:
         queues: Mapping[str, Queue] | None = None,
         serve: Iterable[str] | None = None,
         redact: Redact | None = None,
-        hooks: Iterable[Hook] = (),
+        around: Iterable[Around] = (),
     ) -> None:
         if max_concurrent_runs < 1:
             raise ConfigError("max_concurrent_runs must be at least 1")
@@ -138,7 +138,7 @@ class Engine:
         self._limits = queue_limits(self.queues)
         self._serve = served(serve)
         self._redact = redact
-        self.hooks: tuple[Hook, ...] = tuple(hooks)
+        self.around: tuple[Around, ...] = tuple(around)
         self._fenced: set[str] = set()  # runs stopped by their lease fence, to hand back
         self._unsubscribe: Callable[[], None] | None = None
         self._step_threads = step_threads
@@ -473,7 +473,7 @@ class Engine:
                 timer = asyncio.create_task(self._deadline(act, run.deadline))
             info = Activation(run.id, run.workflow, run.activations, run.parent_id)
             try:
-                with around(self.hooks, "activation", info):
+                with around(self.around, "activation", info):
                     output = await wf.invoke(ctx, loads(run.input_json))
             except _Suspend:
                 await self._park(act, ctx)

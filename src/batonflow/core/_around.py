@@ -1,11 +1,12 @@
-"""Hooks: cross-cutting behaviour around a run's activation and each step attempt (tracing,
-metrics), so the kernel has no ``if tracing:`` branches.
+"""Around-hooks: cross-cutting behaviour that must enclose a run's activation or a step
+attempt (tracing spans), so the kernel has no ``if tracing:`` branches.
 
-A hook is an object with ``activation(info)`` and ``attempt(info)``, each returning a context
-manager that encloses the work; an exception leaving the work passes through it (a
-``BaseException`` that is not an ``Exception`` means the run parked or was stopped, not that
-it failed). Each receives one frozen object, so adding a field breaks no hook. Subclass
-:class:`Hook` to implement only one of them.
+An around-hook has ``activation(info)`` and ``attempt(info)``, each returning a context manager
+that encloses the work; an exception leaving the work passes through it (a ``BaseException``
+that is not an ``Exception`` means the run parked or was stopped, not that it failed). Each
+receives one frozen object, so adding a field breaks no hook. Subclass :class:`Around` to
+implement only one of them. (Hooks that are only told what happened need no context: see the
+engine's notification hooks.)
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Activation", "Hook", "around"]
+__all__ = ["Activation", "Around", "around"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,8 +29,8 @@ class Activation:
     parent_id: str | None = None
 
 
-class Hook:
-    """A hook that does nothing; override what you need."""
+class Around:
+    """An around-hook that does nothing; override what you need."""
 
     def activation(self, info: Activation) -> AbstractContextManager[Any]:
         return nullcontext()
@@ -38,7 +39,7 @@ class Hook:
         return nullcontext()
 
 
-def around(hooks: Iterable[Hook], which: str, info: Any) -> ExitStack:
+def around(hooks: Iterable[Around], which: str, info: Any) -> ExitStack:
     """Every hook's ``which`` context, entered in order (left in reverse)."""
     stack = ExitStack()
     for hook in hooks:
