@@ -9,10 +9,11 @@ import batonflow as bf
 
 EXPECTED = {
     "TRANSITIONS", "AccessDenied", "ApprovalRefused", "AttemptRecord", "BatonflowError",
-    "ChildWorkflowFailed", "Clock", "ConfigError", "ConnectorDisabled", "Context",
+    "ChildWorkflowFailed", "Client", "Clock", "ConfigError", "ConnectorDisabled", "Context",
     "DeadlineExceeded", "EgressDenied", "Engine", "EngineLocked", "EventRecord",
     "EventTimeout", "IdempotencyConflict", "InvalidTransition", "LeaseLost",
-    "NonDeterminismError", "Queue", "RateLimit", "RecordedError", "Retry", "RunCancelled",
+    "NonDeterminismError", "Queue", "RateLimit", "RecordedError", "RemoteRun", "Retry",
+    "RunCancelled",
     "RunFailed", "RunHandle", "RunNotFound",
     "RunRecord", "RunStatus", "RunTimeout", "SQLiteStore", "SerializationError", "Step",
     "StepInfo", "StepKind", "StepRecord", "StepStatus", "StepTimeout", "Store", "StoreError",

@@ -18,6 +18,7 @@ This module is the whole public API; everything else is private.
 
 from typing import Any
 
+from batonflow._client import Client, RemoteRun
 from batonflow._problem import problem_of
 from batonflow.core import (
     Clock,
@@ -101,6 +102,7 @@ __all__ = [
     "ApprovalRefused",
     "BatonflowError",
     "ChildWorkflowFailed",
+    "Client",
     "Clock",
     "ConfigError",
     "ConnectorDisabled",
@@ -118,6 +120,7 @@ __all__ = [
     "LeaseLost",
     "NonDeterminismError",
     "RecordedError",
+    "RemoteRun",
     "Queue",
     "RateLimit",
     "Retry",

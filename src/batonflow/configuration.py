@@ -344,9 +344,12 @@ class Setup:
     def engine(
         self, store: bf.Store, *, client: httpx.AsyncClient | None = None, **options: Any
     ) -> bf.Engine:
-        """An engine on ``store`` that redacts before persisting, per this configuration, and
+        """An engine on ``store`` that redacts before persisting, per this configuration,
         raises ``[governance.alerts]`` as it sees their events (webhooks post through
-        ``client``, else through a governed client of its own)."""
+        ``client``, else through a governed client of its own), and makes OpenTelemetry spans
+        for runs and steps (no-ops unless an SDK is configured)."""
+        from batonflow._tracing import TracingHook
+
         hooks = list(options.pop("hooks", ()))
         alerts = self.alerts()
         if alerts is not None:
@@ -357,7 +360,10 @@ class Setup:
                     deadline_of=document_deadline,
                 )
             )
-        return bf.Engine(store, redact=self.redactor().persist, hooks=hooks, **options)
+        around = [TracingHook(), *options.pop("around", ())]
+        return bf.Engine(
+            store, redact=self.redactor().persist, hooks=hooks, around=around, **options
+        )
 
     @asynccontextmanager
     async def session(

@@ -19,7 +19,7 @@ import typer
 from rich.text import Text
 
 import batonflow as bf
-from batonflow.cli import _ops, _render, _setup, _worker
+from batonflow.cli import _ops, _remote, _render, _setup, _worker
 from batonflow.cli._exit_codes import ExitCode, exit_code_for
 from batonflow.cli._io import (
     DEFAULT_DB,
@@ -62,6 +62,7 @@ def _governance_commands() -> None:
     from batonflow.cli._identities import identity_app, token_app
     from batonflow.cli._keys import keys_app
     from batonflow.cli._label import label_app
+    from batonflow.cli._serve import serve
     from batonflow.cli._subjects import purge, subject_app
 
     app.add_typer(approval_app, name="approval")
@@ -74,6 +75,7 @@ def _governance_commands() -> None:
     app.add_typer(subject_app, name="subject")
     app.command()(dataflow)
     app.command("purge")(purge)
+    app.command("serve")(serve)
 
 
 RunId = Annotated[str, typer.Argument(metavar="RUN_ID", help="The run's id.", show_default=False)]
@@ -134,10 +136,21 @@ def _root(
             " ./batonflow.toml when it exists).",
         ),
     ] = None,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            envvar=_remote.SERVER_ENV,
+            metavar="URL",
+            help="Act on a running `batonflow serve` over HTTP instead of a local database"
+            " (run, list, show, cancel, suspend, resume, events deliver; needs --token).",
+        ),
+    ] = None,
 ) -> None:
     configure_logging(logging.INFO if verbose else logging.ERROR)
     with cli_errors():
         _setup.choose(config)
+        _remote.choose(server)
 
 
 # -- run and worker -----------------------------------------------------------------------------
@@ -192,6 +205,12 @@ def run(
     (exit 0): `batonflow worker` (or `batonflow resume RUN_ID --wait`) continues it.
     """
     started: list[str] = []
+    if _remote.server() is not None:
+        with cli_errors():
+            value = read_json_option(input, "--input")
+            details = asyncio.run(_remote.start(token, ref, value, idempotency_key))
+        _report_run(details, db=db, as_json=as_json, detached=True)
+        return
     with cli_errors():
         value = read_json_option(input, "--input")
         timeout: float | None = None
@@ -389,13 +408,18 @@ def list_runs(
     ] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many.")] = 20,
     db: Db = DEFAULT_DB,
+    token: Token = None,
     as_json: AsJson = False,
 ) -> None:
     """List runs, newest first."""
     with cli_errors():
         wanted = _status(status)
-        path = resolve_db(db, must_exist=True, read_only=True)
-        runs = asyncio.run(_ops.list_runs(path, status=wanted, workflow=workflow, limit=limit))
+        if _remote.server() is not None:
+            work = _remote.list_runs(token, status=wanted, workflow=workflow, limit=limit)
+            runs = asyncio.run(work)
+        else:
+            path = resolve_db(db, must_exist=True, read_only=True)
+            runs = asyncio.run(_ops.list_runs(path, status=wanted, workflow=workflow, limit=limit))
     if as_json:
         print_json([_render.run_doc(r) for r in runs])
     else:
@@ -424,8 +448,11 @@ def show(run_id: RunId, db: Db = DEFAULT_DB, as_json: AsJson = False, token: Tok
     operator and admin roles, and the reading is recorded on the audit trail.
     """
     with cli_errors():
-        path = resolve_db(db, must_exist=True, read_only=True)
-        details = asyncio.run(_ops.show(path, run_id, token))
+        if _remote.server() is not None:
+            details = asyncio.run(_remote.show(token, run_id))
+        else:
+            path = resolve_db(db, must_exist=True, read_only=True)
+            details = asyncio.run(_ops.show(path, run_id, token))
     if as_json:
         print_json(_render.details_doc(details))
     else:
@@ -439,10 +466,15 @@ def _change(
     run_id: str, db: str, as_json: bool, action: _ops.Action, token: str | None, **options: Any
 ) -> None:
     with cli_errors():
-        path = resolve_db(db, must_exist=True)
-        before, after = asyncio.run(
-            _ops.change_status(path, run_id, action, token=token, **options)
-        )
+        if _remote.server() is not None:
+            verb = {_ops.CANCEL: "cancel", _ops.SUSPEND: "suspend"}.get(action, "resume")
+            work = _remote.change(token, run_id, verb, options.get("reason"))
+            before, after = asyncio.run(work)
+        else:
+            path = resolve_db(db, must_exist=True)
+            before, after = asyncio.run(
+                _ops.change_status(path, run_id, action, token=token, **options)
+            )
     if as_json:
         print_json(_render.run_doc(after))
     else:
@@ -495,6 +527,9 @@ def resume(
 
     Without --wait this only marks the run pending; a running `batonflow worker` continues it.
     """
+    if wait and _remote.server() is not None:
+        with cli_errors():
+            raise bf.ConfigError("resume --wait executes the run here; not with --server")
     if not wait:
         _change(run_id, db, as_json, _ops.RESUME, token)
         if not as_json:
@@ -536,10 +571,13 @@ def events_deliver(
     """
     with cli_errors():
         payload = read_json_option(data, "--data")
-        path = resolve_db(db, must_exist=True)
-        event, target = asyncio.run(
-            _ops.send_event(path, topic, payload, run_id=run_id, key=key, token=token)
-        )
+        if _remote.server() is not None:
+            event, target = asyncio.run(_remote.send_event(token, topic, payload, run_id, key))
+        else:
+            path = resolve_db(db, must_exist=True)
+            event, target = asyncio.run(
+                _ops.send_event(path, topic, payload, run_id=run_id, key=key, token=token)
+            )
     if as_json:
         print_json(_render.event_doc(event))
         return

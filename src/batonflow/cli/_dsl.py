@@ -128,8 +128,8 @@ async def _publish(db: str, event: dict[str, Any], publish: Any, token: str | No
     store = _setup.current().store(db)  # sealed: events for runs with subjects are sealed too
     await store.open()
     try:
-        await _setup.acting(store, token, "event.deliver")
-        delivered: list[str] = await publish(store, event, time.time())
+        me = await _setup.acting(store, token, "event.deliver")
+        delivered: list[str] = await publish(store, event, time.time(), actor=me)
         return delivered
     finally:
         await store.close()

@@ -171,7 +171,7 @@ async def submit(
             me = await session.acting(token, "run.start")
             name = wf.name_for(input)
             stored, subjects = wf.prepare(input, setup.redactor().persist)
-            return await _record_pending(
+            return await record_pending(
                 store, wf, name, stored, subjects, me, idempotency_key=idempotency_key,
                 timeout=timeout,
             )  # fmt: skip
@@ -179,7 +179,7 @@ async def submit(
             await store.close()
 
 
-async def _record_pending(
+async def record_pending(
     store: bf.Store,
     wf: bf.Workflow[Any, Any],
     name: str,
@@ -247,7 +247,7 @@ async def resume_and_follow(
     async with opened_store(db) as store:
         before = await get_run(store, run_id)
     allowed = RESUME.sources | {bf.RunStatus.PENDING, bf.RunStatus.WAITING}
-    _check_action(before, RESUME, allowed)
+    check_action(before, RESUME, allowed)
     own: list[bf.Workflow[Any, Any]] = []
     if not _is_document_run(before.workflow):
         if not before.workflow_ref:
@@ -278,7 +278,7 @@ async def change_status(
     async with opened_store(db) as store:
         me = await _setup.acting(store, token, action.permission)
         before = await get_run(store, run_id)
-        _check_action(before, action, action.sources)
+        check_action(before, action, action.sources)
         error_json = None
         if action is CANCEL:  # what Engine.cancel records, so awaiting it raises RunCancelled
             message = f"run {run_id} was cancelled" + (f": {reason}" if reason else "")
@@ -288,7 +288,7 @@ async def change_status(
         return before, after
 
 
-def _check_action(run: bf.RunRecord, action: Action, allowed: frozenset[bf.RunStatus]) -> None:
+def check_action(run: bf.RunRecord, action: Action, allowed: frozenset[bf.RunStatus]) -> None:
     if run.status in allowed:
         return
     if run.status is action.target and action is not RESUME:

@@ -1,5 +1,6 @@
 """The durable kernel: engine, workflow context, retries, timers, events, children."""
 
+from batonflow.core._around import Activation, Around
 from batonflow.core._clock import Clock, SystemClock
 from batonflow.core._context import Context, StepInfo, current_step
 from batonflow.core._engine import Engine
@@ -22,6 +23,8 @@ from batonflow.core._workflow import (
 )
 
 __all__ = [
+    "Activation",
+    "Around",
     "FailedAttempt",
     "Clock",
     "Context",

@@ -31,6 +31,7 @@ from batonflow._serde import (
     loads,
     roundtrip,
 )
+from batonflow.core._around import around
 from batonflow.core._hooks import FailedAttempt
 from batonflow.core._trail import TrailEntry, collecting
 from batonflow.core._workflow import Workflow, step_options
@@ -460,20 +461,32 @@ class Context:
     ) -> Any:
         token = _step_info.set(info)
         try:
-            if is_async and timeout is None:
-                return await call(*args, **kwargs)
-            if is_async:
-                work: asyncio.Future[Any] = asyncio.ensure_future(call(*args, **kwargs))
-            else:
-                # Sync functions run in the engine's thread pool; on timeout the thread cannot be
-                # stopped and finishes in the background, its result discarded.
-                bound = functools.partial(contextvars.copy_context().run, call, *args, **kwargs)
-                work = asyncio.get_running_loop().run_in_executor(self._engine.threads, bound)
-            if timeout is None:
-                return await work
-            return await self._within(work, timeout, info)
+            with around(self._engine.around, "attempt", info):
+                return await self._call(call, args, kwargs, is_async, timeout, info)
         finally:
             _step_info.reset(token)
+
+    async def _call(
+        self,
+        call: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        is_async: bool,
+        timeout: float | None,
+        info: StepInfo,
+    ) -> Any:
+        if is_async and timeout is None:
+            return await call(*args, **kwargs)
+        if is_async:
+            work: asyncio.Future[Any] = asyncio.ensure_future(call(*args, **kwargs))
+        else:
+            # Sync functions run in the engine's thread pool; on timeout the thread cannot be
+            # stopped and finishes in the background, its result discarded.
+            bound = functools.partial(contextvars.copy_context().run, call, *args, **kwargs)
+            work = asyncio.get_running_loop().run_in_executor(self._engine.threads, bound)
+        if timeout is None:
+            return await work
+        return await self._within(work, timeout, info)
 
     async def _within(self, work: asyncio.Future[Any], timeout: float, info: StepInfo) -> Any:
         timer = asyncio.ensure_future(self._clock.sleep(timeout))

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from batonflow._serde import dumps, error_to_dict, loads, roundtrip
 from batonflow.core import _leases
+from batonflow.core._around import Activation, Around, around
 from batonflow.core._clock import Clock, SystemClock
 from batonflow.core._context import LATEST_WAKE, Context, _Suspend, identifying
 from batonflow.core._handle import Final, RunHandle
@@ -130,6 +131,7 @@ class Engine:
         redact: Redact | None = None,
         hooks: Iterable[Hook] = (),
         http: Any = None,
+        around: Iterable[Around] = (),
     ) -> None:
         if max_concurrent_runs < 1:
             raise ConfigError("max_concurrent_runs must be at least 1")
@@ -151,6 +153,7 @@ class Engine:
         #: The outbound HTTP client steps use (``ctx.http``, ``current_step().http``): give the
         #: egress-controlled one (``Setup.client``) so their calls are checked and recorded.
         self.http = http
+        self.around: tuple[Around, ...] = tuple(around)
         self._fenced: set[str] = set()  # runs stopped by their lease fence, to hand back
         self._unsubscribe: Callable[[], None] | None = None
         self._step_threads = step_threads
@@ -493,10 +496,11 @@ class Engine:
                 if self.clock.now() >= run.deadline:
                     raise RunTimeout(f"run {run.id} passed its deadline")
                 timer = asyncio.create_task(self._deadline(act, run.deadline))
+            info = Activation(run.id, run.workflow, run.activations, run.parent_id)
             try:
                 given = loads(run.input_json)
-                with identifying(_subject_ids(wf, given)):  # kept from models (governance)
-                    output = await wf.invoke(ctx, given)
+                with identifying(_subject_ids(wf, given)), around(self.around, "activation", info):
+                    output = await wf.invoke(ctx, given)  # subject ids kept from models
             except _Suspend:
                 await self._park(act, ctx)
                 self._store_trouble.ok()

@@ -251,9 +251,15 @@ class Listener:
 
 
 async def publish(
-    store: bf.Store, event: dict[str, Any], now: float, *, evaluator: _expr.Evaluator | None = None
+    store: bf.Store,
+    event: dict[str, Any],
+    now: float,
+    *,
+    evaluator: _expr.Evaluator | None = None,
+    actor: str | None = None,
 ) -> list[str]:
     """Deliver ``event`` to every run whose listen task awaits it; return their run ids.
+    ``actor``: who sent it, for the audit trail.
 
     Works on the store alone, so a process that holds no engine (the CLI beside a running
     worker) can publish; the worker notices the woken runs on its next poll.
@@ -270,6 +276,8 @@ async def publish(
         if await first_match(event, detail.get("filters") or [], evaluator) is None:
             continue
         seen.add(target)
-        await store.deliver_event(TOPIC, payload, now, run_id=wait.run_id, key=wait.key)
+        await store.deliver_event(
+            TOPIC, payload, now, run_id=wait.run_id, key=wait.key, actor=actor
+        )
         delivered.append(wait.run_id)
     return delivered

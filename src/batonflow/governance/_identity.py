@@ -79,6 +79,7 @@ ACTIONS: Mapping[str, frozenset[str]] = {
     "run.retry": frozenset({"admin", "operator"}),
     "event.deliver": frozenset({"admin", "operator"}),
     "connector.switch": frozenset({"admin", "operator"}),
+    "alert.acknowledge": frozenset({"admin", "operator"}),
     "subject.export": frozenset({"admin", "operator"}),
     # opening the sealed payloads of runs with data subjects (show, exports, API, console)
     "personal.read": frozenset({"admin", "operator"}),
@@ -89,6 +90,7 @@ ACTIONS: Mapping[str, frozenset[str]] = {
     "label.correct": frozenset({"admin", "operator"}),
     # governing the system itself
     "policy.change": frozenset({"admin"}),
+    "workflow.deploy": frozenset({"admin"}),
     "identity.manage": frozenset({"admin"}),
     # deciding an approval: any enabled identity; the approval's own rules say who may
     "approval.decide": frozenset({"admin", "operator", "viewer", "*"}),
@@ -157,6 +159,7 @@ class TokenInfo:
     created_at: float
     revoked: bool
     revoked_at: float | None = None
+    expires_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,17 +235,18 @@ def _token_info(key: str, data: Mapping[str, Any]) -> TokenInfo:
         created_at=float(data.get("created_at") or 0.0),
         revoked=bool(data.get("revoked", False)),
         revoked_at=data.get("revoked_at"),
+        expires_at=data.get("expires_at"),
     )
 
 
 async def authenticate(store: Store, token: str, *, now: float | None = None) -> Identity:
     """The identity a token stands for; :class:`AccessDenied` if the token is unknown, revoked,
-    or its identity is gone or disabled. Every refusal is audited (``auth.refused``, naming the
-    token by its id, never the token), at most :data:`REFUSALS_PER_MINUTE` entries a minute:
-    beyond that they are counted (kind ``auth-refusals``, one record a minute) and one
+    expired, or its identity is gone or disabled. Every refusal is audited (``auth.refused``,
+    naming the token by its id, never the token), at most :data:`REFUSALS_PER_MINUTE` entries a
+    minute: beyond that they are counted (kind ``auth-refusals``, one record a minute) and one
     ``auth.refused.limited`` entry says so, so a flood cannot fill the trail."""
     try:
-        return await _authenticate(store, token.strip())
+        return await _authenticate(store, token.strip(), now)
     except AccessDenied as refusal:
         await _record_refusal(store, token.strip(), str(refusal), now)
         raise
@@ -253,7 +257,7 @@ REFUSALS_PER_MINUTE = 20
 REFUSALS_KIND = "auth-refusals"
 
 
-async def _authenticate(store: Store, token: str) -> Identity:
+async def _authenticate(store: Store, token: str, now: float | None) -> Identity:
     if not token.startswith(TOKEN_PREFIX):
         raise AccessDenied(f"that is not a batonflow token (they start with {TOKEN_PREFIX!r})")
     text = await store.get_record(TOKEN_KIND, hash_token(token))
@@ -262,6 +266,9 @@ async def _authenticate(store: Store, token: str) -> Identity:
     data = json.loads(text)
     if data.get("revoked"):
         raise AccessDenied(f"token {hash_token(token)[:12]} was revoked")
+    expires_at = data.get("expires_at")
+    if expires_at is not None and (time.time() if now is None else now) >= float(expires_at):
+        raise AccessDenied(f"token {hash_token(token)[:12]} expired")
     identity = await get_identity(store, str(data["identity"]))
     if identity is None:
         raise AccessDenied(f"the token's identity {data['identity']!r} no longer exists")
@@ -411,10 +418,18 @@ def _fields(identity: Identity) -> dict[str, Any]:
 
 
 async def create_token(
-    store: Store, identity: str, *, actor: Identity, now: float, label: str | None = None
+    store: Store,
+    identity: str,
+    *,
+    actor: Identity,
+    now: float,
+    label: str | None = None,
+    expires_in: float | None = None,
 ) -> IssuedToken:
     """Issue a token for ``identity``: an admin for anyone, anyone for themself. The token is in
-    the result only; the store keeps its hash."""
+    the result only; the store keeps its hash. ``expires_in``: seconds it stays valid."""
+    if expires_in is not None and expires_in <= 0:
+        raise ConfigError(f"a token's lifetime must be positive seconds, got {expires_in}")
     if identity != actor.name:
         authorize(actor, "identity.manage")
     elif actor.disabled:
@@ -426,7 +441,11 @@ async def create_token(
         raise ConfigError(f"identity {identity!r} is disabled")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     key = hash_token(token)
-    data = {"identity": identity, "label": label, "created_at": now, "revoked": False}
+    data: dict[str, Any] = {
+        "identity": identity, "label": label, "created_at": now, "revoked": False,
+    }  # fmt: skip
+    if expires_in is not None:
+        data["expires_at"] = now + expires_in
     await store.put_record(
         TOKEN_KIND,
         key,

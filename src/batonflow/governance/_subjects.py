@@ -304,13 +304,32 @@ class SealedStore:
         parent_id: str | None = None,
         subject: str | None = None,
         limit: int = 50,
+        since: float | None = None,
+        until: float | None = None,
+        text: str | None = None,
+        before: tuple[float, str] | None = None,
     ) -> list[RunRecord]:
         """As the inner store's; ``subject`` may be a subject id or its reference."""
         ref = None if subject is None else await self.keys.ref(subject)
         runs = await self.inner.list_runs(
-            status=status, workflow=workflow, parent_id=parent_id, subject=ref, limit=limit
-        )
+            status=status, workflow=workflow, parent_id=parent_id, subject=ref, limit=limit,
+            since=since, until=until, text=text, before=before,
+        )  # fmt: skip
         return [await self._open_run(r) for r in runs]
+
+    async def count_runs(
+        self,
+        *,
+        workflow: str | None = None,
+        subject: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        text: str | None = None,
+    ) -> dict[RunStatus, int]:
+        ref = None if subject is None else await self.keys.ref(subject)
+        return await self.inner.count_runs(
+            workflow=workflow, subject=ref, since=since, until=until, text=text
+        )
 
     @_one_key_read
     async def transition(

@@ -199,7 +199,7 @@ def _derived(
         fields: dict[str, Any] = {"name": s.name, "kind": s.kind.value}
         if s.attempts:
             fields["attempts"] = s.attempts
-        for name in ("wake_at", "topic", "child_id"):
+        for name in ("wake_at", "topic", "child_id", "started_at", "finished_at"):
             value = getattr(s, name)
             if value is not None:
                 fields[name] = value

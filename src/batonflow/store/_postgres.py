@@ -129,13 +129,31 @@ class PostgresStore(Connections):
         parent_id: str | None = None,
         subject: str | None = None,
         limit: int = 50,
+        since: float | None = None,
+        until: float | None = None,
+        text: str | None = None,
+        before: tuple[float, str] | None = None,
     ) -> list[RunRecord]:
         sql, params = shared.list_runs_sql(
             "%s", status=status, workflow=workflow, parent_id=parent_id, subject=subject,
-            limit=limit,
+            limit=limit, since=since, until=until, text=text, before=before,
         )  # fmt: skip
         rows = await self._rows(sql, params)
         return [shared.run_record(r) for r in rows]
+
+    async def count_runs(
+        self,
+        *,
+        workflow: str | None = None,
+        subject: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        text: str | None = None,
+    ) -> dict[RunStatus, int]:
+        sql, params = shared.count_runs_sql(
+            "%s", workflow=workflow, subject=subject, since=since, until=until, text=text
+        )
+        return {RunStatus(status): int(n) for status, n in await self._rows(sql, params)}
 
     async def transition(
         self,

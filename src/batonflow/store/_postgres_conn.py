@@ -16,7 +16,12 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from batonflow.errors import ConfigError, StoreError
-from batonflow.store._postgres_schema import MIGRATIONS, VERSION_TABLE, channel_for
+from batonflow.store._postgres_schema import (
+    MIGRATIONS,
+    VERSION_TABLE,
+    audit_channel_for,
+    channel_for,
+)
 
 log = logging.getLogger("batonflow.store.postgres")
 T = TypeVar("T")
@@ -46,6 +51,8 @@ class Connections:
         self.connect_timeout = connect_timeout
         self.schema = ""
         self.channel = ""
+        self.audit_channel = ""
+        self._audit_listeners: list[Callable[[], None]] = []
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._listeners: list[Callable[[], None]] = []
         self._listen_task: asyncio.Task[None] | None = None
@@ -94,6 +101,7 @@ class Connections:
                 f"{redact(self.url)}: the search_path names no existing schema; create it first"
             )
         self.schema, self.channel = schema, channel_for(schema)
+        self.audit_channel = audit_channel_for(schema)
         async with conn.transaction():
             await conn.execute(
                 "SELECT pg_advisory_xact_lock(hashtextextended(%s, 7))",
@@ -170,6 +178,11 @@ class Connections:
 
         return await self._run(read)
 
+    async def schema_current(self) -> bool:
+        """Is the database at exactly this batonflow's schema version (readiness checks)?"""
+        rows = await self._rows(f"SELECT version FROM {VERSION_TABLE}")
+        return bool(rows and rows[0][0] == len(MIGRATIONS))
+
     # -- wake-ups -----------------------------------------------------------------------------
     def on_work(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback`` (on this event loop) when any process may have made a run runnable.
@@ -188,6 +201,22 @@ class Connections:
         for callback in list(self._listeners):
             callback()
 
+    async def on_audit(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` (on this event loop) whenever any process appended audit entries
+        (a change feed's wake-up). Returns a function that unsubscribes."""
+        self._audit_listeners.append(callback)
+        await self._start_listening()
+
+        def unsubscribe() -> None:
+            if callback in self._audit_listeners:
+                self._audit_listeners.remove(callback)
+
+        return unsubscribe
+
+    def _fire_audit(self) -> None:
+        for callback in list(self._audit_listeners):
+            callback()
+
     async def _listen(self) -> None:
         delay = _FIRST_DELAY
         while True:
@@ -197,11 +226,17 @@ class Connections:
                 )
                 async with conn:
                     await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+                    listen_audit = sql.SQL("LISTEN {}").format(sql.Identifier(self.audit_channel))
+                    await conn.execute(listen_audit)
                     self._listening.set()
                     delay = _FIRST_DELAY
                     self._fire()  # news may have come while we were not listening
-                    async for _ in conn.notifies():
-                        self._fire()
+                    self._fire_audit()
+                    async for note in conn.notifies():
+                        if note.channel == self.audit_channel:
+                            self._fire_audit()
+                        else:
+                            self._fire()
             except psycopg.Error as exc:
                 self._listening.clear()
                 log.warning("PostgreSQL LISTEN connection lost, reconnecting: %s", exc)

@@ -154,7 +154,23 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (kind, key)
     );
     """,
+    # 3: the audit trail is the change feed of `batonflow serve`: a NOTIFY on its own channel
+    # (engines do not listen to it) wakes every process that follows the trail's head
+    """
+    CREATE FUNCTION batonflow_audit_appended() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_notify('batonflow_audit_' || left(md5(TG_TABLE_SCHEMA), 16), '');
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER audit_appended AFTER INSERT ON audit FOR EACH STATEMENT
+        EXECUTE FUNCTION batonflow_audit_appended();
+    """,
 )
+
+
+def audit_channel_for(schema: str) -> str:
+    """The channel migration 3's trigger notifies when audit entries are appended."""
+    return "batonflow_audit_" + hashlib.md5(schema.encode()).hexdigest()[:16]
 
 
 def channel_for(schema: str) -> str:

@@ -62,8 +62,26 @@ class Store(Protocol):
         parent_id: str | None = None,
         subject: str | None = None,
         limit: int = 50,
+        since: float | None = None,
+        until: float | None = None,
+        text: str | None = None,
+        before: tuple[float, str] | None = None,
     ) -> list[RunRecord]:
-        """Newest first. ``subject``: runs tagged with that data-subject reference."""
+        """Newest first. ``subject``: runs tagged with that data-subject reference; ``since``/
+        ``until``: created in ``[since, until)``; ``text``: a case-insensitive substring of the
+        id, workflow, starter or idempotency key; ``before``: the ``(created_at, id)`` of the
+        last run of the previous page (a cursor)."""
+
+    async def count_runs(
+        self,
+        *,
+        workflow: str | None = None,
+        subject: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        text: str | None = None,
+    ) -> dict[RunStatus, int]:
+        """How many runs have each status, under the filters of :meth:`list_runs`."""
 
     async def transition(
         self,

@@ -38,9 +38,55 @@ def list_runs_sql(
     parent_id: str | None,
     subject: str | None,
     limit: int,
+    since: float | None = None,
+    until: float | None = None,
+    text: str | None = None,
+    before: tuple[float, str] | None = None,
 ) -> tuple[str, list[Any]]:
     """``Store.list_runs`` as SQL and its parameters (``mark``: the driver's placeholder)."""
-    clauses, params = [], []
+    where, params = runs_where(
+        mark, status=status, workflow=workflow, parent_id=parent_id, subject=subject,
+        since=since, until=until, text=text,
+    )  # fmt: skip
+    if before is not None:  # the cursor: runs after this one in (created_at, id) DESC order
+        cond = f"(created_at<{mark} OR (created_at={mark} AND id<{mark}))"
+        where = f"{where} AND {cond}" if where else f"WHERE {cond}"
+        params += [before[0], before[0], before[1]]
+    sql = f"SELECT {RUN_COLS} FROM runs {where} ORDER BY created_at DESC, id DESC LIMIT {mark}"
+    return sql, [*params, limit]
+
+
+def count_runs_sql(
+    mark: str,
+    *,
+    workflow: str | None,
+    subject: str | None,
+    since: float | None,
+    until: float | None,
+    text: str | None,
+) -> tuple[str, list[Any]]:
+    """``Store.count_runs``: (status, count) rows."""
+    where, params = runs_where(
+        mark, status=None, workflow=workflow, parent_id=None, subject=subject, since=since,
+        until=until, text=text,
+    )  # fmt: skip
+    return f"SELECT status, COUNT(*) FROM runs {where} GROUP BY status", params
+
+
+def runs_where(
+    mark: str,
+    *,
+    status: RunStatus | None,
+    workflow: str | None,
+    parent_id: str | None,
+    subject: str | None,
+    since: float | None,
+    until: float | None,
+    text: str | None,
+) -> tuple[str, list[Any]]:
+    """The WHERE clause of run listings (empty without filters) and its parameters."""
+    clauses: list[str] = []
+    params: list[Any] = []
     for column, value in (("status", status), ("workflow", workflow), ("parent_id", parent_id)):
         if value is not None:
             clauses.append(f"{column}={mark}")
@@ -48,9 +94,23 @@ def list_runs_sql(
     if subject is not None:
         clauses.append(f"id IN (SELECT run_id FROM run_subjects WHERE subject={mark})")
         params.append(subject)
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    sql = f"SELECT {RUN_COLS} FROM runs {where} ORDER BY created_at DESC, id DESC LIMIT {mark}"
-    return sql, [*params, limit]
+    if since is not None:
+        clauses.append(f"created_at>={mark}")
+        params.append(since)
+    if until is not None:
+        clauses.append(f"created_at<{mark}")
+        params.append(until)
+    if text:  # a case-insensitive substring of the id, workflow, starter or idempotency key
+        pattern = "%" + _escape_like(text.lower()) + "%"
+        columns = ("id", "workflow", "started_by", "idempotency_key")
+        like = " OR ".join(f"LOWER(COALESCE({c},'')) LIKE {mark} ESCAPE '\\'" for c in columns)
+        clauses.append(f"({like})")
+        params += [pattern] * len(columns)
+    return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def run_record(row: Sequence[Any]) -> RunRecord:

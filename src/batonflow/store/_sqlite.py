@@ -47,6 +47,7 @@ from batonflow.store._rows import (
     RUN_COLS,
     STEP_COLS,
     audit_record,
+    count_runs_sql,
     list_runs_sql,
     natural,
     run_record,
@@ -168,6 +169,10 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"SQLite error: {exc}") from exc
 
+    async def schema_current(self) -> bool:
+        """Is the database at exactly this batonflow's schema version (readiness checks)?"""
+        return bool(self._read("PRAGMA user_version")[0][0] == len(MIGRATIONS))
+
     # -- workers ------------------------------------------------------------------------------
     async def acquire_worker(self, owner: str, now: float) -> None:
         lock_path = f"{self.path}.engine-lock"
@@ -272,13 +277,31 @@ class SQLiteStore:
         parent_id: str | None = None,
         subject: str | None = None,
         limit: int = 50,
+        since: float | None = None,
+        until: float | None = None,
+        text: str | None = None,
+        before: tuple[float, str] | None = None,
     ) -> list[RunRecord]:
         sql, params = list_runs_sql(
             "?", status=status, workflow=workflow, parent_id=parent_id, subject=subject,
-            limit=limit,
+            limit=limit, since=since, until=until, text=text, before=before,
         )  # fmt: skip
         rows = self._read(sql, params)
         return [run_record(r) for r in rows]
+
+    async def count_runs(
+        self,
+        *,
+        workflow: str | None = None,
+        subject: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        text: str | None = None,
+    ) -> dict[RunStatus, int]:
+        sql, params = count_runs_sql(
+            "?", workflow=workflow, subject=subject, since=since, until=until, text=text
+        )
+        return {RunStatus(status): int(n) for status, n in self._read(sql, params)}
 
     async def transition(
         self,

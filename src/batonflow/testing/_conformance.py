@@ -104,6 +104,20 @@ class StoreConformance:
         assert [r.id for r in await store.list_runs(limit=2)] == ["r4", "r3"]
         assert await store.list_runs(status=RunStatus.COMPLETED) == []
 
+    async def test_list_runs_pages_by_cursor_time_and_text(self, store: Store) -> None:
+        for i in range(5):
+            await store.create_run(_new(f"r{i}", created_at=T0 + i // 2, workflow=f"w{i % 2}"))
+        first = await store.list_runs(limit=2)
+        last = first[-1]
+        rest = await store.list_runs(limit=10, before=(last.created_at, last.id))
+        assert [r.id for r in first + rest] == ["r4", "r3", "r2", "r1", "r0"]
+        assert [r.id for r in await store.list_runs(since=T0 + 1, until=T0 + 2)] == ["r3", "r2"]
+        assert [r.id for r in await store.list_runs(text="W1")] == ["r3", "r1"]
+        assert await store.list_runs(text="%") == []  # a literal, not a wildcard
+        counts = await store.count_runs(since=T0 + 1)
+        assert counts == {RunStatus.PENDING: 3}
+        assert await store.count_runs(text="nothing") == {}
+
     async def test_child_run_and_parent_step_are_created_together(self, store: Store) -> None:
         await store.create_run(_new("p", running=True))
         pending = _step("p", "1", StepStatus.PENDING, kind=StepKind.CHILD, child_id="p.1")

@@ -170,6 +170,9 @@ class LoopbackServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
+        # Bounded: a handler stuck on a test that failed must not hang the whole session.
+        stopper = threading.Thread(target=self._server.shutdown, daemon=True)
+        stopper.start()
+        stopper.join(10)
         self._server.server_close()
-        self._thread.join()
+        self._thread.join(10)

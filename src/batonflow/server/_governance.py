@@ -1,0 +1,191 @@
+"""Data subjects (export, erase), connector and provider kill switches, alerts (list,
+acknowledge): the functions ``batonflow subject|connector`` call, with the same roles."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+
+import batonflow as bf
+from batonflow.governance import erase_subject, export_subject, wrap_store
+from batonflow.governance._alert_dispatch import ALERT_RECORD
+from batonflow.governance._connectors import ConnectorSwitches
+from batonflow.governance._identity import Identity
+from batonflow.server._auth import allowed, service_of
+from batonflow.server._models import Body
+from batonflow.server._problems import NotFound
+from batonflow.store import AuditEntry
+
+router = APIRouter(tags=["governance"])
+Reader = Annotated[Identity, Depends(allowed("read"))]
+
+
+# -- data subjects ----------------------------------------------------------------------------
+
+
+class SubjectBody(Body):
+    subject: str = Field(..., min_length=1, max_length=500, description="e.g. an e-mail address")
+
+
+class EraseBody(SubjectBody):
+    confirm: Literal["erase"] = Field(
+        ..., description='Must be "erase": the data cannot be recovered afterwards'
+    )
+
+
+class ErasureOut(BaseModel):
+    subject: str
+    outcome: str
+    runs: list[str]
+    cancelled: list[str]
+    erased_at: float | None = None
+    actor: str | None = None
+
+
+@router.post("/subjects/export", tags=["subjects"])
+async def subject_export(
+    body: SubjectBody,
+    request: Request,
+    me: Annotated[Identity, Depends(allowed("subject.export"))],
+) -> dict[str, Any]:
+    """Everything held about a data subject, decrypted (audited as `subject.exported`)."""
+    service = service_of(request)
+    store = wrap_store(service.store)
+    found: dict[str, Any] = await export_subject(
+        store, body.subject, actor=me.name, now=service.now()
+    )
+    return found
+
+
+@router.post("/subjects/erase", response_model=ErasureOut, tags=["subjects"])
+async def subject_erase(
+    body: EraseBody,
+    request: Request,
+    me: Annotated[Identity, Depends(allowed("subject.erase"))],
+) -> ErasureOut:
+    """Destroy a data subject's key: their runs' data becomes unreadable for good and their
+    unfinished runs are cancelled. Needs `"confirm": "erase"`."""
+    service = service_of(request)
+    done = await erase_subject(
+        wrap_store(service.store), body.subject, actor=me.name, now=service.now()
+    )
+    return ErasureOut(
+        subject=done.subject, outcome=done.outcome, runs=list(done.runs),
+        cancelled=list(done.cancelled), erased_at=done.erased_at, actor=done.actor,
+    )  # fmt: skip
+
+
+# -- connectors ---------------------------------------------------------------------------------
+
+
+class ConnectorOut(BaseModel):
+    name: str
+    enabled: bool
+    data: dict[str, Any] = {}
+
+
+class ConnectorList(BaseModel):
+    items: list[ConnectorOut]
+
+
+class SwitchBody(Body):
+    reason: str | None = Field(None, max_length=2000)
+
+
+def _connector(state: Any) -> ConnectorOut:
+    data = state.to_dict()
+    return ConnectorOut(name=state.name, enabled=bool(data.get("enabled", True)), data=data)
+
+
+@router.get("/connectors", response_model=ConnectorList, tags=["connectors"])
+async def connectors(request: Request, me: Reader) -> ConnectorList:
+    """Connectors and providers that were ever switched, with their state."""
+    states = await ConnectorSwitches(service_of(request).store).list()
+    return ConnectorList(items=[_connector(s) for s in states])
+
+
+@router.post("/connectors/{name}/disable", response_model=ConnectorOut, tags=["connectors"])
+async def disable(
+    name: str,
+    request: Request,
+    me: Annotated[Identity, Depends(allowed("connector.switch"))],
+    body: SwitchBody | None = None,
+) -> ConnectorOut:
+    """Switch a connector or provider off: runs that need it wait (they neither fail nor
+    skip the call) until it is enabled."""
+    from batonflow.cli._connectors import _check_name
+
+    _check_name(name)
+    switches = ConnectorSwitches(service_of(request).store)
+    state, _ = await switches.disable(name, me.name, body.reason if body else None)
+    return _connector(state)
+
+
+@router.post("/connectors/{name}/enable", response_model=ConnectorOut, tags=["connectors"])
+async def enable(
+    name: str, request: Request, me: Annotated[Identity, Depends(allowed("connector.switch"))]
+) -> ConnectorOut:
+    """Switch a connector or provider on again."""
+    from batonflow.cli._connectors import _check_name
+
+    _check_name(name)
+    state, _ = await ConnectorSwitches(service_of(request).store).enable(name, me.name)
+    service_of(request).poke()
+    return _connector(state)
+
+
+# -- alerts -------------------------------------------------------------------------------------
+
+
+class AlertOut(BaseModel):
+    key: str
+    kind: str | None = None
+    state: str
+    summary: str | None = None
+    run_id: str | None = None
+    data: dict[str, Any] = {}
+
+
+class AlertList(BaseModel):
+    items: list[AlertOut]
+
+
+def _alert(key: str, data: dict[str, Any]) -> AlertOut:
+    return AlertOut(
+        key=key, kind=data.get("kind"), state=str(data.get("state", "raised")),
+        summary=data.get("summary"), run_id=data.get("run_id"), data=data,
+    )  # fmt: skip
+
+
+@router.get("/alerts", response_model=AlertList, tags=["alerts"])
+async def alerts(request: Request, me: Reader, open: bool = False) -> AlertList:
+    """Alerts raised by the monitors; `open=true`: those not yet acknowledged."""
+    found = [
+        _alert(k, json.loads(t))
+        for k, t in await service_of(request).store.list_records(ALERT_RECORD)
+    ]
+    return AlertList(items=[a for a in found if not open or a.state != "acknowledged"])
+
+
+@router.post("/alerts/{key:path}/acknowledge", response_model=AlertOut, tags=["alerts"])
+async def acknowledge(
+    key: str, request: Request, me: Annotated[Identity, Depends(allowed("alert.acknowledge"))]
+) -> AlertOut:
+    """Mark an alert as seen by the caller (audited as `alert.acknowledged`)."""
+    service = service_of(request)
+    text = await service.store.get_record(ALERT_RECORD, key)
+    if text is None:
+        raise NotFound(f"no alert {key!r}")
+    data = json.loads(text)
+    if data.get("state") == "acknowledged":
+        raise bf.InvalidTransition(f"alert {key!r} was acknowledged by {data.get('by')}")
+    now = service.now()
+    data = {**data, "state": "acknowledged", "by": me.name, "acknowledged_at": now}
+    entry = AuditEntry(
+        "alert.acknowledged", json.dumps({"alert": key}), run_id=data.get("run_id"), actor=me.name
+    )
+    await service.store.put_record(ALERT_RECORD, key, json.dumps(data), now, audit=[entry])
+    return _alert(key, data)
