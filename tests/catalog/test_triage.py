@@ -388,6 +388,38 @@ async def test_the_cli_corrects_a_label(
     assert "'x' is not one of step 1's labels" in bad.output
 
 
+async def test_the_api_corrects_a_label(db_path: Path, clock: FakeClock, tmp_path: Path) -> None:
+    """`POST /api/v1/runs/{id}/label` of a real `batonflow serve` calls the same function."""
+    from server.harness import Server, make_token
+
+    store = wrap_store(open_store(db_path), now=clock.now)
+    async with bf.Engine(store, clock=clock, workflows=[desk]) as engine:
+        engine.catalog = Catalog({"default": LOCAL}, store=engine.store)  # type: ignore[attr-defined]
+        run_id, _ = await _run(engine, "ann@example.com")
+    admin = await make_token(str(db_path))
+    viewer = await make_token(str(db_path), name="vic", roles=("viewer",))
+    server = Server(str(db_path), tmp_path).start()
+    try:
+        async with server.client(admin) as client:
+            done = await client.post(f"/api/v1/runs/{run_id}/label", json={"label": "billing"})
+            assert done.status_code == 200, done.text
+            assert (done.json()["label"], done.json()["actor"]) == ("billing", "admin")
+            bad = await client.post(f"/api/v1/runs/{run_id}/label", json={"label": "x"})
+            assert bad.status_code == 400
+            assert "'x' is not one of step 1's labels" in bad.json()["detail"]
+        async with server.client(viewer) as client:
+            refused = await client.post(f"/api/v1/runs/{run_id}/label", json={"label": "billing"})
+            assert refused.status_code == 403
+    finally:
+        server.stop()
+    reopened = wrap_store(open_store(db_path))
+    await reopened.open()
+    try:
+        assert [e["label"] for e in await stored_examples(reopened, "desk")] == ["billing"]
+    finally:
+        await reopened.close()
+
+
 async def _invoke(runner: CliRunner, args: list[str]) -> Any:
     import asyncio
 

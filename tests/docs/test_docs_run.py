@@ -20,7 +20,9 @@ copied in), the blocks run in document order:
 
 A block that cannot run says why (``<!-- not run: REASON -->``); any other block fails the test.
 Every page has a loopback CRM (the example's, ``$CRM_URL``) and an SMTP catcher
-(``$SMTP_HOST``/``$SMTP_PORT``) running while its blocks execute.
+(``$SMTP_HOST``/``$SMTP_PORT``) running while its blocks execute. A page whose blocks use
+``$BATONFLOW_URL`` also gets a real ``batonflow serve`` in its directory, with an admin's token
+in ``$BATONFLOW_TOKEN``, as its text tells the reader to set up.
 """
 
 from __future__ import annotations
@@ -372,6 +374,9 @@ def test_page_runs(page: Path, world: tuple[Path, dict[str, str]]) -> None:
     sets_run_id = any(
         re.search(r"^\s*RUN_ID=", b.text, re.M) for b in page_blocks if b.lang in SHELLS
     )
+    served = contextlib.ExitStack()
+    if any("$BATONFLOW_URL" in b.text for b in page_blocks):
+        env = {**env, **served.enter_context(api_server(workdir, env))}
     python = PythonSession(workdir, env)
     try:
         for block in page_blocks:
@@ -391,6 +396,47 @@ def test_page_runs(page: Path, world: tuple[Path, dict[str, str]]) -> None:
                 check_synopsis(block)
     finally:
         python.close()
+        served.close()
+
+
+@contextlib.contextmanager
+def api_server(workdir: Path, env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """``batonflow serve`` on a free loopback port in ``workdir``, as docs/api.md sets it up:
+    an admin identity, its token, then the server; stopped with SIGTERM (it must drain, exit 0)."""
+    batonflow = str(VENV_BIN / "batonflow")
+    made = subprocess.run(
+        [batonflow, "identity", "create", "ann", "--role", "admin"],
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=True,
+    )  # fmt: skip
+    token = made.stdout.strip()
+    port = free_port()
+    server = subprocess.Popen(
+        [batonflow, "serve", "--port", str(port)], cwd=workdir, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(server, url)
+        yield {"BATONFLOW_URL": url, "BATONFLOW_TOKEN": token}
+    finally:
+        server.terminate()
+        out, _ = server.communicate(timeout=60)
+        assert server.returncode == 0, f"batonflow serve exited {server.returncode}:\n{out}"
+
+
+def _wait_ready(server: subprocess.Popen[str], url: str) -> None:
+    """Until ``/readyz`` answers 200 (the server's own start, not a guess of how long it takes)."""
+    import httpx
+
+    for _ in range(600):
+        if server.poll() is not None:
+            out = server.stdout.read() if server.stdout else ""
+            pytest.fail(f"batonflow serve exited {server.returncode} before it was ready:\n{out}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        select.select([], [], [], 0.1)  # the process is starting: look again shortly
+    pytest.fail(f"batonflow serve at {url} was not ready within a minute")
 
 
 def page_key(page: Path) -> str:

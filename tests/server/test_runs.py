@@ -66,8 +66,10 @@ async def test_faulted_run_retry_and_problem(server: Server, token: str) -> None
         )
         run_id = started.json()["id"]
         faulted = await until(lambda: _status(client, run_id, "faulted"))
-        assert faulted["problem"]["status"] == 409
-        assert "no disk" in faulted["problem"]["detail"]
+        # the run's own error, as `batonflow show --json` gives it (bf.problem_of)
+        assert faulted["problem"]["class"] == "builtins:ValueError"
+        assert faulted["problem"]["detail"] == "no disk"
+        assert faulted["problem"]["type"] == "urn:batonflow:error:builtins.ValueError"
         assert faulted["attempts"][0]["error"]["message"] == "no disk"
         retried = await client.post(f"/api/v1/runs/{run_id}/retry")
         assert retried.status_code == 200, retried.text

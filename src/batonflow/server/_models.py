@@ -148,6 +148,22 @@ class Cancel(Body):
     reason: str | None = Field(None, max_length=2000)
 
 
+class LabelCorrection(Body):
+    """The right label of a run's `classify` step (`step`: needed only when it has several)."""
+
+    label: str = Field(..., min_length=1, max_length=200)
+    step: str | None = Field(None, max_length=200)
+
+
+class CorrectionOut(BaseModel):
+    run_id: str
+    step_id: str
+    workflow: str
+    previous: str
+    label: str
+    actor: str
+
+
 class RunFilter(Body):
     status: Status | None = None
     workflow: str | None = Field(None, max_length=300)

@@ -4,13 +4,15 @@ one by one and in bulk."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 import batonflow as bf
-from batonflow._problems import problem_for
+from batonflow.catalog import correct_label
+from batonflow.governance._access import open_for_reading
 from batonflow.governance._approval import approvals_of
 from batonflow.governance._identity import Identity
 from batonflow.server import _actions
@@ -22,7 +24,9 @@ from batonflow.server._models import (
     BulkAction,
     BulkResult,
     Cancel,
+    CorrectionOut,
     EventOut,
+    LabelCorrection,
     RunDetail,
     RunFilter,
     RunPage,
@@ -123,7 +127,13 @@ async def _find(
 async def get_run(run_id: str, request: Request, me: Reader) -> RunDetail:
     """A run in full: steps, failed attempts, events, approvals, model calls with tokens and
     cost, routing decisions."""
-    store = service_of(request).store
+    service = service_of(request)
+    if await service.store.get_run(run_id) is None:
+        raise bf.RunNotFound(f"no run with id {run_id!r}")
+    # Personal data opens only for a role allowed to read it, and the reading is audited.
+    store = await open_for_reading(
+        service.store, me, what="api run", runs=[run_id], now=service.now()
+    )
     run = await store.get_run(run_id)
     if run is None:
         raise bf.RunNotFound(f"no run with id {run_id!r}")
@@ -142,7 +152,7 @@ async def get_run(run_id: str, request: Request, me: Reader) -> RunDetail:
         input=json.loads(run.input_json),
         output=json.loads(run.output_json) if run.output_json else None,
         error=error,
-        problem=_problem_of(run, error),
+        problem=bf.problem_of(run),
         steps=[StepOut.of(s) for s in await store.load_steps(run_id)],
         attempts=[AttemptOut.of(a) for a in await store.load_attempts(run_id)],
         events=[EventOut.of(e) for e in await store.list_events(run_id=run_id, limit=1000)],
@@ -163,16 +173,6 @@ def _audit_out(record: Any) -> AuditOut:
         seq=record.seq, at=record.at, kind=record.kind, run_id=record.run_id,
         step_id=record.step_id, actor=record.actor, data=data,
     )  # fmt: skip
-
-
-def _problem_of(run: bf.RunRecord, error: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The run's stored error as an RFC 9457 problem (until ``problem_of`` lands publicly)."""
-    if error is None or run.status not in (bf.RunStatus.FAULTED, bf.RunStatus.CANCELLED):
-        return None
-    kind = bf.RunCancelled if run.status is bf.RunStatus.CANCELLED else bf.RunFailed
-    problem = problem_for(kind(str(error.get("message", ""))), instance=f"/runs/{run.id}")
-    problem["error_type"] = error.get("type")
-    return problem
 
 
 @router.post("/{run_id}/cancel", response_model=RunSummary)
@@ -209,6 +209,23 @@ async def retry(
 ) -> RunSummary:
     """Retry a faulted run from the step that failed."""
     return RunSummary.of(await _actions.act(service_of(request), run_id, "retry", me))
+
+
+@router.post("/{run_id}/label", response_model=CorrectionOut)
+async def correct(
+    run_id: str,
+    body: LabelCorrection,
+    request: Request,
+    me: Annotated[Identity, Depends(allowed("label.correct"))],
+) -> CorrectionOut:
+    """Correct the label a run's `classify` step gave: the text and the right label become an
+    example its workflow's classifier learns from (sealed with the run's data subjects,
+    audited), as `batonflow label correct` does."""
+    service = service_of(request)
+    done = await correct_label(
+        service.store, run_id, body.label, actor=me.name, now=service.now(), step_id=body.step
+    )
+    return CorrectionOut(**dataclasses.asdict(done))
 
 
 @router.post("/actions", response_model=BulkResult)
