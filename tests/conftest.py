@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import batonflow as bf
+from batonflow.governance._keys import KEYS_ENV, MasterKeys
 from batonflow.testing import FakeClock
 
 EngineFactory = Callable[..., AbstractAsyncContextManager[bf.Engine]]
@@ -90,8 +91,12 @@ def pg_schemas(pg_admin_url: str) -> Iterator[PgSchemas]:
 
 
 @pytest.fixture
-def pg_url(pg_schemas: PgSchemas) -> Iterator[str]:
+def pg_url(pg_schemas: PgSchemas, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A store URL on an empty schema of its own."""
+    # A PostgreSQL database keeps no keys: an operator sets $BATONFLOW_KEYS (docs/security.md),
+    # and so does every test on one (commands in subprocesses inherit it).
+    if not os.environ.get(KEYS_ENV):
+        monkeypatch.setenv(KEYS_ENV, MasterKeys.generate().to_text())
     schema, url = pg_schemas.create()
     try:
         yield url

@@ -25,6 +25,7 @@ from batonflow.catalog import (
 )
 from batonflow.cli import app
 from batonflow.errors import BatonflowError, ConfigError, RunNotFound
+from batonflow.governance._keys import load_provider
 from batonflow.governance._subjects import SealedStore, erase_subject, wrap_store
 from batonflow.providers import (
     ChatRequest,
@@ -240,7 +241,8 @@ async def test_a_lone_surrogate_is_classified_not_a_raw_error() -> None:
     assert result["label"] in ("complaint", "invoice")
 
 
-async def test_a_lone_surrogate_in_a_durable_step_is_stored(tmp_path: Path) -> None:
+async def test_a_lone_surrogate_in_a_run_input_is_refused_where_it_enters(tmp_path: Path) -> None:
+    """Not recorded and discovered later when reading (issue 15): the start itself says so."""
     catalog = Catalog({"default": LOCAL})
 
     async def triage(ctx: bf.Context, text: str) -> Any:
@@ -248,9 +250,8 @@ async def test_a_lone_surrogate_in_a_durable_step_is_stored(tmp_path: Path) -> N
 
     workflow = bf.Workflow(triage, name="triage")
     async with bf.Engine(tmp_path / "runs.db", workflows=[workflow]) as engine:
-        handle = await engine.start(workflow, "refund \udcff please")
-        result = await handle.result()
-    assert result["text"] == "refund \ufffd please"
+        with pytest.raises(bf.SerializationError, match="lone surrogate"):
+            await engine.start(workflow, "refund \udcff please")
 
 
 async def test_a_label_with_a_colon_keeps_its_description() -> None:
@@ -373,7 +374,7 @@ async def test_the_cli_corrects_a_label(
 ) -> None:
     monkeypatch.delenv("BATONFLOW_TOKEN", raising=False)
     monkeypatch.delenv("BATONFLOW_DB", raising=False)
-    store = wrap_store(open_store(db_path), now=clock.now)
+    store = _sealed_as_the_cli_opens_it(db_path, clock)
     async with bf.Engine(store, clock=clock, workflows=[desk]) as engine:
         engine.catalog = Catalog({"default": LOCAL}, store=engine.store)  # type: ignore[attr-defined]
         run_id, _ = await _run(engine, "ann@example.com")
@@ -392,7 +393,7 @@ async def test_the_api_corrects_a_label(db_path: Path, clock: FakeClock, tmp_pat
     """`POST /api/v1/runs/{id}/label` of a real `batonflow serve` calls the same function."""
     from server.harness import Server, make_token
 
-    store = wrap_store(open_store(db_path), now=clock.now)
+    store = _sealed_as_the_cli_opens_it(db_path, clock)
     async with bf.Engine(store, clock=clock, workflows=[desk]) as engine:
         engine.catalog = Catalog({"default": LOCAL}, store=engine.store)  # type: ignore[attr-defined]
         run_id, _ = await _run(engine, "ann@example.com")
@@ -412,12 +413,18 @@ async def test_the_api_corrects_a_label(db_path: Path, clock: FakeClock, tmp_pat
             assert refused.status_code == 403
     finally:
         server.stop()
-    reopened = wrap_store(open_store(db_path))
+    reopened = _sealed_as_the_cli_opens_it(db_path, clock)
     await reopened.open()
     try:
         assert [e["label"] for e in await stored_examples(reopened, "desk")] == ["billing"]
     finally:
         await reopened.close()
+
+
+def _sealed_as_the_cli_opens_it(db_path: Path, clock: FakeClock) -> SealedStore:
+    """The store with its keys where a command finds them (the key file beside the database)."""
+    keys = load_provider(None, "test", str(db_path))
+    return wrap_store(open_store(db_path), now=clock.now, key_provider=keys)
 
 
 async def _invoke(runner: CliRunner, args: list[str]) -> Any:

@@ -196,7 +196,7 @@ do:
 
 
 def test_a_faulted_document_reports_its_own_problem_and_resume_completes_it(
-    tmp_path: Path, store_url: str
+    tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Through the command line (whose store seals subject runs): the CRM is down past the
     retry, so the run faults with the workflow's own problem at the top level of --json and in
@@ -208,6 +208,10 @@ def test_a_faulted_document_reports_its_own_problem_and_resume_completes_it(
         flow = tmp_path / "crm.yaml"
         flow.write_text(CRM_FLOW.replace("CRM_URL", crm.url))
         db = store_url  # SQLite, then PostgreSQL
+        # the operator's policy opens the loopback CRM; the document's own list only narrows it
+        config = tmp_path / "batonflow.toml"
+        config.write_text('[governance.egress]\nallow = ["127.0.0.1"]\n')
+        monkeypatch.setenv("BATONFLOW_CONFIG", str(config))
         enquiry = json.dumps({"from": "ann@example.com", "subject": "Refund"})
         result = invoke("run", str(flow), "--input", enquiry, "--db", db, "--json")
         assert result.exit_code == 4, result.output
