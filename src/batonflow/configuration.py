@@ -209,6 +209,22 @@ class Setup:
 
         return dict(retention_config(self.data, self.source))
 
+    def schedules(self, runtime: Any, documents: Sequence[str] = ()) -> list[Any]:
+        """``[triggers.schedules.NAME]`` tables and the ``schedule`` of the workflow documents
+        named by ``[triggers] documents`` (paths relative to this file) and ``documents``, as
+        :class:`batonflow.triggers.ScheduleTrigger` objects; ``runtime`` runs the documents."""
+        from batonflow.dsl import load_document
+        from batonflow.triggers import load_schedules
+
+        table = self.data.get("triggers", {})
+        named = table.get("documents", []) if isinstance(table, Mapping) else []
+        if not isinstance(named, list) or not all(isinstance(p, str) for p in named):
+            raise bf.ConfigError(f"{self.source}: [triggers] documents: expected a list of paths")
+        base = Path(self.source).parent if self.source != "<defaults>" else Path()
+        paths = [str(base / p) for p in named] + list(documents)
+        loaded = [load_document(path).raw for path in dict.fromkeys(paths)]
+        return load_schedules(self.data, self.source, runtime=runtime, documents=loaded)
+
     def alerts(self) -> Any:
         table = self._governance().get("alerts")
         if table is None:

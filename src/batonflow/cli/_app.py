@@ -61,6 +61,7 @@ def _governance_commands() -> None:
     from batonflow.cli._dataflow import dataflow
     from batonflow.cli._identities import identity_app, token_app
     from batonflow.cli._subjects import purge, subject_app
+    from batonflow.cli._triggers import triggers_app
 
     app.add_typer(approval_app, name="approval")
     app.add_typer(audit_app, name="audit")
@@ -68,6 +69,7 @@ def _governance_commands() -> None:
     app.add_typer(identity_app, name="identity")
     app.add_typer(token_app, name="token")
     app.add_typer(subject_app, name="subject")
+    app.add_typer(triggers_app, name="triggers")
     app.command()(dataflow)
     app.command("purge")(purge)
 
@@ -329,6 +331,14 @@ def worker(
     ] = 10.0,
     documents: WithDocuments = None,
     allow_processes: AllowProcesses = False,
+    triggers: Annotated[
+        bool,
+        typer.Option(
+            "--triggers",
+            help="Also host the triggers (schedules in batonflow.toml and in [triggers]"
+            " documents): see `batonflow triggers`.",
+        ),
+    ] = False,
 ) -> None:
     """Execute runs from the database until Ctrl-C or SIGTERM.
 
@@ -358,7 +368,10 @@ def worker(
             )
 
         dsl = _ops.DslOptions(allow_processes, tuple(documents or ()))
-        asyncio.run(_worker.work(path, options=options, grace=grace, ready=ready, dsl=dsl))
+        hosting = _worker.TriggerOptions() if triggers else None
+        asyncio.run(
+            _worker.work(path, options=options, grace=grace, ready=ready, dsl=dsl, triggers=hosting)
+        )
         note("batonflow worker: stopped; runs in flight were handed back")
 
 

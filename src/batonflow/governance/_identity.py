@@ -76,6 +76,7 @@ ACTIONS: Mapping[str, frozenset[str]] = {
     "run.retry": frozenset({"admin", "operator"}),
     "event.deliver": frozenset({"admin", "operator"}),
     "connector.switch": frozenset({"admin", "operator"}),
+    "trigger.operate": frozenset({"admin", "operator"}),
     "subject.export": frozenset({"admin", "operator"}),
     "audit.sign": frozenset({"admin", "operator"}),
     "subject.erase": frozenset({"admin", "operator"}),

@@ -162,7 +162,7 @@ def load_schedules(
     table = data.get("triggers", {})
     if not isinstance(table, dict):
         raise ConfigError(f"{source}: [triggers]: expected a table")
-    unknown = sorted(set(table) - {"schedules"})
+    unknown = sorted(set(table) - {"schedules", "documents"})
     if unknown:
         raise ConfigError(f"{source}: [triggers]: unknown key(s) {', '.join(unknown)}")
     schedules = table.get("schedules", {})
