@@ -209,10 +209,13 @@ class Setup:
 
         return dict(retention_config(self.data, self.source))
 
-    def schedules(self, runtime: Any, documents: Sequence[str] = ()) -> list[Any]:
-        """``[triggers.schedules.NAME]`` tables and the ``schedule`` of the workflow documents
-        named by ``[triggers] documents`` (paths relative to this file) and ``documents``, as
-        :class:`batonflow.triggers.ScheduleTrigger` objects; ``runtime`` runs the documents."""
+    def schedules(
+        self, runtime: Any, documents: Sequence[str] = (), client: httpx.AsyncClient | None = None
+    ) -> list[Any]:
+        """The triggers: ``[triggers.schedules.NAME]`` and ``[triggers.mailboxes.NAME]``
+        tables, and the ``schedule`` of the workflow documents named by ``[triggers]
+        documents`` (paths relative to this file) and ``documents``; ``runtime`` runs the
+        documents, ``client`` (egress-controlled) fetches mailbox OAuth2 tokens."""
         from batonflow.dsl import load_document
         from batonflow.triggers import load_schedules
 
@@ -223,7 +226,9 @@ class Setup:
         base = Path(self.source).parent if self.source != "<defaults>" else Path()
         paths = [str(base / p) for p in named] + list(documents)
         loaded = [load_document(path).raw for path in dict.fromkeys(paths)]
-        return load_schedules(self.data, self.source, runtime=runtime, documents=loaded)
+        return load_schedules(
+            self.data, self.source, runtime=runtime, documents=loaded, client=client
+        )
 
     def alerts(self) -> Any:
         table = self._governance().get("alerts")

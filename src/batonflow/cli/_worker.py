@@ -120,7 +120,7 @@ async def work(
                 if triggers is not None:
                     from batonflow.triggers import TriggerHost
 
-                    schedules = setup.schedules(session.runtime, triggers.documents)
+                    schedules = setup.schedules(session.runtime, triggers.documents, session.client)
                     host = await TriggerHost(engine, schedules).start()
                     triggers.hosting(schedules)
                 alerts = setup.alerts()

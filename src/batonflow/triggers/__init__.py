@@ -13,10 +13,13 @@ from batonflow.triggers._host import (
     load_schedules,
     workflow_target,
 )
+from batonflow.triggers._mailbox import MailboxSettings, MailboxTrigger
 from batonflow.triggers._schedule import Overlap, ScheduleSpec
 from batonflow.triggers._scheduler import ScheduleTrigger, Target, run_id_for
 
 __all__ = [
+    "MailboxSettings",
+    "MailboxTrigger",
     "Overlap",
     "ScheduleSpec",
     "ScheduleTrigger",

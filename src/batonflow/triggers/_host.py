@@ -13,9 +13,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from batonflow.core import Engine, Workflow, load_workflow
 from batonflow.errors import ConfigError
@@ -35,10 +35,28 @@ __all__ = [
 log = logging.getLogger("batonflow.triggers")
 
 
+class Trigger(Protocol):
+    """What a host runs: a schedule or a mailbox."""
+
+    name: str
+    kind: str
+    target: Target
+
+    async def run(
+        self, engine: Engine, on_error: Callable[[str, str], Awaitable[None]]
+    ) -> None: ...
+
+    async def check(self, engine: Engine) -> list[dict[str, Any]]: ...
+
+    async def status(self, store: Store, now: float) -> dict[str, Any]: ...
+
+    async def close(self) -> None: ...
+
+
 class TriggerHost:
     """Runs ``triggers`` on ``engine`` (open it first) until :meth:`stop`."""
 
-    def __init__(self, engine: Engine, triggers: Sequence[ScheduleTrigger]) -> None:
+    def __init__(self, engine: Engine, triggers: Sequence[Trigger]) -> None:
         names = [t.name for t in triggers]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
@@ -67,6 +85,13 @@ class TriggerHost:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        for trigger in self.triggers:
+            await trigger.close()
+
+    async def close(self) -> None:
+        """Release what :meth:`check` left open (a mailbox's connection)."""
+        for trigger in self.triggers:
+            await trigger.close()
 
     async def __aenter__(self) -> TriggerHost:
         return await self.start()
@@ -94,7 +119,7 @@ class TriggerHost:
     async def status(self) -> list[dict[str, Any]]:
         return await statuses(self.engine.store, self.triggers, self.engine.clock.now())
 
-    def _reporter(self, trigger: ScheduleTrigger) -> Any:
+    def _reporter(self, trigger: Trigger) -> Callable[[str, str], Awaitable[None]]:
         async def report(error: str, message: str) -> None:
             from batonflow.governance import raise_alert
 
@@ -115,7 +140,7 @@ class TriggerHost:
 
 
 async def statuses(
-    store: Store, triggers: Sequence[ScheduleTrigger], now: float | None = None
+    store: Store, triggers: Sequence[Trigger], now: float | None = None
 ) -> list[dict[str, Any]]:
     now = time.time() if now is None else now
     return [await trigger.status(store, now) for trigger in triggers]
@@ -154,15 +179,17 @@ def load_schedules(
     runtime: Any = None,
     documents: Sequence[Mapping[str, Any]] = (),
     poll: float = 5.0,
-) -> list[ScheduleTrigger]:
-    """The schedules of ``[triggers.schedules.NAME]`` tables in a configuration (``data`` as
-    read from ``source``) and of workflow ``documents`` with a ``schedule`` (run by
-    ``runtime``; options from ``metadata.batonflow.schedule``)."""
-    found: list[ScheduleTrigger] = []
+    client: Any = None,
+) -> list[Any]:
+    """The triggers of a configuration (``data`` as read from ``source``): mailboxes
+    (``[triggers.mailboxes.NAME]``; OAuth2 tokens fetched through ``client``, the
+    egress-controlled one), schedules (``[triggers.schedules.NAME]``), and the ``schedule`` of
+    workflow ``documents`` (run by ``runtime``; options from ``metadata.batonflow.schedule``)."""
+    found: list[Any] = []
     table = data.get("triggers", {})
     if not isinstance(table, dict):
         raise ConfigError(f"{source}: [triggers]: expected a table")
-    unknown = sorted(set(table) - {"schedules", "documents"})
+    unknown = sorted(set(table) - {"schedules", "documents", "mailboxes"})
     if unknown:
         raise ConfigError(f"{source}: [triggers]: unknown key(s) {', '.join(unknown)}")
     schedules = table.get("schedules", {})
@@ -173,6 +200,16 @@ def load_schedules(
         spec = ScheduleSpec.parse(entry, where)
         target = _toml_target(entry, where, runtime)
         found.append(ScheduleTrigger(name, spec, target, input=_input(entry, where), poll=poll))
+    mailboxes = table.get("mailboxes", {})
+    if not isinstance(mailboxes, dict):
+        raise ConfigError(f"{source}: [triggers.mailboxes]: expected a table of mailboxes")
+    for name, entry in mailboxes.items():
+        from batonflow.triggers._mailbox import MailboxTrigger, parse_mailbox
+
+        where = f"{source}: [triggers.mailboxes.{name}]"
+        settings = parse_mailbox(entry, where)
+        settings.auth.client = client
+        found.append(MailboxTrigger(name, settings, _toml_target(entry, where, runtime)))
     for document in documents:
         trigger = document_schedule(document, runtime, poll=poll)
         if trigger is not None:

@@ -150,6 +150,9 @@ class ScheduleTrigger:
         assert self.spec.after is not None
         return (run.finished_at or run.updated_at) + self.spec.after
 
+    async def close(self) -> None:
+        """Nothing to release: a schedule holds no connection."""
+
     # -- one pass -------------------------------------------------------------------------------
     async def check(self, engine: Engine) -> list[dict[str, Any]]:
         """Act on everything due at the clock's time: operator requests, ticks since the
