@@ -304,8 +304,11 @@ def test_200_messages_while_trigger_processes_are_killed(
                 process.wait()
             kills += 1
             continue
-        while count(imap, "INBOX") and time.monotonic() < deadline:
-            time.sleep(0.1)  # the last processes finishing the mailbox
+        log = tmp_path / "hosts.log"
+        while time.monotonic() < deadline and (
+            count(imap, "INBOX") or any(f"(pid {p.pid})" not in log.read_text() for p in processes)
+        ):
+            time.sleep(0.1)  # the last processes up and finishing the mailbox
         for process in processes:
             process.send_signal(signal.SIGTERM)
         for process in processes:

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -186,6 +187,7 @@ def load_schedules(
     egress-controlled one), schedules (``[triggers.schedules.NAME]``), and the ``schedule`` of
     workflow ``documents`` (run by ``runtime``; options from ``metadata.batonflow.schedule``)."""
     found: list[Any] = []
+    base = Path(source).parent if Path(source).is_file() else Path()
     table = data.get("triggers", {})
     if not isinstance(table, dict):
         raise ConfigError(f"{source}: [triggers]: expected a table")
@@ -198,7 +200,7 @@ def load_schedules(
     for name, entry in schedules.items():
         where = f"{source}: [triggers.schedules.{name}]"
         spec = ScheduleSpec.parse(entry, where)
-        target = _toml_target(entry, where, runtime)
+        target = _toml_target(entry, where, runtime, base)
         found.append(ScheduleTrigger(name, spec, target, input=_input(entry, where), poll=poll))
     mailboxes = table.get("mailboxes", {})
     if not isinstance(mailboxes, dict):
@@ -209,7 +211,7 @@ def load_schedules(
         where = f"{source}: [triggers.mailboxes.{name}]"
         settings = parse_mailbox(entry, where)
         settings.auth.client = client
-        found.append(MailboxTrigger(name, settings, _toml_target(entry, where, runtime)))
+        found.append(MailboxTrigger(name, settings, _toml_target(entry, where, runtime, base)))
     for document in documents:
         trigger = document_schedule(document, runtime, poll=poll)
         if trigger is not None:
@@ -217,7 +219,7 @@ def load_schedules(
     return found
 
 
-def _toml_target(entry: Mapping[str, Any], where: str, runtime: Any) -> Target:
+def _toml_target(entry: Mapping[str, Any], where: str, runtime: Any, base: Path) -> Target:
     if ("workflow" in entry) == ("document" in entry):
         raise ConfigError(
             f"{where}: name what to start with exactly one of workflow = 'module:function'"
@@ -229,7 +231,7 @@ def _toml_target(entry: Mapping[str, Any], where: str, runtime: Any) -> Target:
         raise ConfigError(f"{where}: a document schedule needs the DSL runtime")
     from batonflow.dsl import load_document
 
-    document = load_document(str(entry["document"])).raw
+    document = load_document(str(base / str(entry["document"]))).raw
     runtime.add_document(document)
     return document_target(runtime, document)
 

@@ -80,6 +80,7 @@ class MailboxSettings:
     reply_topic: str = "email.reply"
     timeout: float = 30.0
     lease: float = 30.0
+    transform: str | None = None
 
     def __post_init__(self) -> None:
         if self.tls not in ("tls", "starttls", "none"):
@@ -93,6 +94,12 @@ class MailboxSettings:
             raise ConfigError(f"mailbox after {self.after!r}: expected move or flag")
         if self.replies not in ("run", "event"):
             raise ConfigError(f"mailbox replies {self.replies!r}: expected run or event")
+        if self.transform is not None:
+            from batonflow.dsl._expr import check
+
+            problem = check(self.transform)
+            if problem is not None:
+                raise ConfigError(f"mailbox transform {self.transform!r}: {problem.detail}")
         if self.poll <= 0 or self.batch < 1 or self.lease <= 0:
             raise ConfigError("mailbox poll, batch and lease: expected positive values")
 
@@ -237,10 +244,12 @@ class MailboxTrigger:
             if raw is None:
                 raise MailRefused("the server returned no body for this message")
             input = message_input(raw, self.name)
+            message_id, in_reply_to = input["message_id"], input["in_reply_to"]
+            if self.settings.transform is not None:
+                input = _transformed(self.settings.transform, input)
         except MailRefused as refused:
             await self._refused(engine, key, refused.reason)
             return {**base, "state": "refused", "reason": refused.reason}
-        message_id = input["message_id"]
         run_key = f"mail:{self.settings.mailbox}:{message_id}" if message_id else f"mail:{key}"
         base["message_id"] = message_id
         if message_id:
@@ -250,9 +259,9 @@ class MailboxTrigger:
                 first = json.loads(await engine.store.get_record(MAIL_ID_RECORD, run_key) or "{}")
                 if first.get("key") != key:
                     return {**base, "state": "duplicate", "first": first.get("key")}
-        if input["in_reply_to"] and self.settings.replies == "event":
-            await engine.send_event(self.settings.reply_topic, input, key=input["in_reply_to"])
-            return {**base, "state": "reply", "in_reply_to": input["in_reply_to"]}
+        if in_reply_to and self.settings.replies == "event":
+            await engine.send_event(self.settings.reply_topic, input, key=in_reply_to)
+            return {**base, "state": "reply", "in_reply_to": in_reply_to}
         run_id = await self.target.start(engine, input, run_id_for(run_key), run_key)
         return {**base, "state": "started", "run_id": run_id}
 
@@ -367,6 +376,16 @@ class MailboxTrigger:
         }
 
 
+def _transformed(expression: str, mail: dict[str, Any]) -> Any:
+    """``expression`` (jq) applied to the mail input: the workflow's own input shape."""
+    from batonflow.dsl._expr import evaluate
+
+    try:
+        return evaluate(expression, mail, instance="transform")
+    except Exception as exc:
+        raise MailRefused(f"the mailbox's transform failed on this message: {exc}") from None
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}"[:1000]
@@ -385,7 +404,7 @@ def parse_mailbox(entry: Mapping[str, Any], where: str) -> MailboxSettings:
     known = {
         "host", "port", "tls", "username", "password_env", "oauth2", "folder", "after",
         "move_to", "flag", "refused_to", "idle", "poll", "replies", "reply_topic", "batch",
-        "lease", "timeout",
+        "lease", "timeout", "transform",
         "workflow", "document",
     }  # fmt: skip
     unknown = sorted(set(entry) - known)
