@@ -24,7 +24,13 @@ import pytest
 
 import batonflow as bf
 from batonflow.governance import Alert, AlertHook
-from batonflow.triggers import MailboxSettings, MailboxTrigger, TriggerHost, workflow_target
+from batonflow.triggers import (
+    MailboxSettings,
+    MailboxTrigger,
+    Target,
+    TriggerHost,
+    workflow_target,
+)
 from batonflow.triggers._mail_auth import MailAuth
 from conftest import EngineFactory
 
@@ -321,3 +327,32 @@ def test_200_messages_while_trigger_processes_are_killed(
     assert len(subjects) == len(set(subjects)), "a message started two runs"
     assert sorted(subjects) == sorted(f"enquiry {i}" for i in range(200)), "a message was lost"
     assert count(imap, "Processed") == 200
+
+
+async def test_idle_picks_up_a_message_as_it_arrives(
+    imap: Dovecot, password: str, db_path: Path
+) -> None:
+    """A hosted mailbox waits in IDLE (poll is 5 minutes here): a message delivered while it
+    waits starts its run within seconds."""
+    started = asyncio.Event()
+    inner = workflow_target(enquiry)
+
+    async def start(engine: bf.Engine, input: Any, run_id: str, key: str) -> str:
+        run = await inner.start(engine, input, run_id, key)
+        started.set()
+        return run
+
+    async with bf.Engine(db_path) as engine:
+        options = {**settings(imap, password).__dict__, "poll": 300.0}
+        trigger = MailboxTrigger("office", MailboxSettings(**options),
+                                 Target("enquiry", start))  # fmt: skip
+        async with TriggerHost(engine, [trigger]):
+            for _ in range(200):  # until it has connected and waits in IDLE
+                if trigger._client is not None:
+                    break
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.3)  # real time for the IDLE command to be sent
+            begun = time.monotonic()
+            await asyncio.to_thread(append, imap, [mail("arrives during IDLE").as_bytes()])
+            await asyncio.wait_for(started.wait(), 10)
+            assert time.monotonic() - begun < 10
