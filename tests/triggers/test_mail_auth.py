@@ -15,7 +15,7 @@ import pytest
 
 from batonflow._net import make_client
 from batonflow.errors import ConfigError
-from batonflow.triggers._mail_auth import CredentialsRefused, MailAuth, parse_auth
+from batonflow.triggers._mail_auth import MailAuth, parse_auth
 
 
 class TokenEndpoint:
@@ -83,7 +83,7 @@ async def test_refused_credentials_say_so(
     auth = parse_auth(oauth(endpoint.url), "[triggers.mailboxes.x]")
     async with make_client() as client:
         auth.client = client
-        with pytest.raises(CredentialsRefused, match=r"refused the client credentials \(401\)"):
+        with pytest.raises(ConfigError, match=r"refused the client credentials \(401\)"):
             await auth.secret(0.0)
 
 

@@ -15,12 +15,10 @@ from batonflow.errors import ConfigError
 
 __all__ = ["MailAuth", "OAuth2", "parse_auth"]
 
+# A refused credential is a ConfigError: not retryable until someone fixes the configuration.
+
 #: Refresh a token this long before the expiry its endpoint announced.
 REFRESH_MARGIN = 120.0
-
-
-class CredentialsRefused(ConfigError):
-    """The token endpoint refused the client credentials (not retryable: fix them)."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +66,7 @@ class MailAuth:
         }
         response = await self.client.post(oauth2.token_url, data=form)
         if response.status_code in (400, 401, 403):
-            raise CredentialsRefused(
+            raise ConfigError(
                 f"the token endpoint {oauth2.token_url} refused the client credentials"
                 f" ({response.status_code}): {response.text[:300]}"
             )
@@ -76,7 +74,7 @@ class MailAuth:
         body: Any = response.json()
         token = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
-            raise CredentialsRefused(f"the token endpoint {oauth2.token_url} gave no access_token")
+            raise ConfigError(f"the token endpoint {oauth2.token_url} gave no access_token")
         return token, float(body.get("expires_in", 3600))
 
 
