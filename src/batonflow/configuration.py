@@ -227,8 +227,9 @@ class Setup:
         paths = [str(base / p) for p in named] + list(documents)
         loaded = [load_document(path).raw for path in dict.fromkeys(paths)]
         return load_schedules(
-            self.data, self.source, runtime=runtime, documents=loaded, client=client
-        )
+            self.data, self.source, runtime=runtime, documents=loaded, client=client,
+            egress=self.egress()[0],
+        )  # fmt: skip
 
     def alerts(self) -> Any:
         table = self._governance().get("alerts")

@@ -244,6 +244,9 @@ def config(imap: Dovecot, tmp_path: Path) -> Path:
     path = tmp_path / "batonflow.toml"
     path.write_text(
         f"""
+[governance.egress]
+allow = ["127.0.0.1"]
+
 [triggers.mailboxes.office]
 workflow = "trigger_flows:report"
 host = "{imap.host}"
@@ -356,3 +359,39 @@ async def test_idle_picks_up_a_message_as_it_arrives(
             await asyncio.to_thread(append, imap, [mail("arrives during IDLE").as_bytes()])
             await asyncio.wait_for(started.wait(), 10)
             assert time.monotonic() - begun < 10
+
+
+@pytest.mark.parametrize(
+    ("egress", "host", "allowed"),
+    [
+        (None, "imap.firm.example", True),  # no table: any public host
+        (None, "127.0.0.1", False),  # ...but no private or loopback address
+        ({"allow": ["*"]}, "127.0.0.1", False),
+        ({"allow": ["127.0.0.1"]}, "127.0.0.1", True),
+        ({"allow": ["smtp.firm.example"]}, "imap.firm.example", False),
+        ({"allow": ["*.firm.example:993"]}, "imap.firm.example", True),
+    ],
+)
+def test_the_mailbox_server_must_be_on_the_egress_allow_list(
+    tmp_path: Path, egress: dict[str, Any] | None, host: str, allowed: bool
+) -> None:
+    from batonflow.configuration import Setup
+
+    data: dict[str, Any] = {
+        "triggers": {"mailboxes": {"office": {
+            "workflow": "trigger_flows:report", "host": host, "username": "u",
+            "password_env": "P", "tls": "none" if host == "127.0.0.1" else "tls",
+        }}}
+    }  # fmt: skip
+    if egress is not None:
+        data["governance"] = {"egress": egress}
+    setup = Setup("batonflow.toml", data)
+    sys.path.insert(0, str(HERE))
+    try:
+        if allowed:
+            assert [t.name for t in setup.schedules(None)] == ["office"]
+        else:
+            with pytest.raises(bf.ConfigError, match=f"mailbox server {host}:"):
+                setup.schedules(None)
+    finally:
+        sys.path.remove(str(HERE))

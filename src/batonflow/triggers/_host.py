@@ -181,11 +181,13 @@ def load_schedules(
     documents: Sequence[Mapping[str, Any]] = (),
     poll: float = 5.0,
     client: Any = None,
+    egress: Any = None,
 ) -> list[Any]:
     """The triggers of a configuration (``data`` as read from ``source``): mailboxes
     (``[triggers.mailboxes.NAME]``; OAuth2 tokens fetched through ``client``, the
     egress-controlled one), schedules (``[triggers.schedules.NAME]``), and the ``schedule`` of
-    workflow ``documents`` (run by ``runtime``; options from ``metadata.batonflow.schedule``)."""
+    workflow ``documents`` (run by ``runtime``; options from ``metadata.batonflow.schedule``).
+    With ``egress`` (an EgressPolicy), a mailbox's server must be on its global allow-list."""
     found: list[Any] = []
     base = Path(source).parent if Path(source).is_file() else Path()
     table = data.get("triggers", {})
@@ -210,6 +212,8 @@ def load_schedules(
 
         where = f"{source}: [triggers.mailboxes.{name}]"
         settings = parse_mailbox(entry, where)
+        if egress is not None:
+            check_egress(egress, settings.host, settings.port, where)
         settings.auth.client = client
         found.append(MailboxTrigger(name, settings, _toml_target(entry, where, runtime, base)))
     for document in documents:
@@ -217,6 +221,30 @@ def load_schedules(
         if trigger is not None:
             found.append(trigger)
     return found
+
+
+def check_egress(policy: Any, host: str, port: int, where: str) -> None:
+    """A mailbox server is reached outside the HTTP client, so its host is checked against
+    the egress allow-list here, once, when the configuration is read: it must be listed (a
+    private or loopback address by an exact address or network entry, as for HTTP)."""
+    import ipaddress
+
+    from batonflow.governance._egress import restricted
+
+    try:
+        address: Any = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        address = None
+    patterns = policy.patterns(None)
+    name = host.lower().rstrip(".")
+    allowed = any(p.names(name, port, address) for p in patterns)
+    if allowed and address is not None and policy.block_private and restricted(address):
+        allowed = any(p.covers(address, port) for p in patterns)
+    if not allowed:
+        raise ConfigError(
+            f"{where}: the mailbox server {host}:{port} is not allowed by {policy.source};"
+            f" add {host!r} there"
+        )
 
 
 def _toml_target(entry: Mapping[str, Any], where: str, runtime: Any, base: Path) -> Target:
