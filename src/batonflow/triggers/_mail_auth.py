@@ -1,32 +1,20 @@
 """Mailbox credentials: a password from the environment, or an OAuth2 access token (XOAUTH2, as
-Microsoft 365 and Gmail require) obtained with the client-credentials grant from the configured
-token endpoint, through the egress-controlled client, and refreshed before it expires."""
+Microsoft 365 and Gmail require) from the configured client credentials (:mod:`batonflow._oauth`:
+fetched through the egress-controlled client, refreshed before it expires)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from batonflow._oauth import OAuth2, TokenSource, parse_oauth2
 from batonflow.errors import ConfigError
 
 __all__ = ["MailAuth", "OAuth2", "parse_auth"]
-
-# A refused credential is a ConfigError: not retryable until someone fixes the configuration.
-
-#: Refresh a token this long before the expiry its endpoint announced.
-REFRESH_MARGIN = 120.0
-
-
-@dataclass(frozen=True)
-class OAuth2:
-    token_url: str
-    client_id: str
-    client_secret_env: str
-    scope: str = "https://outlook.office365.com/.default"
 
 
 @dataclass
@@ -36,8 +24,7 @@ class MailAuth:
     password_env: str | None = None
     oauth2: OAuth2 | None = None
     client: httpx.AsyncClient | None = None
-    _token: str | None = field(default=None, repr=False)
-    _expires: float = 0.0
+    _tokens: TokenSource | None = None
 
     async def secret(self, now: float) -> str:
         """The password, or a current access token (fetched or refreshed as needed)."""
@@ -47,35 +34,10 @@ class MailAuth:
             if not value:
                 raise ConfigError(f"the mailbox password: set ${self.password_env}")
             return value
-        if self._token is None or now >= self._expires - REFRESH_MARGIN:
-            self._token, lifetime = await self._fetch(self.oauth2)
-            self._expires = now + lifetime
-        return self._token
-
-    async def _fetch(self, oauth2: OAuth2) -> tuple[str, float]:
-        secret = os.environ.get(oauth2.client_secret_env)
-        if not secret:
-            raise ConfigError(f"the mailbox OAuth2 client secret: set ${oauth2.client_secret_env}")
-        if self.client is None:
-            raise ConfigError("an OAuth2 mailbox needs the egress-controlled HTTP client")
-        form = {
-            "grant_type": "client_credentials",
-            "client_id": oauth2.client_id,
-            "client_secret": secret,
-            "scope": oauth2.scope,
-        }
-        response = await self.client.post(oauth2.token_url, data=form)
-        if response.status_code in (400, 401, 403):
-            raise ConfigError(
-                f"the token endpoint {oauth2.token_url} refused the client credentials"
-                f" ({response.status_code}): {response.text[:300]}"
-            )
-        response.raise_for_status()
-        body: Any = response.json()
-        token = body.get("access_token") if isinstance(body, dict) else None
-        if not isinstance(token, str) or not token:
-            raise ConfigError(f"the token endpoint {oauth2.token_url} gave no access_token")
-        return token, float(body.get("expires_in", 3600))
+        if self._tokens is None:
+            self._tokens = TokenSource(self.oauth2)
+        self._tokens.client = self.client
+        return await self._tokens.token(now)
 
 
 def parse_auth(entry: Mapping[str, Any], where: str) -> MailAuth:
@@ -87,12 +49,4 @@ def parse_auth(entry: Mapping[str, Any], where: str) -> MailAuth:
         )
     if has_password:
         return MailAuth(password_env=str(entry["password_env"]))
-    if not isinstance(oauth, dict):
-        raise ConfigError(f"{where}.oauth2: expected a table")
-    missing = [k for k in ("token_url", "client_id", "client_secret_env") if not oauth.get(k)]
-    if missing:
-        raise ConfigError(f"{where}.oauth2: missing {', '.join(missing)}")
-    unknown = sorted(set(oauth) - {"token_url", "client_id", "client_secret_env", "scope"})
-    if unknown:
-        raise ConfigError(f"{where}.oauth2: unknown key(s) {', '.join(unknown)}")
-    return MailAuth(oauth2=OAuth2(**{k: str(v) for k, v in oauth.items()}))
+    return MailAuth(oauth2=parse_oauth2(oauth, f"{where}.oauth2"))
