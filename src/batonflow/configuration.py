@@ -196,12 +196,14 @@ class Setup:
 
         return parse_config(self.data, self.source)
 
-    def mailer(self) -> Any:
+    def mailer(self, client: httpx.AsyncClient | None = None) -> Any:
+        """The ``email`` function's mailer; ``client`` (egress-controlled) fetches its OAuth2
+        tokens when ``[email.oauth2]`` is configured."""
         if "email" not in self.data:
             return None
         from batonflow.catalog._email import Mailer, parse_smtp_settings
 
-        return Mailer(parse_smtp_settings(self.data, self.source))
+        return Mailer(parse_smtp_settings(self.data, self.source), client=client)
 
     def retention(self) -> dict[str, Any]:
         """``[governance.retention]``: workflow name -> how long its ended runs are kept."""
@@ -275,7 +277,7 @@ class Setup:
             **Catalog(guarded, store=store, client=client).functions(),
             "approval": approval,
         }
-        mailer = self.mailer()
+        mailer = self.mailer(client)
         if mailer is not None:
             functions.update(mailer.functions())
         return functions
