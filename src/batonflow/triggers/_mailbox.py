@@ -180,6 +180,8 @@ class MailboxTrigger:
                 if not await self._leased(engine):
                     return done
                 raw = fetched.get(uid, {}).get(b"BODY[]")
+                if raw is None:  # expunged since the search: nothing to do with it
+                    continue
                 done.append(await self._handle(engine, client, validity, uid, raw))
         if done:
             await self._success(engine, len(done))
@@ -222,7 +224,7 @@ class MailboxTrigger:
         return held
 
     async def _handle(
-        self, engine: Engine, client: Any, validity: int, uid: int, raw: bytes | None
+        self, engine: Engine, client: Any, validity: int, uid: int, raw: bytes
     ) -> dict[str, Any]:
         store, now = engine.store, engine.clock.now()
         key = f"{self.settings.mailbox}:{validity}:{uid}"
@@ -238,11 +240,9 @@ class MailboxTrigger:
         await self._mark(client, uid, refused=outcome["state"] == "refused")
         return outcome
 
-    async def _outcome(self, engine: Engine, key: str, raw: bytes | None) -> dict[str, Any]:
+    async def _outcome(self, engine: Engine, key: str, raw: bytes) -> dict[str, Any]:
         base: dict[str, Any] = {"trigger": self.name, "key": key}
         try:
-            if raw is None:
-                raise MailRefused("the server returned no body for this message")
             input = message_input(raw, self.name)
             message_id, in_reply_to = input["message_id"], input["in_reply_to"]
             if self.settings.transform is not None:
@@ -266,20 +266,19 @@ class MailboxTrigger:
         return {**base, "state": "started", "run_id": run_id}
 
     async def _refused(self, engine: Engine, key: str, reason: str) -> None:
-        from batonflow.governance import raise_alert
+        """Alert without holding up the mailbox: the alert is raised in a task of its own
+        (``submit_alert``), once per message across processes (its key)."""
+        from batonflow.governance._alert_hook import submit_alert
 
         log.warning("mailbox %s: message %s refused: %s", self.name, key, reason)
-        try:
-            await raise_alert(
-                engine,
-                kind="trigger.failed",
-                summary=f"mailbox {self.name!r}: a message was refused: {reason}"[:500],
-                key=f"trigger.failed:mailbox:{key}",
-                workflow=self.target.workflow,
-                details={"trigger": self.name, "message": key, "reason": reason},
-            )
-        except Exception:
-            log.exception("mailbox %s: could not raise the refusal's alert", self.name)
+        submit_alert(
+            engine,
+            kind="trigger.failed",
+            summary=f"mailbox {self.name!r}: a message was refused: {reason}"[:500],
+            key=f"trigger.failed:mailbox:{key}",
+            workflow=self.target.workflow,
+            details={"trigger": self.name, "message": key, "reason": reason},
+        )
 
     async def _mark(self, client: Any, uid: int, *, refused: bool) -> None:
         settings = self.settings
