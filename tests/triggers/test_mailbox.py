@@ -150,6 +150,7 @@ async def test_every_kind_of_message_gives_a_run_or_a_recorded_refusal(
                 await engine.store.list_runs(workflow="enquiry")}  # fmt: skip
         again = await trigger.check(engine)
         await trigger.close()
+        status = await trigger.status(engine.store, engine.clock.now())
         audit = {e.kind for e in await engine.store.read_audit()}
     states = [d["state"] for d in done]
     assert states == ["started"] * 6 + ["refused", "duplicate"]
@@ -175,6 +176,8 @@ async def test_every_kind_of_message_gives_a_run_or_a_recorded_refusal(
     assert first["message_id"] == "<Invoice.attached@client.test>"
     assert [a.kind for a in channel.alerts] == ["trigger.failed"]
     assert "refused: the message has no headers" in channel.alerts[0].summary
+    assert (status["state"], status["backlog"]) == ("active", 0)
+    assert status["last_success"] is not None
     assert {"trigger.mail.started", "trigger.mail.refused", "trigger.mail.duplicate"} <= audit
 
 

@@ -117,6 +117,7 @@ class MailboxTrigger:
         self.name, self.settings, self.target = name, settings, target
         self._client: Any = None
         self._held: set[int] = set()
+        self._saved, self._backlog = float("-inf"), -1
         self._owner = uuid.uuid4().hex
         self._threads = ThreadPoolExecutor(1, thread_name_prefix=f"imap-{name}")
 
@@ -173,18 +174,19 @@ class MailboxTrigger:
             criteria = ["UNKEYWORD", self.settings.flag, "UNKEYWORD", "$BatonflowRefused"]
         uids = sorted(await self._call(client.search, criteria))
         done: list[dict[str, Any]] = []
+        await self._success(engine, 0, backlog=len(uids))
         for start in range(0, len(uids), self.settings.batch):
             chunk = uids[start : start + self.settings.batch]
             fetched = await self._call(client.fetch, chunk, ["BODY.PEEK[]"])
             for uid in chunk:
                 if not await self._leased(engine):
+                    await self._success(engine, len(done), backlog=len(uids) - len(done))
                     return done
                 raw = fetched.get(uid, {}).get(b"BODY[]")
                 if raw is None:  # expunged since the search: nothing to do with it
                     continue
                 done.append(await self._handle(engine, client, validity, uid, raw))
-        if done:
-            await self._success(engine, len(done))
+        await self._success(engine, len(done), backlog=0)
         return done
 
     # -- one process at a time per mailbox --------------------------------------------------------
@@ -334,13 +336,20 @@ class MailboxTrigger:
         return await loop.run_in_executor(self._threads, lambda: fn(*args))
 
     # -- state ----------------------------------------------------------------------------------
-    async def _success(self, engine: Engine, handled: int) -> None:
+    async def _success(self, engine: Engine, handled: int, *, backlog: int) -> None:
+        """Record a pass that reached the mailbox: at most once a minute when nothing
+        changed (an idle mailbox still shows a recent last success)."""
+        now = engine.clock.now()
+        if not handled and backlog == self._backlog and now - self._saved < 60:
+            return
         state = await self._state(engine)
-        state.update(last_success=engine.clock.now(), last_error=None)
+        state.update(last_success=now, last_error=None, backlog=backlog)
         state["handled"] = int(state.get("handled", 0)) + handled
-        await engine.store.put_record(MAIL_STATE, self.name, json.dumps(state), engine.clock.now())
+        await engine.store.put_record(MAIL_STATE, self.name, json.dumps(state), now)
+        self._saved, self._backlog = now, backlog
 
     async def _record_error(self, engine: Engine, exc: BaseException) -> None:
+        self._saved = float("-inf")  # the next success is recorded, clearing the error
         try:
             state = await self._state(engine)
             state.update(last_error=_describe(exc), last_error_at=engine.clock.now())
@@ -369,7 +378,7 @@ class MailboxTrigger:
             "last_success": iso(state["last_success"]) if state.get("last_success") else None,
             "last_error": state.get("last_error"),
             "last_run": None,
-            "backlog": None,
+            "backlog": state.get("backlog"),
             "missed": 0,
             "next": [],
         }
