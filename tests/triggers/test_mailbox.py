@@ -201,6 +201,22 @@ async def test_a_reply_reaches_the_run_waiting_for_it(
     assert reply["subject"] == "Re: your quote"
 
 
+async def test_a_paused_mailbox_leaves_its_messages_waiting(
+    imap: Dovecot, password: str, make_engine: EngineFactory
+) -> None:
+    from batonflow.triggers._control import pause, resume
+
+    append(imap, [mail("while paused").as_bytes()])
+    async with make_engine() as engine:
+        trigger = MailboxTrigger("office", settings(imap, password), workflow_target(enquiry))
+        assert await pause(engine.store, "office", by="ann", now=engine.clock.now())
+        assert await trigger.check(engine) == []
+        assert (await trigger.status(engine.store, engine.clock.now()))["state"] == "paused"
+        assert await resume(engine.store, "office", by="ann", now=engine.clock.now())
+        assert [d["state"] for d in await trigger.check(engine)] == ["started"]
+        await trigger.close()
+
+
 async def test_flag_instead_of_move(
     imap: Dovecot, password: str, make_engine: EngineFactory
 ) -> None:

@@ -82,7 +82,8 @@ def test_list_pause_resume_and_requests(env: dict[str, str], tmp_path: Path) -> 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("pause", "nighty"), "no schedule named 'nighty' (known: nightly, pulse)"),
+        (("pause", "nighty"), "no trigger named 'nighty' (known: nightly, pulse)"),
+        (("trigger-now", "nighty"), "no schedule named 'nighty' (known: nightly, pulse)"),
         (("trigger-now", "pulse", "--overlap", "queue"), "--overlap 'queue': expected one of"),
         (("backfill", "nightly", "--start", "yesterday", "--end", "2026-01-01"),
          "--start 'yesterday': expected an ISO 8601 instant"),

@@ -71,13 +71,16 @@ def _schedules(documents: list[str] | None) -> list[Any]:
     return list(_setup.current().schedules(DslRuntime(), tuple(documents or ())))
 
 
-def _known(name: str, documents: list[str] | None) -> None:
-    names = [t.name for t in _schedules(documents)]
+def _known(name: str, documents: list[str] | None, *, schedules_only: bool = True) -> None:
+    """``name`` is a configured schedule (or, for pause and resume, any trigger)."""
+    names = [t.name for t in _schedules(documents) if t.kind == "schedule" or not schedules_only]
     if name not in names:
         listed = ", ".join(names) or "none configured"
+        what = "schedule" if schedules_only else "trigger"
         raise bf.ConfigError(
-            f"no schedule named {name!r} (known: {listed}); schedules are"
-            " [triggers.schedules.NAME] tables in batonflow.toml and documents with a schedule"
+            f"no {what} named {name!r} (known: {listed}); triggers are [triggers.schedules.NAME]"
+            " and [triggers.mailboxes.NAME] tables in batonflow.toml and documents with a"
+            " schedule"
         )
 
 
@@ -125,28 +128,30 @@ def pause(
     token: Token = None,
     db: Db = DEFAULT_DB,
 ) -> None:
-    """Pause a schedule: its ticks start nothing until `batonflow triggers resume`."""
+    """Pause a trigger until `batonflow triggers resume`: a schedule's ticks start nothing, a
+    mailbox's messages wait in it."""
     from batonflow.triggers import _control
 
     with cli_errors():
-        _known(name, documents)
+        _known(name, documents, schedules_only=False)
         changed = _act(db, token, lambda store, me, now: _control.pause(
             store, name, by=me, now=now, note=reason))  # fmt: skip
-    note(f"schedule {name!r} {'paused' if changed else 'was paused already'}")
+    note(f"trigger {name!r} {'paused' if changed else 'was paused already'}")
 
 
 @triggers_app.command()
 def resume(
     name: Name, documents: Documents = None, token: Token = None, db: Db = DEFAULT_DB
 ) -> None:
-    """Resume a paused schedule from its next tick (backfill the paused ones if wanted)."""
+    """Resume a paused trigger: a schedule from its next tick (backfill the paused ones if
+    wanted), a mailbox with the messages waiting in it."""
     from batonflow.triggers import _control
 
     with cli_errors():
-        _known(name, documents)
+        _known(name, documents, schedules_only=False)
         changed = _act(db, token, lambda store, me, now: _control.resume(
             store, name, by=me, now=now))  # fmt: skip
-    note(f"schedule {name!r} {'resumed' if changed else 'was not paused'}")
+    note(f"trigger {name!r} {'resumed' if changed else 'was not paused'}")
 
 
 @triggers_app.command("trigger-now")

@@ -42,7 +42,7 @@ from batonflow.errors import ConfigError
 from batonflow.store import AuditEntry
 from batonflow.triggers._mail_auth import MailAuth
 from batonflow.triggers._mail_parse import MailRefused, message_input
-from batonflow.triggers._scheduler import Target, run_id_for
+from batonflow.triggers._scheduler import PAUSED_RECORD, Target, run_id_for
 
 __all__ = ["MAIL_ID_RECORD", "MAIL_RECORD", "MailboxSettings", "MailboxTrigger"]
 
@@ -164,6 +164,8 @@ class MailboxTrigger:
     async def check(self, engine: Engine) -> list[dict[str, Any]]:
         """Handle every message in the folder now (if this process holds the mailbox's lease);
         returns what was done with each."""
+        if await engine.store.get_record(PAUSED_RECORD, self.name) is not None:
+            return []  # `batonflow triggers pause`: the messages wait in the mailbox
         if not await self._leased(engine):
             return []
         client = await self._connected(engine)
@@ -374,7 +376,11 @@ class MailboxTrigger:
             "workflow": self.target.workflow,
             "when": f"mail in {self.settings.mailbox}",
             "overlap": "-",
-            "state": "failing" if state.get("last_error") else "active",
+            "state": "paused"
+            if await store.get_record(PAUSED_RECORD, self.name) is not None
+            else "failing"
+            if state.get("last_error")
+            else "active",
             "last_success": iso(state["last_success"]) if state.get("last_success") else None,
             "last_error": state.get("last_error"),
             "last_run": None,
