@@ -160,3 +160,15 @@ def test_every_tick_runs_once_across_kills(env: dict[str, str]) -> None:
     seconds = [calendar.timegm(time.strptime(t, "%Y-%m-%dT%H:%M:%SZ")) for t in ticks]
     assert seconds == list(range(seconds[0], seconds[0] + len(seconds))), "a tick was lost"
     assert not [r for r in runs if r.status is bf.RunStatus.FAULTED]
+
+
+def test_the_worker_hosts_triggers_when_asked(env: dict[str, str]) -> None:
+    cli("triggers", "list")
+    process = subprocess.Popen([str(BIN), "worker", "--triggers", "--poll", "0.2"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        wait_for_pulses(2)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err.decode()
