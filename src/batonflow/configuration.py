@@ -232,12 +232,14 @@ class Setup:
 
         return parse_config(self.data, self.source)
 
-    def mailer(self) -> Any:
+    def mailer(self, client: httpx.AsyncClient | None = None) -> Any:
+        """The ``email`` function's mailer; ``client`` (egress-controlled) fetches its OAuth2
+        tokens when ``[email.oauth2]`` is configured."""
         if "email" not in self.data:
             return None
         from batonflow.catalog._email import Mailer, parse_smtp_settings
 
-        return Mailer(parse_smtp_settings(self.data, self.source))
+        return Mailer(parse_smtp_settings(self.data, self.source), client=client)
 
     def expression_budget(self) -> Any:
         """``[expressions]``: the time and memory budget of every runtime expression
@@ -290,6 +292,28 @@ class Setup:
 
         return dict(retention_config(self.data, self.source))
 
+    def schedules(
+        self, runtime: Any, documents: Sequence[str] = (), client: httpx.AsyncClient | None = None
+    ) -> list[Any]:
+        """The triggers: ``[triggers.schedules.NAME]`` and ``[triggers.mailboxes.NAME]``
+        tables, and the ``schedule`` of the workflow documents named by ``[triggers]
+        documents`` (paths relative to this file) and ``documents``; ``runtime`` runs the
+        documents, ``client`` (egress-controlled) fetches mailbox OAuth2 tokens."""
+        from batonflow.dsl import load_document
+        from batonflow.triggers import load_schedules
+
+        table = self.data.get("triggers", {})
+        named = table.get("documents", []) if isinstance(table, Mapping) else []
+        if not isinstance(named, list) or not all(isinstance(p, str) for p in named):
+            raise bf.ConfigError(f"{self.source}: [triggers] documents: expected a list of paths")
+        base = Path(self.source).parent if self.source != "<defaults>" else Path()
+        paths = [str(base / p) for p in named] + list(documents)
+        loaded = [load_document(path).raw for path in dict.fromkeys(paths)]
+        return load_schedules(
+            self.data, self.source, runtime=runtime, documents=loaded, client=client,
+            egress=self.egress()[0],
+        )  # fmt: skip
+
     def alerts(self) -> Any:
         table = self._governance().get("alerts")
         if table is None:
@@ -336,7 +360,7 @@ class Setup:
             ).functions(),
             "approval": approval,
         }
-        mailer = self.mailer()
+        mailer = self.mailer(client)
         if mailer is not None:
             functions.update(mailer.functions())
         return functions

@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import aiosmtplib
+import httpx
 
+from batonflow._oauth import OAuth2, TokenSource, parse_oauth2
 from batonflow._toml import read_toml
 from batonflow.core import Clock, SystemClock, audit, current_step
 from batonflow.errors import BatonflowError, ConfigError
@@ -47,7 +49,7 @@ _MAILBOX = re.compile(
 _LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+$")
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 _KNOWN_KEYS = frozenset(
-    {"host", "port", "sender", "starttls", "tls", "username", "password_env", "timeout"}
+    {"host", "port", "sender", "starttls", "tls", "username", "password_env", "timeout", "oauth2"}
 )
 
 
@@ -100,6 +102,7 @@ class SmtpSettings:
     password_env: str | None = None
     timeout: float = 30.0
     source: str = "<memory>"
+    oauth2: OAuth2 | None = None
 
     def __post_init__(self) -> None:
         where = f"{self.source}: email"
@@ -111,8 +114,16 @@ class SmtpSettings:
             raise ConfigError(f"{where}: starttls and tls exclude each other; choose one")
         if self.timeout <= 0:
             raise ConfigError(f"{where}.timeout: must be positive, got {self.timeout}")
-        if (self.username is None) != (self.password_env is None):
+        if self.oauth2 is not None:
+            if self.username is None or self.password_env is not None:
+                raise ConfigError(
+                    f"{where}: with [email.oauth2] (XOAUTH2) give username and no password_env"
+                )
+        elif (self.username is None) != (self.password_env is None):
             raise ConfigError(f"{where}: username and password_env go together")
+        self._check(where)
+
+    def _check(self, where: str) -> None:
         check_address(self.sender, f"{where}.sender")
 
     def password(self, env: Mapping[str, str] | None = None) -> str | None:
@@ -170,6 +181,9 @@ def parse_smtp_settings(data: Mapping[str, Any], source: str = "<memory>") -> Sm
         password_env=get("password_env", str, None),
         timeout=float(get("timeout", (int, float), 30.0)),
         source=source,
+        oauth2=parse_oauth2(table["oauth2"], f"{source}: email.oauth2")
+        if "oauth2" in table
+        else None,
     )
 
 
@@ -231,9 +245,17 @@ class Mailer:
     reply for each one it refused (the message went to the others).
     """
 
-    def __init__(self, settings: SmtpSettings, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        settings: SmtpSettings,
+        *,
+        clock: Clock | None = None,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
+        #: XOAUTH2 tokens (``[email.oauth2]``), fetched through ``client`` (egress-controlled)
+        self.tokens = TokenSource(settings.oauth2, client) if settings.oauth2 else None
 
     async def send_email(
         self,
@@ -296,6 +318,8 @@ class Mailer:
     async def _send(self, message: EmailMessage) -> tuple[dict[str, Any], str]:
         s = self.settings
         try:
+            if self.tokens is not None:
+                return await self._send_xoauth2(message)
             return await aiosmtplib.send(
                 message,
                 hostname=s.host,
@@ -318,6 +342,8 @@ class Mailer:
             raise kind(
                 f"SMTP server {s.host}:{s.port} answered {reply}", code=answer.code, reply=reply
             ) from None
+        except httpx.HTTPError as failure:  # the OAuth2 token endpoint: try again later
+            raise EmailDeferred(f"cannot fetch the SMTP OAuth2 token: {failure}") from None
         except OSError as failure:  # refused, reset, timed out (aiosmtplib's are OSErrors too)
             raise EmailDeferred(
                 f"cannot deliver to SMTP server {s.host}:{s.port}: {failure}"
@@ -327,6 +353,20 @@ class Mailer:
             if s.starttls and "STARTTLS" in str(mismatch).upper():
                 hint = '; for a plain relay on a trusted network set tls = "none" in [email]'
             raise EmailRejected(f"SMTP server {s.host}:{s.port}: {mismatch}{hint}") from None
+
+    async def _send_xoauth2(self, message: EmailMessage) -> tuple[dict[str, Any], str]:
+        """Sign in with an OAuth2 access token (XOAUTH2), as Microsoft 365 requires once SMTP
+        basic authentication is switched off."""
+        s, tokens = self.settings, self.tokens
+        assert tokens is not None
+        assert s.username is not None
+        token = await tokens.token(self.clock.now())
+        smtp = aiosmtplib.SMTP(
+            hostname=s.host, port=s.port, use_tls=s.tls, start_tls=s.starttls, timeout=s.timeout
+        )
+        async with smtp:
+            await smtp.auth_xoauth2(s.username, token)
+            return await smtp.send_message(message)
 
 
 def _recipients(message: EmailMessage) -> list[str]:

@@ -64,6 +64,7 @@ def _governance_commands() -> None:
     from batonflow.cli._label import label_app
     from batonflow.cli._serve import serve
     from batonflow.cli._subjects import purge, subject_app
+    from batonflow.cli._triggers import triggers_app
 
     app.add_typer(approval_app, name="approval")
     app.add_typer(audit_app, name="audit")
@@ -73,6 +74,7 @@ def _governance_commands() -> None:
     app.add_typer(label_app, name="label")
     app.add_typer(token_app, name="token")
     app.add_typer(subject_app, name="subject")
+    app.add_typer(triggers_app, name="triggers")
     app.command()(dataflow)
     app.command("purge")(purge)
     app.command("serve")(serve)
@@ -356,6 +358,14 @@ def worker(
     ] = 10.0,
     documents: WithDocuments = None,
     allow_processes: AllowProcesses = False,
+    triggers: Annotated[
+        bool,
+        typer.Option(
+            "--triggers",
+            help="Also host the triggers (schedules in batonflow.toml and in [triggers]"
+            " documents): see `batonflow triggers`.",
+        ),
+    ] = False,
 ) -> None:
     """Execute runs from the database until Ctrl-C or SIGTERM.
 
@@ -385,7 +395,10 @@ def worker(
             )
 
         dsl = _ops.DslOptions(allow_processes, tuple(documents or ()))
-        asyncio.run(_worker.work(path, options=options, grace=grace, ready=ready, dsl=dsl))
+        hosting = _worker.TriggerOptions() if triggers else None
+        asyncio.run(
+            _worker.work(path, options=options, grace=grace, ready=ready, dsl=dsl, triggers=hosting)
+        )
         note("batonflow worker: stopped; runs in flight were handed back")
 
 

@@ -8,6 +8,7 @@ import contextlib
 import re
 import signal
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import batonflow as bf
@@ -64,6 +65,15 @@ def served(queues: str | None) -> list[str] | None:
     return names
 
 
+@dataclass(frozen=True)
+class TriggerOptions:
+    """Host the configured triggers in a worker: ``documents`` (workflow files) add their
+    ``schedule``; ``hosting`` is told which triggers are hosted."""
+
+    documents: tuple[str, ...] = ()
+    hosting: Callable[[list[Any]], None] = lambda _triggers: None
+
+
 def where(db: str) -> str:
     """``db`` for messages: a URL without its password."""
     return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", db)
@@ -76,13 +86,15 @@ async def work(
     grace: float,
     ready: Callable[[bf.Engine], None],
     dsl: Any = None,
+    triggers: Any = None,
 ) -> None:
     """Execute runs until SIGINT or SIGTERM, then stop gracefully: claim nothing more, give the
     runs in flight ``grace`` seconds to end or park, then hand the rest back (each records the
     steps it finished; a step cut off in flight runs again on the worker that takes it over).
     With ``[governance.alerts]`` configured, the engine raises alerts as it sees their events,
     and the alert monitor runs beside it as the safety net for what happened while no process
-    was running (a run faulted by a killed process, a deadline that passed meanwhile)."""
+    was running (a run faulted by a killed process, a deadline that passed meanwhile).
+    With ``triggers`` (:class:`TriggerOptions`), the configured schedules run beside it."""
     from batonflow.cli import _setup
 
     stop = asyncio.Event()
@@ -103,7 +115,14 @@ async def work(
 
             await setup.record_policy(session.store, local_identity().name)
             monitor: asyncio.Task[None] | None = None
+            host = None
             try:
+                if triggers is not None:
+                    from batonflow.triggers import TriggerHost
+
+                    schedules = setup.schedules(session.runtime, triggers.documents, session.client)
+                    host = await TriggerHost(engine, schedules).start()
+                    triggers.hosting(schedules)
                 alerts = setup.alerts()
                 if alerts is not None:
                     watcher = alerts.monitor(
@@ -113,6 +132,8 @@ async def work(
                 ready(engine)
                 await stop.wait()
             finally:
+                if host is not None:
+                    await host.stop()
                 if monitor is not None:
                     monitor.cancel()
                     with contextlib.suppress(asyncio.CancelledError):

@@ -122,14 +122,16 @@ class DslRuntime:
         *,
         idempotency_key: str | None = None,
         started_by: str | None = None,
+        run_id: str | None = None,
     ) -> bf.RunHandle[Any]:
         """Start a run of ``document`` (a validated document's plain data); ``started_by``
-        names who started it (audited, and kept from deciding its approvals)."""
+        names who started it (audited, and kept from deciding its approvals); ``run_id`` gives
+        the run its id (a trigger derives it from what it acts on)."""
         engine.register(self.workflow)
         payload = {"definition": dict(document), "input": input}
         return await engine.start(
             self.workflow, payload, idempotency_key=idempotency_key, timeout=_timeout(document),
-            started_by=started_by,
+            started_by=started_by, run_id=run_id,
         )  # fmt: skip
 
     async def run(self, engine: bf.Engine, document: Mapping[str, Any], input: Any = None) -> Any:

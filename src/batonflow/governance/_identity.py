@@ -80,6 +80,7 @@ ACTIONS: Mapping[str, frozenset[str]] = {
     "event.deliver": frozenset({"admin", "operator"}),
     "connector.switch": frozenset({"admin", "operator"}),
     "alert.acknowledge": frozenset({"admin", "operator"}),
+    "trigger.operate": frozenset({"admin", "operator"}),
     "subject.export": frozenset({"admin", "operator"}),
     # opening the sealed payloads of runs with data subjects (show, exports, API, console)
     "personal.read": frozenset({"admin", "operator"}),

@@ -105,10 +105,15 @@ def _lifespan(setup: Setup, options: ServeOptions) -> Callable[[FastAPI], Any]:
                 await engine.open()
             else:
                 await session.store.open()
+            host = None
             try:
                 await _serve(app, setup, session, engine, options)
+                if engine is not None:  # triggers start runs: where the workers are
+                    host = await _host_triggers(setup, session, engine, app.state.service)
                 yield
             finally:
+                if host is not None:
+                    await host.stop()
                 service: Service = app.state.service
                 await service.feed.stop()
                 await service.refusals.flush()
@@ -136,6 +141,17 @@ async def _serve(
     await setup.record_policy(session.store, local_identity().name)
     feed.observe(app.state.metrics.see)
     await feed.start()
+
+
+async def _host_triggers(setup: Setup, session: Any, engine: bf.Engine, service: Service) -> Any:
+    """The configured schedules and mailboxes, and the ``schedule`` of the documents folder's
+    documents, run beside the workers (each tick and message acted on once across every
+    ``serve`` process: the store decides); None when nothing is configured."""
+    from batonflow.triggers import TriggerHost
+
+    folder = [e.source for e in service.catalog.folder_documents() if e.source]
+    triggers = setup.schedules(session.runtime, folder, session.client)
+    return await TriggerHost(engine, triggers).start() if triggers else None
 
 
 def _now() -> float:

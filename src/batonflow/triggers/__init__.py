@@ -1,0 +1,33 @@
+"""Triggers: runs that start by themselves, each exactly once across every process.
+
+Schedules (cron in an IANA time zone, fixed intervals, a delay after the previous run) with
+Temporal's overlap policies and catch-up window; configured in ``batonflow.toml``
+(``[triggers.schedules.NAME]``) and in a workflow document's ``schedule``. See
+``docs/triggers.md``.
+"""
+
+from batonflow.triggers._host import (
+    TriggerHost,
+    document_schedule,
+    document_target,
+    load_schedules,
+    workflow_target,
+)
+from batonflow.triggers._mailbox import MailboxSettings, MailboxTrigger
+from batonflow.triggers._schedule import Overlap, ScheduleSpec
+from batonflow.triggers._scheduler import ScheduleTrigger, Target, run_id_for
+
+__all__ = [
+    "MailboxSettings",
+    "MailboxTrigger",
+    "Overlap",
+    "ScheduleSpec",
+    "ScheduleTrigger",
+    "Target",
+    "TriggerHost",
+    "document_schedule",
+    "document_target",
+    "load_schedules",
+    "run_id_for",
+    "workflow_target",
+]
