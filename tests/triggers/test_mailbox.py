@@ -302,6 +302,7 @@ def hosts(env: dict[str, str], how_many: int, log: Path) -> list[subprocess.Pope
         ]
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("store", ["sqlite", "postgres"])
 def test_200_messages_while_trigger_processes_are_killed(
     imap: Dovecot, password: str, tmp_path: Path, store: str, request: pytest.FixtureRequest

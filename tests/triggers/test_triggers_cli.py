@@ -138,6 +138,7 @@ def wait_for_pulses(count: int) -> list[bf.RunRecord]:
     raise AssertionError(f"fewer than {count} runs after 30 s")
 
 
+@pytest.mark.long
 def test_every_tick_runs_once_across_kills(env: dict[str, str]) -> None:
     cli("triggers", "list")
     seen = 0
