@@ -18,7 +18,7 @@ from batonflow.testing import FakeClock
 
 @bf.step
 def shout(text: str) -> str:
-    return text.upper() * 400  # a few KB: needs new pages
+    return text.upper() * 4000  # 8 KB: overflow pages, so it cannot fit in a page's free space
 
 
 @bf.workflow
@@ -59,7 +59,10 @@ async def test_a_full_disk_pauses_the_engine_and_loses_nothing(
         assert 1 <= caplog.text.count("the store is failing") <= 4
         assert caplog.text.count("handing the run back") <= 24
         runs = [await engine.get_run(h.run_id) for h in handles]
-        assert {run.status for run in runs if run is not None} == {RunStatus.PENDING}
+        statuses = {run.status for run in runs if run is not None}
+        # Nothing failed. A run whose hand-back could not be written either (the disk is full)
+        # still reads RUNNING; it is this engine's, and it takes it up again once there is room.
+        assert statuses <= {RunStatus.PENDING, RunStatus.RUNNING}, statuses
         with pytest.raises(bf.StoreError, match="disk is full"):
             await engine.start(napper, "x" * 200_000)  # the caller is told, clearly
         await _limit_pages(store, 1 << 30)  # room again
