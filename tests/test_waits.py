@@ -90,9 +90,14 @@ async def test_an_event_sent_before_the_wait_is_not_lost(engine: bf.Engine) -> N
 
 async def test_events_to_a_run_are_consumed_in_order(engine: bf.Engine) -> None:
     handle = await engine.start(inbox)
+    await engine.settle()
+    # held while the three arrive: otherwise the run may take two and end before the third is
+    # sent, and an event for an ended run is refused
+    await engine.suspend(handle.run_id)
     await engine.send_event("msg", 1, run_id=handle.run_id)
     await engine.send_event("msg", 2, run_id=handle.run_id)
     await engine.send_event("msg", 3, run_id=handle.run_id)
+    await engine.resume(handle.run_id)
     assert await handle.result() == [1, 2]
     events = await engine.store.list_events(run_id=handle.run_id)
     assert [e.consumed_step for e in events] == ["1", "2", None]

@@ -177,3 +177,15 @@ async def test_an_evaluator_killed_from_outside_is_replaced() -> None:
         process.popen.kill()
         process.popen.wait()
     assert await evaluator.evaluate("${ [.[] + 2] }", [1]) == [3]
+
+
+async def test_a_blocking_evaluation_never_waits_for_the_loop_it_blocks() -> None:
+    """The pool's one process is busy with an evaluation whose answer this event loop awaits;
+    a synchronous caller on the same loop (a workflow's `subjects` expression) gets a process
+    of its own instead of waiting for one that only the blocked loop could free."""
+    budget = ExpressionBudget(seconds=2.0, memory_mb=256, processes=1)
+    evaluator = Evaluator(budget)
+    busy = asyncio.create_task(evaluator.evaluate("${ [range(3e6)] | length }", {}))
+    await asyncio.sleep(0)  # one turn: the task takes the only process (it spawns it at once)
+    assert evaluate("${ .a | ascii_downcase }", {"a": "ANN"}, budget=budget) == "ann"
+    assert await busy == 3_000_000

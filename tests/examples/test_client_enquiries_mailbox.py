@@ -92,9 +92,12 @@ async def test_sample_emails_from_a_real_mailbox_are_each_routed(
         await engine.settle()
         # casey decides every approval as the demo does: a complaint is approved; where the
         # classifier was unsure, she picks the category (which may open a complaint's approval)
-        ours = {o["run_id"] for o in done}
-        while pending := [r for r in await list_pending(engine.store) if r.run_id in ours]:
+        ours, decided = {o["run_id"] for o in done}, set()
+        while pending := [
+            r for r in await list_pending(engine.store) if r.run_id in ours and r.id not in decided
+        ]:
             for request in pending:
+                decided.add(request.id)
                 option = "approve" if "approve" in request.options else "routine question"
                 await run_module.decide(
                     engine, request.run_id, run_module.DECIDER, option,

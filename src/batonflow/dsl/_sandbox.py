@@ -223,7 +223,11 @@ class EvaluatorPool:
             return self._run_blocking_once(program, data)
 
     def _run_blocking_once(self, program: str, data: str) -> Outcome:
-        process = self._acquire_blocking()
+        # A synchronous caller may be blocking the very event loop on which the pool's busy
+        # processes' answers are awaited: waiting for one of them could never end. With none
+        # idle, it gets a process of its own (same budget), ended after this one evaluation.
+        pooled = self._try_acquire()
+        process = pooled if pooled is not None else _Process(self.budget)
         healthy = False
         try:
             if not process.ready:
@@ -239,7 +243,10 @@ class EvaluatorPool:
             healthy = True
             return outcome
         finally:
-            self._release(process, healthy)
+            if pooled is not None:
+                self._release(process, healthy)
+            else:
+                process.kill()
 
     def _over_time(self) -> BudgetExceeded:
         self.killed += 1
@@ -301,14 +308,6 @@ class EvaluatorPool:
             finally:
                 with contextlib.suppress(ValueError):
                     self._waiters.remove(waiter)
-        return process
-
-    def _acquire_blocking(self) -> _Process:
-        deadline = time.monotonic() + _START_TIMEOUT + self.budget.seconds * 4
-        while (process := self._try_acquire()) is None:
-            if time.monotonic() > deadline:
-                raise BudgetExceeded("no expression evaluator process became free")
-            time.sleep(0.005)
         return process
 
     def _release(self, process: _Process, healthy: bool) -> None:
