@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import uuid
 from typing import Any, TypedDict
 
 import harness
@@ -68,8 +69,13 @@ def _output(state: dict[str, Any]) -> dict[str, Any]:
     return {"label": state["label"], "draft": state["draft"]}
 
 
+# Unique per process: a store that already holds runs (the 100,000-workflow pass) has threads of
+# earlier processes, and reusing one would continue it instead of starting a workflow.
+_PROCESS = uuid.uuid4().hex[:12]
+
+
 def _config(i: int, prefix: str) -> Any:
-    return {"configurable": {"thread_id": f"{prefix}-{i}"}}
+    return {"configurable": {"thread_id": f"{prefix}-{_PROCESS}-{i}"}}
 
 
 def sequential(args: Any) -> tuple[harness.Timing, dict[str, Any]]:

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import costs  # first: its hooks must see the system's connections (only when BENCH_COSTS=1)
+
 STEPS = ("classify", "log", "draft")
 EMAIL: dict[str, str] = {
     "subject": "Password reset",
@@ -79,7 +81,9 @@ def _cpu() -> float:
 
 
 def _mark(db: Path, name: str) -> None:
-    """fsync a marker file, so that an strace log shows where the timed window starts and ends."""
+    """fsync a marker file, so that an strace log shows where the timed window starts and ends;
+    the counting pass also remembers its counters here."""
+    costs.mark(name)
     fd = os.open(db.parent / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         os.write(fd, b".")
@@ -222,6 +226,9 @@ def report(
         "verified_completed": verified,
         "extra": extra or {},
     }
+    counted = costs.window(MARK_START, MARK_END, n)
+    if counted is not None:
+        result["costs"] = counted
     if verified < n + args.warmup:
         raise AssertionError(f"only {verified} completed workflows in the store, ran {n}+warm-up")
     sys.stdout.write("RESULT " + json.dumps(result) + "\n")

@@ -60,6 +60,7 @@ def render_postgres(pg: dict[str, Any]) -> str:
                 f"{_num(r['latency_p99_ms'], 1)} | {_num(r['cpu_ms_per_wf'], 2)} | {ratio} |"
             )
     add("")
+    add(_server_side(keys, names, res))
     add(_notes(st, res, names))
     add("### Setup (PostgreSQL)\n")
     add(
@@ -81,6 +82,41 @@ def render_postgres(pg: dict[str, Any]) -> str:
     )
     add(f"- PostgreSQL part: {pg.get('wall_s', 'n/a')} s.\n")
     return "\n".join(out).rstrip() + "\n"
+
+
+def _server_side(keys: list[str], names: dict[str, str], res: dict[str, Any]) -> str:
+    """Commits per WAL flush and lock waits, per configuration and system."""
+    lines = [
+        "### Commits per WAL flush and lock waits\n",
+        "Over each measured window: commits of the measured database "
+        "(`pg_stat_database.xact_commit`) per WAL sync (`pg_stat_wal.wal_sync`; group commit "
+        "shows as more than one), WAL records per workflow, and, sampling `pg_stat_activity` "
+        "every 20 ms, the share of the database's active sessions waiting for a lock "
+        "(`wait_event_type = 'Lock'`) with the lock events seen. `pg_stat_wal` counts the "
+        "whole server: work of other databases on it during the window counts too.\n",
+        "| configuration | system | commits / workflow | commits / WAL sync | WAL syncs | "
+        "WAL records / workflow | active sessions (mean) | waiting on a lock | lock events |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key in keys:
+        mode, workers = key.split("-")
+        title = "sequential, 1 worker" if mode == "sequential" else f"{workers} worker(s)"
+        for system, label in names.items():
+            r = _get(res, system, key)
+            srv = (r or {}).get("server")
+            if not srv:
+                continue
+            locks = srv.get("locks", {})
+            share = locks.get("lock_wait_share")
+            events = ", ".join(f"{k} {v}" for k, v in locks.get("lock_events", {}).items())
+            lines.append(
+                f"| {title} | {label} | {_num(srv['commits_per_wf'], 2)} | "
+                f"{_num(srv['commits_per_wal_sync'], 2)} | {srv['wal_sync']:,} | "
+                f"{_num(srv['wal_records_per_wf'], 1)} | "
+                f"{_num(locks.get('active_sessions_mean'), 1)} | "
+                f"{'n/a' if share is None else f'{share * 100:.0f}%'} | {events or 'none'} |"
+            )
+    return "\n".join(lines) + "\n"
 
 
 def _notes(st: dict[str, Any], res: dict[str, Any], names: dict[str, str]) -> str:

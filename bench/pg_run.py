@@ -24,10 +24,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pg_stats
+
 BENCH = Path(__file__).resolve().parent
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 SYSTEMS = {"batonflow": "batonflow", "dbos": "DBOS 3.4"}
 WORKERS = (1, 2, 4)
+# Backends report their statistics to the server at most once a second: wait that long after a
+# window before reading pg_stat_wal, so the window's own WAL syncs are in the figures.
+STATS_SETTLE_S = 1.1
 
 
 def add_options(ap: argparse.ArgumentParser) -> None:
@@ -102,17 +107,22 @@ def _run(args: argparse.Namespace, system: str, mode: str, workers: int) -> dict
             line = proc.stdout.readline().strip()
             if line != "READY":
                 raise RuntimeError(f"worker did not start: {line!r}")
-        for proc in procs:
-            assert proc.stdin is not None
-            proc.stdin.write("GO\n")
-            proc.stdin.flush()
+        before = pg_stats.snapshot(args.pg_url, db)
         parts = []
-        for proc in procs:
-            out, _ = proc.communicate(timeout=1800)
-            line = next((x for x in out.splitlines() if x.startswith("RESULT ")), None)
-            if proc.returncode != 0 or line is None:
-                raise RuntimeError(f"worker failed (exit {proc.returncode})")
-            parts.append(json.loads(line[len("RESULT ") :]))
+        with pg_stats.LockSampler(args.pg_url, db) as locks:
+            for proc in procs:
+                assert proc.stdin is not None
+                proc.stdin.write("GO\n")
+                proc.stdin.flush()
+            for proc in procs:
+                out, _ = proc.communicate(timeout=1800)
+                line = next((x for x in out.splitlines() if x.startswith("RESULT ")), None)
+                if proc.returncode != 0 or line is None:
+                    raise RuntimeError(f"worker failed (exit {proc.returncode})")
+                parts.append(json.loads(line[len("RESULT ") :]))
+        time.sleep(STATS_SETTLE_S)
+        server = pg_stats.deltas(before, pg_stats.snapshot(args.pg_url, db), total)
+        server["locks"] = locks.result()
         verified = _verified(url, system)
     except Exception as exc:
         log(f"{system} {mode} {workers} FAILED: {exc}")
@@ -123,7 +133,9 @@ def _run(args: argparse.Namespace, system: str, mode: str, workers: int) -> dict
                 proc.kill()
                 proc.wait()
         _admin(args.pg_url, f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
-    return _aggregate(parts, mode, workers, verified, total, args)
+    result = _aggregate(parts, mode, workers, verified, total, args)
+    result["server"] = server
+    return result
 
 
 def _aggregate(

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from pg_report import render_postgres
+from report_costs import render_ceiling, render_costs, render_prefilled, render_targets
+from report_sections import render_api, render_timers
 
-TARGETS = {"sequential": 10.0, "concurrent": 30.0}  # batonflow / DBOS workflows/s, from the issue
 PEERS = ("dbos", "dbos-wal", "langgraph")
 
 
@@ -79,19 +80,7 @@ def render(data: dict[str, Any]) -> str:
         add("| " + " | ".join(cells) + " |")
     add("")
 
-    add("### Targets from the issue\n")
-    add("| target | vs DBOS as shipped | vs DBOS on WAL (same journal as batonflow) |")
-    add("|---|---|---|")
-    for mode, goal in TARGETS.items():
-        cells = []
-        for peer in ("dbos", "dbos-wal"):
-            ratio = _ratio(res, mode, peer)
-            if ratio is None:
-                cells.append("not measured")
-            else:
-                cells.append(f"{ratio:.1f}x: **{'MET' if ratio >= goal else 'NOT MET'}**")
-        add(f"| {mode_title[mode]}: >= {goal:g}x DBOS workflows/s | " + " | ".join(cells) + " |")
-    add("")
+    add(render_targets(data))
 
     # -- per mode --------------------------------------------------------------------------
     for mode in ("sequential", "concurrent"):
@@ -218,6 +207,10 @@ def render(data: dict[str, Any]) -> str:
             "(group commit: concurrent runs' records share one commit).\n"
         )
 
+    add(render_ceiling(data))
+    add(render_costs(data))
+    add(render_prefilled(data))
+
     # -- what bounds it --------------------------------------------------------------------
     add("## What bounds it\n")
     add(bounds(env, st, names, res))
@@ -261,27 +254,11 @@ def render(data: dict[str, Any]) -> str:
     add(f"- Whole benchmark: {env['wall_s']} s.\n")
     if data.get("timers"):
         add(render_timers(data["timers"]))
+    if data.get("api"):
+        add(render_api(data["api"]))
     if data.get("postgres"):  # the scale-out part (pg_run.py), when a server was available
         add(render_postgres(data["postgres"]))
     return "\n".join(out).rstrip() + "\n"
-
-
-def render_timers(t: dict[str, Any]) -> str:
-    """Timer lateness under a backlog of new runs (bench_timers.py)."""
-    if "error" in t:
-        return f"## Timers under a backlog\n\nFailed: `{t['error'][-300:]}`\n"
-    late = t["lateness_ms"]
-    return (
-        "## Timers under a backlog\n\n"
-        f"{t['timers']} runs each sleep 0.1-1 s while {t['backlog']} new 3-step runs are queued "
-        f"at once on one engine ({t['store']}, `max_concurrent_runs={t['max_concurrent_runs']}`"
-        f", poll {t['poll_s']} s). Lateness = when a sleeper woke minus when it asked to. Runs "
-        "already under way (due timers, delivered events) are claimed before new ones.\n\n"
-        "| p50 | p90 | p99 | max | within the poll interval | backlog drained in |\n"
-        "|---|---|---|---|---|---|\n"
-        f"| {late['p50']} ms | {late['p90']} ms | {late['p99']} ms | {late['max']} ms | "
-        f"{t['within_poll']} of {t['timers']} | {t['backlog_drained_s']} s |\n"
-    )
 
 
 def _load(value: Any) -> str:

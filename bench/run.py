@@ -1,49 +1,46 @@
 """Run the side-by-side benchmark and write docs/benchmarks.md and bench/results/latest.json.
 
     bench/.venv/bin/python bench/run.py [--n 2000] [--n-concurrent 3000] [--repeat 2]
+    bench/.venv/bin/python bench/run.py --quick        # every part at a tiny size: a smoke run
 
 Each system x mode runs in a fresh process (so peak RSS is that system's), on a fresh database
 file in one temporary directory (one filesystem for all). A second, short pass under
-``strace`` counts the fsyncs each system makes per workflow.
+``strace`` with in-process counters gives each system's costs per workflow (statements, pages
+written, fsyncs, JSON encodes); a third repeats the sequential run and the counting on a store
+that already holds ``--prefill`` workflows. The physical ceiling (one-row commits per second on
+the same disk), the timer and HTTP benchmarks and the PostgreSQL part run in the same go.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import importlib.metadata
 import json
 import os
-import platform
-import re
 import shutil
-import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import ceiling
 import pg_run
+import prefill
+import strace_pass
+from machine import machine
 from report import render
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-MARK_START, MARK_END = "bench-mark-start", "bench-mark-end"  # as in harness.py
 MODES = ("sequential", "concurrent")
-PACKAGES = (
-    "batonflow",
-    "dbos",
-    "SQLAlchemy",
-    "langgraph",
-    "langgraph-checkpoint",
-    "langgraph-checkpoint-sqlite",
-    "aiosqlite",
-)
+# --quick: every part at a tiny size, to check the machinery end to end (options given win).
+QUICK = {
+    "n": 30, "n_concurrent": 60, "repeat": 1, "warmup": 5, "strace_n": 20, "prefill": 200,
+    "timer_backlog": 200, "timers": 5, "api_n": 60, "api_sse": 5, "pg_n": 96,
+    "pg_n_sequential": 20, "pg_repeat": 1,
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -53,20 +50,39 @@ class System:
     script: str
     db: str
     args: tuple[str, ...] = ()
+    fill_args: tuple[str, ...] = ()  # how it fills a store for the --prefill pass
+
+    @property
+    def rollback_journal(self) -> bool:
+        return self.args == ("--journal", "default")
 
 
+_DBOS_FILL = ("--journal", "wal", "--style", "threads-call")
 SYSTEMS = (
     System("batonflow", "batonflow", "bench_batonflow.py", "batonflow.db"),
     System(
-        "dbos", "DBOS 3.4 (as shipped)", "bench_dbos.py", "dbos.sqlite", ("--journal", "default")
+        "dbos",
+        "DBOS 3.4 (as shipped)",
+        "bench_dbos.py",
+        "dbos.sqlite",
+        ("--journal", "default"),
+        _DBOS_FILL,
     ),
-    System("dbos-wal", "DBOS 3.4 on WAL", "bench_dbos.py", "dbos.sqlite", ("--journal", "wal")),
+    System(
+        "dbos-wal",
+        "DBOS 3.4 on WAL",
+        "bench_dbos.py",
+        "dbos.sqlite",
+        ("--journal", "wal"),
+        _DBOS_FILL,
+    ),
     System("langgraph", "LangGraph + SqliteSaver", "bench_langgraph.py", "langgraph.sqlite"),
 )
 
 
-def main() -> int:
+def options() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="every part at a tiny size")
     ap.add_argument("--n", type=int, default=2000, help="timed workflows, sequential mode")
     ap.add_argument("--n-concurrent", type=int, default=3000, help="timed workflows, concurrent")
     ap.add_argument("--concurrency", type=int, default=32)
@@ -77,17 +93,35 @@ def main() -> int:
         "--dbos-style", default="threads-call", choices=("threads-start", "threads-call", "async")
     )
     ap.add_argument(
-        "--strace-n", type=int, default=200, help="workflows in the strace pass; 0: skip"
+        "--strace-n", type=int, default=200, help="workflows in the counting pass; 0: skip"
     )
+    ap.add_argument(
+        "--prefill", type=int, default=100_000, help="workflows already in the store; 0: skip"
+    )
+    ap.add_argument("--cache", type=Path, default=prefill.CACHE, help="where filled stores stay")
     ap.add_argument("--tmp", type=Path, default=None, help="where the database files go")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
     ap.add_argument("--json", type=Path, default=BENCH / "results" / "latest.json")
     ap.add_argument("--from-json", type=Path, help="only re-render the report from saved results")
     ap.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL part")
     ap.add_argument("--timer-backlog", type=int, default=5000, help="new runs queued at once")
-    ap.add_argument("--timers", type=int, default=50, help="sleeping runs whose lateness is timed")
+    ap.add_argument("--timers", type=int, default=50, help="sleeping runs timed; 0: skip")
+    ap.add_argument("--api-n", type=int, default=2000, help="HTTP starts (bench_api.py); 0: skip")
+    ap.add_argument("--api-sse", type=int, default=200, help="SSE latency samples")
     pg_run.add_options(ap)
-    args = ap.parse_args()
+    return ap
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = options()
+    argv = sys.argv[1:] if argv is None else argv
+    if "--quick" in argv:
+        ap.set_defaults(**QUICK)
+    return ap.parse_args(argv)
+
+
+def main() -> int:
+    args = parse()
     if args.from_json:
         args.out.write_text(render(json.loads(args.from_json.read_text())))
         log(f"wrote {args.out} from {args.from_json}")
@@ -98,39 +132,42 @@ def main() -> int:
         args.tmp.mkdir(parents=True, exist_ok=True)
     base = Path(tempfile.mkdtemp(prefix="batonflow-bench-", dir=args.tmp))
     started = time.monotonic()
+    data: dict[str, Any] = {"settings": settings(args), "systems": labels(systems)}
     try:
         env = machine(base)
         env["loadavg_before"] = os.getloadavg()
+        first_ceiling = ceiling.one_row_commits(base)
         results: dict[str, dict[str, Any]] = {s.key: {} for s in systems}
         for mode in MODES:
             n = args.n if mode == "sequential" else args.n_concurrent
             for rep in range(args.repeat):
                 for system in systems:  # interleaved, so background load hits all alike
-                    out = run_one(system, mode, n, args, base / f"{system.key}-{mode}-{rep}")
+                    where = base / f"{system.key}-{mode}-{rep}"
+                    out = run_one(system, mode, n, args, fresh(where, system))
                     keep(results[system.key], mode, out)
-        if args.strace_n > 0 and shutil.which("strace"):
+        if args.strace_n > 0:
             for system in systems:
                 for mode in MODES:
-                    counted = fsyncs(system, mode, args, base / f"strace-{system.key}-{mode}")
-                    results[system.key].setdefault(mode, {})["fsyncs"] = counted
-        timers = run_timers(args)
+                    where = base / f"strace-{system.key}-{mode}"
+                    count(system, mode, args, fresh(where, system), results[system.key])
+        data["ceiling"] = ceiling.best(first_ceiling, ceiling.one_row_commits(base))
+        data["results"] = results
+        if args.prefill > 0:
+            data["prefilled"] = after_prefill(systems, args, base)
         env["loadavg_after"] = os.getloadavg()
-        postgres = None
+        data["timers"] = run_timers(args)
+        data["api"] = run_api(args)
         why = "skipped (--no-postgres)" if args.no_postgres else pg_run.available(args.pg_url)
         if why is None:
             pg_started = time.monotonic()
-            postgres = pg_run.run_all(args)
-            postgres["wall_s"] = round(time.monotonic() - pg_started, 1)
+            data["postgres"] = pg_run.run_all(args)
+            data["postgres"]["wall_s"] = round(time.monotonic() - pg_started, 1)
         else:
             log(f"no PostgreSQL part: {why}")
     finally:
         shutil.rmtree(base, ignore_errors=True)
     env["wall_s"] = round(time.monotonic() - started, 1)
-    data = {"env": env, "settings": settings(args), "systems": labels(systems), "results": results}
-    if timers is not None:
-        data["timers"] = timers
-    if postgres is not None:
-        data["postgres"] = postgres
+    data["env"] = env
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(data, indent=2) + "\n")
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -155,6 +192,8 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "repeat": args.repeat,
         "dbos_style": args.dbos_style,
         "strace_n": args.strace_n,
+        "prefill": args.prefill,
+        "quick": args.quick,
         "command": "make bench",
         "argv": sys.argv[1:],
     }
@@ -176,25 +215,83 @@ def command(
     return cmd
 
 
-def run_one(
-    system: System, mode: str, n: int, args: argparse.Namespace, where: Path
-) -> dict[str, Any]:
+def fresh(where: Path, system: System) -> Path:
+    """A new folder for one process; the path of its (not yet existing) database."""
     where.mkdir(parents=True)
-    cmd = command(system, mode, n, args.warmup, args, where / system.db)
+    return where / system.db
+
+
+def run_one(
+    system: System, mode: str, n: int, args: argparse.Namespace, db: Path
+) -> dict[str, Any]:
+    cmd = command(system, mode, n, args.warmup, args, db)
     log(f"{system.key:10} {mode:10} n={n} ...")
     t0 = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, cwd=REPO)
-    line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
-    if proc.returncode != 0 or line is None:
+    out = result_line(proc.stdout)
+    if proc.returncode != 0 or out is None:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-15:]
         log(f"{system.key} {mode} FAILED (exit {proc.returncode}):\n" + "\n".join(tail))
         return {"error": "\n".join(tail), "exit": proc.returncode}
-    out: dict[str, Any] = json.loads(line[len("RESULT ") :])
     log(
         f"{system.key:10} {mode:10} {out['wf_per_s']:9.1f} wf/s  "
         f"{out['peak_rss_mb']:.0f} MB  ({time.monotonic() - t0:.0f} s)"
     )
     return out
+
+
+def result_line(stdout: str) -> dict[str, Any] | None:
+    line = next((x for x in stdout.splitlines() if x.startswith("RESULT ")), None)
+    return None if line is None else dict(json.loads(line[len("RESULT ") :]))
+
+
+def count(
+    system: System, mode: str, args: argparse.Namespace, db: Path, slot: dict[str, Any]
+) -> None:
+    """The counting pass (strace_pass.py): syscalls and in-process counts per workflow."""
+    log(f"{system.key:10} {mode:10} counting, n={args.strace_n} ...")
+    cmd = command(system, mode, args.strace_n, 5, args, db)
+    syscalls, stdout = strace_pass.run_counted(cmd, db, args.strace_n, REPO)
+    out = result_line(stdout)
+    target = slot.setdefault(mode, {})
+    target["fsyncs"] = syscalls
+    target["costs"] = (out or {}).get("costs") or {"error": "no counts from the process"}
+
+
+def after_prefill(systems: list[System], args: argparse.Namespace, base: Path) -> dict[str, Any]:
+    """The sequential run and the counting pass again, each on a copy of a store that already
+    holds ``args.prefill`` workflows."""
+    results: dict[str, dict[str, Any]] = {}
+    for system in systems:
+        slot: dict[str, Any] = {}
+        results[system.key] = slot
+        try:
+            store = prefill.cached(
+                system.script,
+                args.prefill,
+                system.db,
+                lambda db, s=system: prefill.run_fill(
+                    prefill.fill_command(s.script, s.fill_args, args.prefill, db)
+                ),
+                log,
+                args.cache,
+            )
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            log(f"prefill    {system.key} FAILED: {exc}")
+            slot["sequential"] = {"error": str(exc)[-2000:]}
+            continue
+        copy = prefill.copy_to(
+            store, base / f"full-{system.key}", rollback_journal=system.rollback_journal
+        )
+        slot["sequential"] = run_one(system, "sequential", args.n, args, copy)
+        shutil.rmtree(copy.parent, ignore_errors=True)
+        if args.strace_n > 0:
+            copy = prefill.copy_to(
+                store, base / f"full-count-{system.key}", rollback_journal=system.rollback_journal
+            )
+            count(system, "sequential", args, copy, slot)
+            shutil.rmtree(copy.parent, ignore_errors=True)
+    return {"workflows": args.prefill, "results": results}
 
 
 def run_timers(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -213,6 +310,26 @@ def run_timers(args: argparse.Namespace) -> dict[str, Any] | None:
     return result
 
 
+def run_api(args: argparse.Namespace) -> dict[str, Any] | None:
+    """HTTP starts/s next to engine.start, and SSE latency (bench_api.py, on SQLite)."""
+    if args.api_n <= 0:
+        return None
+    cmd = [sys.executable, str(BENCH / "bench_api.py"), "--n", str(args.api_n)]
+    cmd += ["--sse", str(args.api_sse)]
+    log(f"api        n={args.api_n} sse={args.api_sse} ...")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, cwd=REPO)
+    text = proc.stdout.strip()
+    try:
+        result: dict[str, Any] = json.loads(text[text.index("{") :]) if "{" in text else {}
+    except ValueError:
+        result = {}
+    if proc.returncode != 0 or not result:
+        log("api FAILED:\n" + "\n".join((proc.stderr or text).strip().splitlines()[-15:]))
+        return {"error": (proc.stderr or text).strip()[-2000:]}
+    log(f"api        {result.get('http_start_per_s')} HTTP starts/s")
+    return result
+
+
 def keep(slot: dict[str, Any], mode: str, out: dict[str, Any]) -> None:
     """Keep the best (highest workflows/s) run of each system x mode; remember every run's."""
     previous = slot.get(mode)
@@ -226,126 +343,6 @@ def keep(slot: dict[str, Any], mode: str, out: dict[str, Any]) -> None:
     ):
         slot[mode] = out
     slot[mode]["runs_wf_per_s"] = runs
-
-
-def fsyncs(system: System, mode: str, args: argparse.Namespace, where: Path) -> dict[str, Any]:
-    """fsync/fdatasync calls per workflow inside the timed window, by file, from strace."""
-    where.mkdir(parents=True)
-    db = where / system.db
-    trace = where / "strace.log"
-    strace = ["strace", "-f", "-qq", "-y", "-e", "trace=fsync,fdatasync", "-o", str(trace)]
-    if (
-        subprocess.run(
-            ["strace", "--seccomp-bpf", "-o", "/dev/null", "true"], capture_output=True
-        ).returncode
-        == 0
-    ):
-        strace.insert(1, "--seccomp-bpf")
-    cmd = strace + command(system, mode, args.strace_n, 5, args, db)
-    log(f"{system.key:10} {mode:10} strace, n={args.strace_n} ...")
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, cwd=REPO)
-    if proc.returncode != 0 or not trace.exists():
-        return {"error": (proc.stderr or "").strip()[-500:]}
-    counts: Counter[str] = Counter()
-    inside = False
-    call = re.compile(r"\b(?:fsync|fdatasync)\(\d+<([^>]*)>")
-    for text in trace.read_text(errors="replace").splitlines():
-        m = call.search(text)
-        if not m:
-            continue
-        path = m.group(1)
-        if path.endswith(MARK_START):
-            inside = True
-        elif path.endswith(MARK_END):
-            inside = False
-        elif inside:
-            counts[_kind(path, db)] += 1
-    per_wf = {k: v / args.strace_n for k, v in sorted(counts.items())}
-    return {"n": args.strace_n, "total_per_wf": sum(per_wf.values()), "by_file_per_wf": per_wf}
-
-
-def _kind(path: str, db: Path) -> str:
-    if path == str(db):
-        return "database"
-    if path.startswith(str(db)):
-        return path[len(str(db)) :].lstrip("-.") or "database"  # wal, journal, ...
-    if path == str(db.parent):
-        return "directory"
-    return "other"
-
-
-# -- the machine ------------------------------------------------------------------------------
-def machine(base: Path) -> dict[str, Any]:
-    meminfo = Path("/proc/meminfo").read_text() if Path("/proc/meminfo").exists() else ""
-    mem = re.search(r"MemTotal:\s+(\d+) kB", meminfo)
-    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = re.search(r"model name\s*:\s*(.+)", cpuinfo)
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "nproc": os.cpu_count(),
-        "cpu": model.group(1).strip() if model else platform.processor(),
-        "memory_gib": round(int(mem.group(1)) / 2**20, 1) if mem else None,
-        "os": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version,
-        "filesystem": filesystem(base),
-        "fdatasync_us": fsync_latency(base),
-        "versions": versions,
-        "git": git_revision(),
-    }
-
-
-def filesystem(path: Path) -> str:
-    best = ("?", "?", "")
-    for line in (
-        Path("/proc/mounts").read_text().splitlines() if Path("/proc/mounts").exists() else []
-    ):
-        device, mount, kind = line.split()[:3]
-        if str(path).startswith(mount.rstrip("/") + "/") and len(mount) >= len(best[2]):
-            best = (device, kind, mount)
-    return f"{best[1]} on {best[0]} (database files in {path.parent})"
-
-
-def fsync_latency(base: Path, count: int = 300) -> float:
-    """Median time of a 4 KiB overwrite + fdatasync, the unit cost of a durable SQLite commit."""
-    path = base / "fsync-probe"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, b"\0" * 4096)
-        os.fsync(fd)
-        times = []
-        for _ in range(count):
-            t = time.perf_counter()
-            os.pwrite(fd, b"x" * 4096, 0)
-            os.fdatasync(fd)
-            times.append(time.perf_counter() - t)
-    finally:
-        os.close(fd)
-        path.unlink()
-    return round(statistics.median(times) * 1e6, 1)
-
-
-def git_revision() -> str:
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "src"], capture_output=True, text=True, cwd=REPO
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{head} (+ uncommitted changes in src/)" if dirty else head
 
 
 if __name__ == "__main__":
