@@ -89,13 +89,15 @@ def _server_side(keys: list[str], names: dict[str, str], res: dict[str, Any]) ->
     lines = [
         "### Commits per WAL flush and lock waits\n",
         "Over each measured window: commits of the measured database "
-        "(`pg_stat_database.xact_commit`) per WAL sync (`pg_stat_wal.wal_sync`; group commit "
+        "(`pg_stat_database.xact_commit`, which counts read-only transactions too: the engines' "
+        "polls and lease checks are in it) per WAL sync (`pg_stat_wal.wal_sync`; group commit "
         "shows as more than one), WAL records per workflow, and, sampling `pg_stat_activity` "
         "every 20 ms, the share of the database's active sessions waiting for a lock "
         "(`wait_event_type = 'Lock'`) with the lock events seen. `pg_stat_wal` counts the "
         "whole server: work of other databases on it during the window counts too.\n",
-        "| configuration | system | commits / workflow | commits / WAL sync | WAL syncs | "
-        "WAL records / workflow | active sessions (mean) | waiting on a lock | lock events |",
+        "| configuration | system | commits / workflow | commits / WAL sync | WAL syncs / "
+        "workflow | WAL records / workflow | active sessions (mean) | waiting on a lock | "
+        "lock events |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for key in keys:
@@ -111,7 +113,8 @@ def _server_side(keys: list[str], names: dict[str, str], res: dict[str, Any]) ->
             events = ", ".join(f"{k} {v}" for k, v in locks.get("lock_events", {}).items())
             lines.append(
                 f"| {title} | {label} | {_num(srv['commits_per_wf'], 2)} | "
-                f"{_num(srv['commits_per_wal_sync'], 2)} | {srv['wal_sync']:,} | "
+                f"{_num(srv['commits_per_wal_sync'], 2)} | "
+                f"{_num(srv.get('wal_syncs_per_wf'), 2)} | "
                 f"{_num(srv['wal_records_per_wf'], 1)} | "
                 f"{_num(locks.get('active_sessions_mean'), 1)} | "
                 f"{'n/a' if share is None else f'{share * 100:.0f}%'} | {events or 'none'} |"

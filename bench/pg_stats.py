@@ -4,7 +4,8 @@
 
 ``pg_stat_wal`` is for the whole server: on a server shared with other work, that work's WAL
 writes and syncs count too, so the report says so next to the figure. Commits are the measured
-database's own (``pg_stat_database.xact_commit``).
+database's own (``pg_stat_database.xact_commit``), read-only transactions included: PostgreSQL
+keeps no separate count of the ones that wrote.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def deltas(before: dict[str, float], after: dict[str, float], n: int) -> dict[st
         **{k: int(v) for k, v in d.items()},
         "commits_per_wf": d["xact_commit"] / n,
         "commits_per_wal_sync": d["xact_commit"] / d["wal_sync"] if d["wal_sync"] else None,
+        "wal_syncs_per_wf": d["wal_sync"] / n,
         "wal_records_per_wf": d["wal_records"] / n,
         "wal_bytes_per_wf": d["wal_bytes"] / n,
     }
