@@ -39,7 +39,7 @@ def _install() -> None:
     original_connect = sqlite3.connect
 
     def connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
-        conn = original_connect(*args, **kwargs)
+        conn: sqlite3.Connection = original_connect(*args, **kwargs)
         conn.set_trace_callback(_on_statement)
         return conn
 

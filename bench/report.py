@@ -129,7 +129,11 @@ def render(data: dict[str, Any]) -> str:
                 note = f"; best of {len(runs)} runs: {runs} wf/s" if len(runs) > 1 else ""
                 add(f"- {label}: {r['style']}{note}.")
             else:
-                add(f"- {label}: FAILED\n\n```\n{r.get('error', 'no result')}\n```")
+                # the docs tests run every fenced block of docs/*.md unless it says why not
+                add(
+                    f"- {label}: FAILED\n\n<!-- not run: what the failed benchmark printed -->\n"
+                    f"```text\n{r.get('error', 'no result')}\n```"
+                )
         if mode == "concurrent" and any(k.startswith("dbos") for k in names):
             add(
                 "\nDBOS offers several ways to run workflows concurrently: threads calling the "

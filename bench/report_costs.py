@@ -57,8 +57,11 @@ def render_targets(data: dict[str, Any]) -> str:
         ratio = ours / theirs if ours is not None and theirs else None
         rows.append(f"| {label} | " + _verdict(ratio, goal, f"{_num(ratio, 2)}x") + " |")
     share = ceiling_share(data)
-    value = share["share"] if share else None
-    shown = f"{value * 100:.0f}% of {share['ceiling_wf_per_s']:,.0f} wf/s" if share else ""
+    value: float | None = None
+    shown = ""
+    if share:
+        value = float(share["share"])
+        shown = f"{value * 100:.0f}% of {share['ceiling_wf_per_s']:,.0f} wf/s"
     rows.append(
         f"| SQLite sequential >= {CEILING_TARGET * 100:.0f}% of the physical ceiling | "
         + _verdict(value, CEILING_TARGET, shown)

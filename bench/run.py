@@ -14,6 +14,7 @@ the same disk), the timer and HTTP benchmarks and the PostgreSQL part run in the
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -258,6 +259,10 @@ def count(
     target["costs"] = (out or {}).get("costs") or {"error": "no counts from the process"}
 
 
+def _fill(system: System, count: int, db: Path) -> None:
+    prefill.run_fill(prefill.fill_command(system.script, system.fill_args, count, db))
+
+
 def after_prefill(systems: list[System], args: argparse.Namespace, base: Path) -> dict[str, Any]:
     """The sequential run and the counting pass again, each on a copy of a store that already
     holds ``args.prefill`` workflows."""
@@ -270,9 +275,7 @@ def after_prefill(systems: list[System], args: argparse.Namespace, base: Path) -
                 system.script,
                 args.prefill,
                 system.db,
-                lambda db, s=system: prefill.run_fill(
-                    prefill.fill_command(s.script, s.fill_args, args.prefill, db)
-                ),
+                functools.partial(_fill, system, args.prefill),
                 log,
                 args.cache,
             )
