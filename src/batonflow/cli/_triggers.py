@@ -78,9 +78,9 @@ def _known(name: str, documents: list[str] | None, *, schedules_only: bool = Tru
         listed = ", ".join(names) or "none configured"
         what = "schedule" if schedules_only else "trigger"
         raise bf.ConfigError(
-            f"no {what} named {name!r} (known: {listed}); triggers are [triggers.schedules.NAME]"
-            " and [triggers.mailboxes.NAME] tables in batonflow.toml and documents with a"
-            " schedule"
+            f"no {what} named {name!r} (known: {listed}); triggers are [triggers.schedules.NAME],"
+            " [triggers.mailboxes.NAME] and [triggers.webhooks.NAME] tables in batonflow.toml"
+            " and documents with a schedule or a webhook"
         )
 
 
@@ -99,13 +99,14 @@ def list_triggers(
     if not states:
         note("no triggers configured: add [triggers.schedules.NAME] to batonflow.toml")
         return
-    table = Table("NAME", "WHEN", "STATE", "LAST SUCCESS", "BACKLOG", "NEXT", box=None,
-                  pad_edge=False)  # fmt: skip
+    table = Table("NAME", "WHEN", "STATE", "LAST SUCCESS", "BACKLOG", "FAILURES", "NEXT",
+                  box=None, pad_edge=False)  # fmt: skip
     for s in states:
         colour = {"active": "green", "paused": "yellow"}.get(s["state"], "bold red")
+        when = f"[bold red]{s['when']}[/]" if s.get("unsigned") else s["when"]
         table.add_row(
-            s["name"], s["when"], f"[{colour}]{s['state']}[/]", s["last_success"] or "-",
-            str(s["backlog"]), ", ".join(s["next"][:2]) or "-",
+            s["name"], when, f"[{colour}]{s['state']}[/]", s["last_success"] or "-",
+            str(s["backlog"]), str(s.get("failures", "-")), ", ".join(s["next"][:2]) or "-",
         )  # fmt: skip
     console().print(table)
     for s in states:

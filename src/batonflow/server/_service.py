@@ -27,6 +27,7 @@ class Service:
     feed: Feed
     refusals: Refusals
     engine: bf.Engine | None = None
+    webhooks: Any = None  # the hooks this process answers (triggers._webhook.Webhooks)
     started_at: float = field(default_factory=time.time)
 
     @property

@@ -28,6 +28,7 @@ __all__ = [
     "TriggerHost",
     "document_schedule",
     "document_target",
+    "document_webhook",
     "load_schedules",
     "statuses",
     "workflow_target",
@@ -169,7 +170,7 @@ def document_target(runtime: Any, document: Mapping[str, Any]) -> Target:
                                      run_id=run_id, started_by="system:triggers")  # fmt: skip
         return str(handle.run_id)
 
-    return Target(name, start)
+    return Target(name, start, (document.get("input") or {}).get("schema"))
 
 
 # -- configuration --------------------------------------------------------------------------------
@@ -193,7 +194,7 @@ def load_schedules(
     table = data.get("triggers", {})
     if not isinstance(table, dict):
         raise ConfigError(f"{source}: [triggers]: expected a table")
-    unknown = sorted(set(table) - {"schedules", "documents", "mailboxes"})
+    unknown = sorted(set(table) - {"schedules", "documents", "mailboxes", "webhooks"})
     if unknown:
         raise ConfigError(f"{source}: [triggers]: unknown key(s) {', '.join(unknown)}")
     schedules = table.get("schedules", {})
@@ -216,11 +217,47 @@ def load_schedules(
             check_egress(egress, settings.host, settings.port, where)
         settings.auth.client = client
         found.append(MailboxTrigger(name, settings, _toml_target(entry, where, runtime, base)))
+    webhooks = table.get("webhooks", {})
+    if not isinstance(webhooks, dict):
+        raise ConfigError(f"{source}: [triggers.webhooks]: expected a table of webhooks")
+    for name, entry in webhooks.items():
+        from batonflow.triggers._webhook import WebhookTrigger, parse_webhook
+
+        where = f"{source}: [triggers.webhooks.{name}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: expected a table")
+        hook = parse_webhook(entry, where)
+        found.append(WebhookTrigger(name, hook, _toml_target(entry, where, runtime, base)))
     for document in documents:
         trigger = document_schedule(document, runtime, poll=poll)
         if trigger is not None:
             found.append(trigger)
+        hook = document_webhook(document, runtime)
+        if hook is not None:
+            found.append(hook)
     return found
+
+
+def document_webhook(document: Mapping[str, Any], runtime: Any) -> Any:
+    """The webhook of a document's ``metadata.batonflow.webhook`` (``name``, default the
+    document's name; the settings of ``[triggers.webhooks.NAME]``); None without one."""
+    from batonflow.triggers._webhook import WebhookTrigger, parse_webhook
+
+    meta = ((document.get("metadata") or {}).get("batonflow") or {}).get("webhook")
+    if meta is None:
+        return None
+    header = document.get("document") or {}
+    where = f"workflow {header.get('namespace', 'default')}/{header.get('name', '?')}:"
+    where += " metadata.batonflow.webhook"
+    if not isinstance(meta, dict):
+        raise ConfigError(f"{where}: expected a mapping")
+    if "workflow" in meta or "document" in meta:
+        raise ConfigError(f"{where}: the hook starts this document; remove workflow/document")
+    name = meta.get("name", header.get("name"))
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}.name: expected a non-empty string")
+    runtime.add_document(dict(document))
+    return WebhookTrigger(name, parse_webhook(meta, where), document_target(runtime, document))
 
 
 def check_egress(policy: Any, host: str, port: int, where: str) -> None:
