@@ -292,7 +292,8 @@ async def publish(
     actor: str | None = None,
 ) -> list[str]:
     """Deliver ``event`` to every run whose listen task awaits it; return their run ids.
-    ``actor``: who sent it, for the audit trail.
+    ``actor``: who sent it, for the audit trail. Documents whose ``schedule.on`` takes it get
+    it queued for a run of their own (:mod:`batonflow.triggers._on_events`).
 
     Works on the store alone, so a process that holds no engine (the CLI beside a running
     worker) can publish; the worker notices the woken runs on its next poll.
@@ -313,4 +314,7 @@ async def publish(
             TOPIC, payload, now, run_id=wait.run_id, key=wait.key, actor=actor
         )
         delivered.append(wait.run_id)
+    from batonflow.triggers._on_events import offer  # the documents whose schedule.on takes it
+
+    await offer(store, event, now, evaluator, actor)
     return delivered

@@ -308,13 +308,11 @@ def _input(entry: Mapping[str, Any], where: str) -> dict[str, Any] | None:
     return value
 
 
-def document_schedule(
-    document: Mapping[str, Any], runtime: Any, *, poll: float = 5.0
-) -> ScheduleTrigger | None:
-    """The trigger of a document's ``schedule`` (``every``, ``cron``, ``after``), with the
-    options of ``metadata.batonflow.schedule`` (``zone``, ``overlap``, ``catchup_window``,
-    ``offset``, ``input``); None when it has no schedule. ``on`` (start on events) is refused
-    with a clear error: it is not acted upon yet."""
+def document_schedule(document: Mapping[str, Any], runtime: Any, *, poll: float = 5.0) -> Any:
+    """The trigger of a document's ``schedule``: ``every``, ``cron``, ``after`` (a
+    ScheduleTrigger, with the options of ``metadata.batonflow.schedule``: ``zone``,
+    ``overlap``, ``catchup_window``, ``offset``, ``input``) or ``on`` (an EventTrigger: a run
+    per matching event); None when it has no schedule."""
     schedule = document.get("schedule")
     if not schedule:
         return None
@@ -322,9 +320,11 @@ def document_schedule(
     name = f"{header.get('namespace', 'default')}/{header.get('name', '?')}"
     where = f"workflow {name}: schedule"
     if "on" in schedule:
-        raise ConfigError(
-            f"{where}.on: starting runs on events is not supported yet; use every, cron or after"
-        )
+        from batonflow.triggers._on_events import EventTrigger, event_filters
+
+        filters = event_filters(schedule["on"], where)
+        runtime.add_document(dict(document))
+        return EventTrigger(name, filters, document_target(runtime, document), poll=poll)
     meta = ((document.get("metadata") or {}).get("batonflow") or {}).get("schedule") or {}
     if not isinstance(meta, dict):
         raise ConfigError(f"workflow {name}: metadata.batonflow.schedule: expected a mapping")
