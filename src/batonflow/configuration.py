@@ -293,12 +293,18 @@ class Setup:
         return dict(retention_config(self.data, self.source))
 
     def schedules(
-        self, runtime: Any, documents: Sequence[str] = (), client: httpx.AsyncClient | None = None
+        self,
+        runtime: Any,
+        documents: Sequence[str] = (),
+        client: httpx.AsyncClient | None = None,
+        *,
+        deployed: Sequence[Mapping[str, Any]] = (),
     ) -> list[Any]:
         """The triggers: ``[triggers.schedules.NAME]`` and ``[triggers.mailboxes.NAME]``
         tables, and the ``schedule`` of the workflow documents named by ``[triggers]
-        documents`` (paths relative to this file) and ``documents``; ``runtime`` runs the
-        documents, ``client`` (egress-controlled) fetches mailbox OAuth2 tokens."""
+        documents`` (paths relative to this file), ``documents`` and ``deployed`` (documents
+        as data); ``runtime`` runs the documents, ``client`` (egress-controlled) fetches
+        mailbox OAuth2 tokens."""
         from batonflow.dsl import load_document
         from batonflow.triggers import load_schedules
 
@@ -308,7 +314,7 @@ class Setup:
             raise bf.ConfigError(f"{self.source}: [triggers] documents: expected a list of paths")
         base = Path(self.source).parent if self.source != "<defaults>" else Path()
         paths = [str(base / p) for p in named] + list(documents)
-        loaded = [load_document(path).raw for path in dict.fromkeys(paths)]
+        loaded = [load_document(path).raw for path in dict.fromkeys(paths)] + list(deployed)
         return load_schedules(
             self.data, self.source, runtime=runtime, documents=loaded, client=client,
             egress=self.egress()[0],

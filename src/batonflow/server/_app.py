@@ -149,13 +149,15 @@ async def _serve(
 
 async def _host_triggers(setup: Setup, session: Any, engine: bf.Engine, service: Service) -> Any:
     """The configured schedules, mailboxes and webhooks, and the ``schedule`` and webhook of
-    the documents folder's documents, run beside the workers (each tick, message and
+    the latest version of each document (the documents folder's and those deployed through
+    the API, as this process starts), run beside the workers (each tick, message and
     ``webhook-id`` acted on once across every ``serve`` process: the store decides); None when
     nothing is configured."""
     from batonflow.triggers import TriggerHost, Webhooks
 
-    folder = [e.source for e in service.catalog.folder_documents() if e.source]
-    triggers = setup.schedules(session.runtime, folder, session.client)
+    latest = {e.name: e for e in await service.catalog.entries() if e.kind == "document"}
+    documents = [e.document for e in latest.values() if e.document is not None]
+    triggers = setup.schedules(session.runtime, (), session.client, deployed=documents)
     refusals = Refusals(session.store, engine.clock.now, kind="trigger.webhook.refused")
     service.webhooks = Webhooks.of(engine, triggers, refusals)
     return await TriggerHost(engine, triggers).start() if triggers else None

@@ -221,13 +221,16 @@ def load_schedules(
     if not isinstance(webhooks, dict):
         raise ConfigError(f"{source}: [triggers.webhooks]: expected a table of webhooks")
     for name, entry in webhooks.items():
-        from batonflow.triggers._webhook import WebhookTrigger, parse_webhook
+        from batonflow.triggers._webhook import WebhookTrigger, parse_webhook, publishing_target
 
         where = f"{source}: [triggers.webhooks.{name}]"
         if not isinstance(entry, dict):
             raise ConfigError(f"{where}: expected a table")
         hook = parse_webhook(entry, where)
-        found.append(WebhookTrigger(name, hook, _toml_target(entry, where, runtime, base)))
+        if hook.publish and ("workflow" in entry or "document" in entry):
+            raise ConfigError(f"{where}: a hook with publish = true starts no workflow itself")
+        target = publishing_target() if hook.publish else _toml_target(entry, where, runtime, base)
+        found.append(WebhookTrigger(name, hook, target))
     for document in documents:
         trigger = document_schedule(document, runtime, poll=poll)
         if trigger is not None:
@@ -256,8 +259,11 @@ def document_webhook(document: Mapping[str, Any], runtime: Any) -> Any:
     name = meta.get("name", header.get("name"))
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{where}.name: expected a non-empty string")
+    settings = parse_webhook(meta, where)
+    if settings.publish:
+        raise ConfigError(f"{where}.publish: a document's hook starts the document")
     runtime.add_document(dict(document))
-    return WebhookTrigger(name, parse_webhook(meta, where), document_target(runtime, document))
+    return WebhookTrigger(name, settings, document_target(runtime, document))
 
 
 def check_egress(policy: Any, host: str, port: int, where: str) -> None:

@@ -118,7 +118,8 @@ class WebhookSettings:
     separated by spaces); ``secret_file``: a file readable by its owner only, one secret a
     line. Both are read at each delivery: rotating is adding the new secret, moving senders
     over, then removing the old one. ``signature = "none"`` accepts unsigned deliveries (only
-    when configured so)."""
+    when configured so). ``publish = true``: the hook starts no workflow of its own; each
+    CloudEvent it receives is published (to ``listen`` tasks and ``schedule.on`` documents)."""
 
     secret_env: tuple[str, ...] = ()
     secret_file: str | None = None
@@ -127,6 +128,7 @@ class WebhookSettings:
     max_body: int = 1_000_000
     alert_after: int = 5
     alert_window: float = 60.0
+    publish: bool = False
 
     def __post_init__(self) -> None:
         if self.signature not in ("standard", "none"):
@@ -174,7 +176,7 @@ def parse_webhook(entry: Mapping[str, Any], where: str) -> WebhookSettings:
     """``[triggers.webhooks.NAME]`` (or ``metadata.batonflow.webhook``): secret_env (a name or
     a list), secret_file, signature, tolerance, max_body, alert_after, alert_window."""
     known = {"secret_env", "secret_file", "signature", "tolerance", "max_body", "alert_after",
-             "alert_window", "name", "workflow", "document"}  # fmt: skip
+             "alert_window", "publish", "name", "workflow", "document"}  # fmt: skip
     unknown = sorted(set(entry) - known)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
@@ -183,7 +185,10 @@ def parse_webhook(entry: Mapping[str, Any], where: str) -> WebhookSettings:
     if not isinstance(env, (list, tuple)) or not all(isinstance(v, str) and v for v in env):
         raise ConfigError(f"{where}.secret_env: expected a variable name or a list of them")
     options = {k: entry[k] for k in ("signature", "tolerance", "max_body", "alert_after",
-                                     "alert_window", "secret_file") if k in entry}  # fmt: skip
+                                     "alert_window", "secret_file", "publish")
+               if k in entry}  # fmt: skip
+    if options.get("publish") not in (None, True, False):
+        raise ConfigError(f"{where}.publish: expected true or false")
     try:
         return WebhookSettings(secret_env=tuple(env), **options)
     except (TypeError, ConfigError) as exc:
@@ -298,6 +303,15 @@ def _v1_signatures(header: str) -> list[bytes]:
     return found
 
 
+def publishing_target() -> Target:
+    """What a ``publish = true`` hook names instead of a workflow (it starts none itself)."""
+
+    async def start(engine: Engine, input: Any, run_id: str, key: str) -> str:
+        raise ConfigError("a publishing hook starts no workflow of its own")
+
+    return Target("(publishes CloudEvents)", start)
+
+
 @dataclass
 class Webhooks:
     """The hooks one ``serve`` process answers, by name; ``refusals`` audits refusals within
@@ -357,11 +371,19 @@ class Webhooks:
                     f"the body does not match the workflow's input schema at {path}: {message}",
                     errors=[{"location": path, "message": message}],
                 )
+        if hook.settings.publish and event is None:
+            raise InputRefused(
+                "this hook publishes CloudEvents: send one (structured, or binary with ce-*"
+                " headers)"
+            )
         if message_id is None and event is not None:
             message_id = f"ce:{event['source']}:{event['id']}"
         if message_id is None:
             raise InputRefused("an unsigned delivery still needs a webhook-id header (its key)")
         key = f"hook:{hook.name}:{message_id}"
+        if hook.settings.publish:
+            assert event is not None
+            return await self._publish(hook, key, message_id, event)
         answer = {"hook": hook.name, "webhook_id": message_id, "run_id": run_id_for(key),
                   "workflow": hook.target.workflow}  # fmt: skip
         data = _serde.dumps_lenient({**answer, "at": now, "cloudevent": event is not None})
@@ -380,6 +402,31 @@ class Webhooks:
             await hook.target.start(self.engine, input, answer["run_id"], key)
             self.engine.poke()
         await self._state(hook.name, now, success=answer["run_id"])
+        return (202 if first else 200), answer
+
+    async def _publish(
+        self, hook: WebhookTrigger, key: str, message_id: str, event: dict[str, Any]
+    ) -> tuple[int, dict[str, Any]]:
+        """Publish ``event`` once per ``webhook-id``: claimed first, marked published after
+        (a replay publishes an event whose process died before it could)."""
+        from batonflow.dsl._events import publish
+
+        store, now = self.engine.store, self.engine.clock.now()
+        answer = {"hook": hook.name, "webhook_id": message_id, "event_id": event["id"],
+                  "type": event["type"]}  # fmt: skip
+        data = _serde.dumps_lenient({**answer, "at": now})
+        accepted = AuditEntry("trigger.webhook.accepted", data, actor=ACTOR)
+        first = await store.add_record(HOOK_RECORD, key, data, now, audit=[accepted])
+        stored = json.loads(await store.get_record(HOOK_RECORD, key) or "{}")
+        if not first:
+            answer = {k: stored.get(k, v) for k, v in answer.items()}
+            replayed = AuditEntry("trigger.webhook.replayed", data, actor=ACTOR)
+            await store.append_audit([replayed], now)
+        if not stored.get("published"):
+            await publish(store, event, now, actor=ACTOR)
+            await store.put_record(HOOK_RECORD, key, json.dumps({**stored, "published": True}), now)
+            self.engine.poke()
+        await self._state(hook.name, now, success="-")
         return (202 if first else 200), answer
 
     async def _refused(

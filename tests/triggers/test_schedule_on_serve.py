@@ -1,0 +1,80 @@
+"""`schedule.on` in a real `batonflow serve`: a document deployed through the API starts a run
+per matching CloudEvent, whether it arrives at the API's events endpoint or at a signed
+webhook that publishes events; the same event twice, or a replayed delivery, starts nothing
+more."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+import batonflow as bf
+from server.harness import Server, make_token, until
+from triggers.test_schedule_on import DOCUMENT, event
+from triggers.test_webhooks import new_secret, signed
+
+STRUCTURED = "application/cloudevents+json"
+CONFIG = """
+[triggers.webhooks.events]
+publish = true
+secret_env = "HOOK_SECRET"
+"""
+
+
+async def test_events_from_the_api_and_a_webhook_start_one_run_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = new_secret()
+    monkeypatch.setenv("HOOK_SECRET", secret)
+    (tmp_path / "batonflow.toml").write_text(CONFIG)
+    db = str(tmp_path / "runs.db")
+    token = await make_token(db)
+    first = Server(db, tmp_path).start()
+    try:
+        async with first.client(token) as api:
+            deployed = await api.post("/api/v1/workflows", content=DOCUMENT,
+                                      headers={"content-type": "application/yaml"})  # fmt: skip
+            assert deployed.status_code == 201, deployed.text
+    finally:
+        first.stop()
+    served = Server(db, tmp_path).start()  # deployed documents' triggers are hosted from start
+    try:
+        async with served.client(token) as api:
+            for _ in range(2):  # the same event twice
+                sent = await api.post("/api/v1/events/cloudevents", content=json.dumps(event(1)),
+                                      headers={"content-type": STRUCTURED})  # fmt: skip
+                assert sent.status_code == 202, sent.text
+            data = json.dumps(event(2)["data"]).encode()
+            ce = {"ce-specversion": "1.0", "ce-id": "e2", "ce-type": "client.new",
+                  "ce-source": "https://crm.example.org"}  # fmt: skip
+            answers = [await api.post("/hooks/events", content=data,
+                                      headers=signed(secret, data, time.time(), "w2", **ce))
+                       for _ in range(2)]  # fmt: skip
+            assert [a.status_code for a in answers] == [202, 200], answers[0].text
+            assert answers[0].json() == answers[1].json()
+
+            async def two_runs() -> list[dict[str, object]] | None:
+                listed = await api.get("/api/v1/runs", params={"workflow": "office/welcome"})
+                runs = listed.json()["items"]
+                done = [r for r in runs if r["status"] == "completed"]
+                return runs if len(done) == 2 else None
+
+            runs = await until(two_runs)
+    finally:
+        served.stop()
+    assert len(runs) == 2
+    store = bf.open_store(db)
+    await store.open()
+    try:
+        claims = [k for k, _ in await store.list_records("trigger.event")]
+        queued = await store.list_records("trigger.event.inbox")
+    finally:
+        await store.close()
+    assert sorted(claims) == [
+        "office/welcome|https://crm.example.org|e1",
+        "office/welcome|https://crm.example.org|e2",
+    ]
+    assert queued == []
