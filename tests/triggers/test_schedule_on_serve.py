@@ -1,5 +1,5 @@
-"""`schedule.on` in a real `batonflow serve`: a document deployed through the API starts a run
-per matching CloudEvent, whether it arrives at the API's events endpoint or at a signed
+"""`schedule.on` in a real `batonflow serve`: a document deployed through the API while it runs
+starts a run per matching CloudEvent, whether it arrives at the API's events endpoint or at a signed
 webhook that publishes events; the same event twice, or a replayed delivery, starts nothing
 more."""
 
@@ -32,17 +32,16 @@ async def test_events_from_the_api_and_a_webhook_start_one_run_each(
     (tmp_path / "batonflow.toml").write_text(CONFIG)
     db = str(tmp_path / "runs.db")
     token = await make_token(db)
-    first = Server(db, tmp_path).start()
-    try:
-        async with first.client(token) as api:
-            deployed = await api.post("/api/v1/workflows", content=DOCUMENT,
-                                      headers={"content-type": "application/yaml"})  # fmt: skip
-            assert deployed.status_code == 201, deployed.text
-    finally:
-        first.stop()
-    served = Server(db, tmp_path).start()  # deployed documents' triggers are hosted from start
+    served = Server(db, tmp_path).start()
     try:
         async with served.client(token) as api:
+            yaml = {"content-type": "application/yaml"}
+            unusable = DOCUMENT.replace("any:", "all:").replace("name: welcome", "name: both")
+            refused = await api.post("/api/v1/workflows", content=unusable, headers=yaml)
+            assert refused.status_code == 400
+            assert "schedule.on.all" in refused.json()["detail"]
+            deployed = await api.post("/api/v1/workflows", content=DOCUMENT, headers=yaml)
+            assert deployed.status_code == 201, deployed.text  # hosted from this answer on
             for _ in range(2):  # the same event twice
                 sent = await api.post("/api/v1/events/cloudevents", content=json.dumps(event(1)),
                                       headers={"content-type": STRUCTURED})  # fmt: skip

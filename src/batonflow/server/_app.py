@@ -150,17 +150,21 @@ async def _serve(
 async def _host_triggers(setup: Setup, session: Any, engine: bf.Engine, service: Service) -> Any:
     """The configured schedules, mailboxes and webhooks, and the ``schedule`` and webhook of
     the latest version of each document (the documents folder's and those deployed through
-    the API, as this process starts), run beside the workers (each tick, message and
-    ``webhook-id`` acted on once across every ``serve`` process: the store decides); None when
-    nothing is configured."""
+    the API: at once in the process that deploys it, within 30 s in the others), run beside
+    the workers (each tick, message and
+    ``webhook-id`` acted on once across every ``serve`` process: the store decides)."""
     from batonflow.triggers import TriggerHost, Webhooks
 
-    latest = {e.name: e for e in await service.catalog.entries() if e.kind == "document"}
-    documents = [e.document for e in latest.values() if e.document is not None]
-    triggers = setup.schedules(session.runtime, (), session.client, deployed=documents)
+    async def discover() -> list[Any]:
+        latest = {e.name: e for e in await service.catalog.entries() if e.kind == "document"}
+        documents = [e.document for e in latest.values() if e.document is not None]
+        return setup.schedules(session.runtime, (), session.client, deployed=documents)
+
+    triggers = await discover()
     refusals = Refusals(session.store, engine.clock.now, kind="trigger.webhook.refused")
-    service.webhooks = Webhooks.of(engine, triggers, refusals)
-    return await TriggerHost(engine, triggers).start() if triggers else None
+    service.webhooks = hooks = Webhooks.of(engine, triggers, refusals)
+    service.triggers = TriggerHost(engine, triggers, discover=discover, adopted=hooks.adopt)
+    return await service.triggers.start()
 
 
 def _now() -> float:

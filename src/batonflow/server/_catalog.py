@@ -96,8 +96,10 @@ class Catalog:
         """Validate ``text`` as a document and keep it as a new version (ConfigError when that
         version exists: bump ``document.version``)."""
         from batonflow.dsl import load_document
+        from batonflow.triggers._host import check_document
 
         document = load_document("deployed document", text=text).raw
+        check_document(document)  # a schedule or webhook no process could host is refused now
         entry = _entry(document, "deployed")
         existing = [e for e in await self.entries() if e.name == entry.name]
         if any(e.version == entry.version for e in existing) or entry.name in self._python:

@@ -26,6 +26,7 @@ from batonflow.triggers._scheduler import ScheduleTrigger, Target
 
 __all__ = [
     "TriggerHost",
+    "check_document",
     "document_schedule",
     "document_target",
     "document_webhook",
@@ -58,30 +59,80 @@ class Trigger(Protocol):
 class TriggerHost:
     """Runs ``triggers`` on ``engine`` (open it first) until :meth:`stop`."""
 
-    def __init__(self, engine: Engine, triggers: Sequence[Trigger]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        triggers: Sequence[Trigger],
+        *,
+        discover: Callable[[], Awaitable[Sequence[Trigger]]] | None = None,
+        refresh: float = 30.0,
+        adopted: Callable[[Trigger], None] | None = None,
+    ) -> None:
+        """``discover`` (optional) gives the triggers as they are now (documents deployed
+        since the start): every ``refresh`` seconds, and at :meth:`refresh`, those with a new
+        name are started too (and passed to ``adopted``)."""
         names = [t.name for t in triggers]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise ConfigError(f"two triggers are named {', '.join(map(repr, twice))}")
         self.engine = engine
         self.triggers = tuple(triggers)
+        self._discover, self._refresh, self._adopted = discover, refresh, adopted
         self._tasks: list[asyncio.Task[None]] = []
+        self._started = False
 
     async def start(self) -> TriggerHost:
-        if self._tasks:
+        if self._started:
             return self
+        self._started = True
         for trigger in self.triggers:
-            task = asyncio.create_task(
-                trigger.run(self.engine, self._reporter(trigger)), name=f"trigger:{trigger.name}"
-            )
-            self._tasks.append(task)
-        log.info("hosting %d trigger(s)", len(self._tasks))
+            self._launch(trigger)
+        if self._discover is not None:
+            self._tasks.append(asyncio.create_task(self._watch(), name="trigger:discover"))
+        log.info("hosting %d trigger(s)", len(self.triggers))
         return self
+
+    def _launch(self, trigger: Trigger) -> None:
+        task = asyncio.create_task(
+            trigger.run(self.engine, self._reporter(trigger)), name=f"trigger:{trigger.name}"
+        )
+        self._tasks.append(task)
+
+    async def refresh(self) -> list[Trigger]:
+        """Start the discovered triggers not hosted yet (an event trigger subscribes before
+        this returns, so the events published next are kept for it); returns them."""
+        if self._discover is None:
+            return []
+        known = {t.name for t in self.triggers}
+        new = [t for t in await self._discover() if t.name not in known]
+        for trigger in new:
+            subscribe = getattr(trigger, "subscribe", None)
+            if subscribe is not None:
+                await subscribe(self.engine.store, self.engine.clock.now())
+            self.triggers += (trigger,)
+            if self._adopted is not None:
+                self._adopted(trigger)
+            if self._started:
+                self._launch(trigger)
+            log.info("hosting trigger %s (%s), found since the start", trigger.name, trigger.kind)
+        return new
+
+    async def _watch(self) -> None:
+        while True:
+            await self.engine.clock.sleep(self._refresh)
+            try:
+                await self.refresh()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a broken deployment: the triggers already hosted go on
+                log.exception("looking for new triggers failed; trying again in %gs",
+                              self._refresh)  # fmt: skip
 
     async def stop(self) -> None:
         """Cancel every trigger task and wait for them; a tick half-acted-on is finished by
         the next pass of whichever process hosts the trigger (its decision is recorded)."""
         tasks, self._tasks = self._tasks, []
+        self._started = False
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -239,6 +290,18 @@ def load_schedules(
         if hook is not None:
             found.append(hook)
     return found
+
+
+def check_document(document: Mapping[str, Any]) -> None:
+    """ConfigError when ``document``'s schedule or webhook cannot be acted upon (before it is
+    deployed: a deployment that no process could host is refused)."""
+
+    class _Checking:
+        def add_document(self, document: Mapping[str, Any]) -> None:
+            return None
+
+    document_schedule(document, _Checking())
+    document_webhook(document, _Checking())
 
 
 def document_webhook(document: Mapping[str, Any], runtime: Any) -> Any:

@@ -236,6 +236,11 @@ class Webhooks:
     def of(cls, engine: Engine, triggers: Sequence[Any], refusals: Recorder) -> Webhooks:
         return cls(engine, {t.name: t for t in triggers if t.kind == "webhook"}, refusals)
 
+    def adopt(self, trigger: Any) -> None:
+        """A trigger found since the start (a deployed document's hook) is served too."""
+        if trigger.kind == "webhook":
+            self.hooks[trigger.name] = trigger
+
     def limit(self, name: str) -> int | None:
         hook = self.hooks.get(name)
         return hook.settings.max_body if hook is not None else None
