@@ -185,3 +185,27 @@ def test_serve_hosts_the_triggers(env: dict[str, str], tmp_path: Path) -> None:
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=30)
     assert process.returncode == 0, err.decode()
+
+
+def test_webhooks_are_listed_flagged_when_unsigned_and_paused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "batonflow.toml"
+    config.write_text(
+        '[triggers.webhooks.crm]\nworkflow = "trigger_flows:report"\nsecret_env = "CRM_SECRET"\n'
+        '[triggers.webhooks.legacy]\nworkflow = "trigger_flows:report"\nsignature = "none"\n'
+    )
+    monkeypatch.setenv("BATONFLOW_CONFIG", str(config))
+    monkeypatch.setenv("BATONFLOW_DB", str(tmp_path / "runs.db"))
+    monkeypatch.syspath_prepend(str(HERE))
+    states = listing()
+    assert states["crm"]["when"] == "POST /hooks/crm"
+    assert states["legacy"]["when"] == "POST /hooks/legacy (UNSIGNED)"
+    assert (states["crm"]["state"], states["crm"]["failures"]) == ("active", 0)
+    assert cli("triggers", "pause", "crm").exit_code == 0
+    assert listing()["crm"]["state"] == "paused"
+    table = cli("triggers", "list")
+    assert "FAILURES" in table.stdout
+    assert "(UNSIGNED)" in table.stdout
+    assert cli("triggers", "resume", "crm").exit_code == 0
+    assert listing()["crm"]["state"] == "active"

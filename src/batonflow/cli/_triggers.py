@@ -36,13 +36,13 @@ from batonflow.cli._options import AsJson, Db, Token
 __all__ = ["triggers_app"]
 
 triggers_app = typer.Typer(
-    help="Triggers that start runs by themselves: schedules (cron, intervals) from"
-    " batonflow.toml and workflow documents.",
+    help="Triggers that start runs by themselves: schedules (cron, intervals), mailboxes,"
+    " webhooks and events, from batonflow.toml and workflow documents.",
     no_args_is_help=True,
 )
 
 Name = Annotated[
-    str, typer.Argument(metavar="NAME", help="The schedule's name.", show_default=False)
+    str, typer.Argument(metavar="NAME", help="The trigger's name.", show_default=False)
 ]
 Documents = Annotated[
     list[str] | None,
