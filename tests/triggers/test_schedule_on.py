@@ -14,6 +14,7 @@ from batonflow.dsl._events import publish
 from batonflow.testing import FakeClock
 from batonflow.triggers import TriggerHost, document_schedule
 from batonflow.triggers._control import pause, resume
+from batonflow.triggers._on_events import INBOX_RECORD
 from conftest import EngineFactory
 
 DOCUMENT = """
@@ -96,4 +97,26 @@ async def test_events_wait_while_the_trigger_is_paused(
     assert run.status is bf.RunStatus.COMPLETED
     assert json.loads(run.output_json or "null") == {"email": "c5@example.org",
                                                      "kind": "client.new"}  # fmt: skip
+    await runtime.aclose()
+
+
+async def test_an_event_queued_by_a_process_that_died_before_claiming_it_still_runs_once(
+    make_engine: EngineFactory, clock: FakeClock
+) -> None:
+    runtime = DslRuntime()
+    trigger = document_schedule(dict(load_document("w.yaml", text=DOCUMENT).raw), runtime)
+    assert trigger is not None
+    async with make_engine(clock=clock, workflows=[runtime.workflow]) as engine:
+        host = TriggerHost(engine, [trigger])
+        await host.check()
+        key = f"{trigger.name}|https://crm.example.org|e6"
+        await engine.store.add_record(INBOX_RECORD, key, json.dumps(event(6)), clock.now())
+        (started,) = await host.check()
+        await publish(engine.store, event(6), clock.now())  # the sender publishes it again
+        assert await host.check() == []
+        await engine.settle()
+        runs = await engine.store.list_runs(workflow="office/welcome")
+        queued = await engine.store.list_records(INBOX_RECORD)
+    assert [r.id for r in runs] == [started["run_id"]]
+    assert queued == []
     await runtime.aclose()

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+import batonflow as bf
 from batonflow.dsl import DslRuntime, load_document
 from batonflow.errors import ConfigError
 from batonflow.governance._alert_channels import Alert
@@ -26,7 +27,9 @@ from batonflow.server._refusals import Refusals
 from batonflow.testing import FakeClock
 from batonflow.triggers import Webhooks, load_schedules
 from batonflow.triggers._control import pause, resume
+from batonflow.triggers._scheduler import run_id_for
 from batonflow.triggers._webhook import (
+    HOOK_RECORD,
     BodyTooLarge,
     HookNotFound,
     HookPaused,
@@ -281,3 +284,20 @@ def test_configuration_mistakes_are_named(tmp_path: Path, monkeypatch: pytest.Mo
         WebhookSettings(secret_file=str(key_file)).secrets()
     os.chmod(key_file, 0o600)
     assert len(WebhookSettings(secret_file=str(key_file)).secrets()) == 1
+
+
+async def test_a_claim_whose_process_died_before_the_start_is_repaired_by_the_retry(
+    hooks: tuple[Webhooks, FakeClock], secret: str
+) -> None:
+    webhooks, clock = hooks
+    store = webhooks.engine.store
+    key = "hook:intake:msg_9"  # what a process wrote just before it was killed
+    claim = {"hook": "intake", "webhook_id": "msg_9", "run_id": run_id_for(key),
+             "workflow": "office/intake"}  # fmt: skip
+    await store.add_record(HOOK_RECORD, key, json.dumps(claim), clock.now())
+    status, answer = await webhooks.deliver("intake", signed(secret, BODY, NOW, "msg_9"), BODY)
+    assert (status, answer) == (200, claim)
+    await webhooks.engine.settle()
+    run = await webhooks.engine.get_run(claim["run_id"])
+    assert run.status is bf.RunStatus.COMPLETED
+    assert len(await store.list_runs(workflow="office/intake")) == 1
