@@ -315,8 +315,10 @@ class Setup:
         base = Path(self.source).parent if self.source != "<defaults>" else Path()
         paths = [str(base / p) for p in named] + list(documents)
         loaded = [load_document(path).raw for path in dict.fromkeys(paths)] + list(deployed)
+        by_name = {_document_name(d): d for d in loaded}  # a deployed version wins over a file
         return load_schedules(
-            self.data, self.source, runtime=runtime, documents=loaded, client=client,
+            self.data, self.source, runtime=runtime, documents=list(by_name.values()),
+            client=client,
             egress=self.egress()[0],
         )  # fmt: skip
 
@@ -449,6 +451,11 @@ class Session:
         known = [self.runtime.workflow, *workflows]
         options.setdefault("http", self.client)  # Python steps call out through it too
         return self.setup.engine(self.store, workflows=known, client=self.client, **options)
+
+
+def _document_name(document: Mapping[str, Any]) -> str:
+    header = document.get("document") or {}
+    return f"{header.get('namespace', 'default')}/{header.get('name')}"
 
 
 def document_deadline(run: bf.RunRecord) -> float | None:

@@ -14,6 +14,7 @@ import datetime as dt
 import logging
 import os
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -64,16 +65,27 @@ Overlap = Annotated[
 ]
 
 
-def _schedules(documents: list[str] | None) -> list[Any]:
+def _schedules(documents: list[str] | None, db: str) -> list[Any]:
+    """The configured triggers, with those of the documents deployed through the API."""
     from batonflow.dsl import DslRuntime
+    from batonflow.triggers._host import deployed_documents
+
+    async def deployed(path: str) -> list[dict[str, Any]]:
+        async with _ops.opened_store(path) as store:
+            return await deployed_documents(store)
 
     ensure_cwd_on_path()
-    return list(_setup.current().schedules(DslRuntime(), tuple(documents or ())))
+    path = resolve_db(db, must_exist=False)
+    fresh = not path.startswith(("postgres://", "postgresql://")) and not Path(path).exists()
+    found = [] if fresh else asyncio.run(deployed(path))  # a missing database is not made
+    return list(_setup.current().schedules(DslRuntime(), tuple(documents or ()), deployed=found))
 
 
-def _known(name: str, documents: list[str] | None, *, schedules_only: bool = True) -> None:
+def _known(name: str, documents: list[str] | None, db: str, *, schedules_only: bool = True) -> None:
     """``name`` is a configured schedule (or, for pause and resume, any trigger)."""
-    names = [t.name for t in _schedules(documents) if t.kind == "schedule" or not schedules_only]
+    names = [
+        t.name for t in _schedules(documents, db) if t.kind == "schedule" or not schedules_only
+    ]
     if name not in names:
         listed = ", ".join(names) or "none configured"
         what = "schedule" if schedules_only else "trigger"
@@ -91,7 +103,7 @@ def list_triggers(
     """Each trigger's state, last success, backlog and next fire times."""
     with cli_errors():
         path = resolve_db(db, must_exist=False)
-        schedules = _schedules(documents)
+        schedules = _schedules(documents, db)
         states = asyncio.run(_statuses(path, schedules))
     if as_json:
         print_json(states)
@@ -134,7 +146,7 @@ def pause(
     from batonflow.triggers import _control
 
     with cli_errors():
-        _known(name, documents, schedules_only=False)
+        _known(name, documents, db, schedules_only=False)
         changed = _act(db, token, lambda store, me, now: _control.pause(
             store, name, by=me, now=now, note=reason))  # fmt: skip
     note(f"trigger {name!r} {'paused' if changed else 'was paused already'}")
@@ -149,7 +161,7 @@ def resume(
     from batonflow.triggers import _control
 
     with cli_errors():
-        _known(name, documents, schedules_only=False)
+        _known(name, documents, db, schedules_only=False)
         changed = _act(db, token, lambda store, me, now: _control.resume(
             store, name, by=me, now=now))  # fmt: skip
     note(f"trigger {name!r} {'resumed' if changed else 'was not paused'}")
@@ -167,7 +179,7 @@ def trigger_now(
     from batonflow.triggers import _control
 
     with cli_errors():
-        _known(name, documents)
+        _known(name, documents, db)
         policy = _policy(overlap)
         key = _act(db, token, lambda store, me, now: _control.request_trigger(
             store, name, by=me, now=now, overlap=policy))  # fmt: skip
@@ -189,7 +201,7 @@ def backfill(
     from batonflow.triggers import _control
 
     with cli_errors():
-        _known(name, documents)
+        _known(name, documents, db)
         policy = _policy(overlap)
         first, last = _instant(start, "--start"), _instant(end, "--end")
         key = _act(db, token, lambda store, me, now: _control.request_backfill(

@@ -16,7 +16,7 @@ from typing import Any
 import batonflow as bf
 from batonflow.store import AuditEntry
 
-DOCUMENT_KIND = "workflow-document"
+DOCUMENT_KIND = "workflow-document"  # triggers._host.DEPLOYED_RECORD reads them too
 _SUFFIXES = (".yaml", ".yml", ".json")
 
 

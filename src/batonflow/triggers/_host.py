@@ -27,6 +27,7 @@ from batonflow.triggers._scheduler import ScheduleTrigger, Target
 __all__ = [
     "TriggerHost",
     "check_document",
+    "deployed_documents",
     "document_schedule",
     "document_target",
     "document_webhook",
@@ -290,6 +291,29 @@ def load_schedules(
         if hook is not None:
             found.append(hook)
     return found
+
+
+#: Where the API keeps deployed documents (``server._catalog``), one record per version.
+DEPLOYED_RECORD = "workflow-document"
+
+
+async def deployed_documents(store: Store) -> list[dict[str, Any]]:
+    """The latest version of each document deployed through the API (its triggers are hosted
+    by ``serve``, ``worker --triggers`` and ``triggers run``, and listed by ``triggers
+    list``)."""
+    import json
+
+    from batonflow.dsl._runtime import _version_key
+
+    latest: dict[str, tuple[Any, dict[str, Any]]] = {}
+    for _, text in await store.list_records(DEPLOYED_RECORD):
+        document = json.loads(text)
+        header = document.get("document") or {}
+        name = f"{header.get('namespace', 'default')}/{header.get('name')}"
+        version = _version_key(str(header.get("version", "")))
+        if name not in latest or version > latest[name][0]:
+            latest[name] = (version, document)
+    return [document for _, document in latest.values()]
 
 
 def check_document(document: Mapping[str, Any]) -> None:
