@@ -100,6 +100,9 @@ OUTCOMES: dict[type[BaseException] | str, Outcome] = {
     "batonflow.triggers._webhook:SignatureRefused": _o(
         ExitCode.FORBIDDEN, 401, "signature-refused", "The webhook signature is not valid"
     ),
+    "batonflow.triggers._webhook:HookMisconfigured": _o(
+        ExitCode.USAGE, 503, "hook-misconfigured", "The webhook cannot check signatures now"
+    ),
     "batonflow.triggers._webhook:InputRefused": _o(
         ExitCode.USAGE, 400, "invalid-input", "Invalid input"
     ),

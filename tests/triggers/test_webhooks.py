@@ -31,6 +31,7 @@ from batonflow.triggers._scheduler import run_id_for
 from batonflow.triggers._webhook import (
     HOOK_RECORD,
     BodyTooLarge,
+    HookMisconfigured,
     HookNotFound,
     HookPaused,
     InputRefused,
@@ -301,3 +302,19 @@ async def test_a_claim_whose_process_died_before_the_start_is_repaired_by_the_re
     run = await webhooks.engine.get_run(claim["run_id"])
     assert run.status is bf.RunStatus.COMPLETED
     assert len(await store.list_runs(workflow="office/intake")) == 1
+
+
+async def test_a_hook_without_its_secret_refuses_with_503_and_alerts_the_operator(
+    make_engine: EngineFactory, secret: str, channel: Recorded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HOOK_SECRET")  # the deployment lost its secret
+    async with opened(make_engine, channel) as (webhooks, _):
+        for _ in range(2):
+            with pytest.raises(HookMisconfigured) as refused:
+                await webhooks.deliver("intake", signed(secret, BODY, NOW), BODY)
+            assert "HOOK_SECRET" not in str(refused.value)  # the sender learns nothing of it
+            assert refused.value.extra == {}
+        ((kind, data), _again) = await audit(webhooks)
+    assert (kind, data["reason"]) == ("trigger.webhook.refused", "misconfigured")
+    (alert,) = channel.alerts
+    assert "no webhook secret is set ($HOOK_SECRET, $HOOK_SECRET_OLD)" in alert.summary

@@ -52,6 +52,7 @@ __all__ = [
     "HOOK_RECORD",
     "BodyTooLarge",
     "HookNotFound",
+    "HookMisconfigured",
     "HookPaused",
     "InputRefused",
     "SignatureRefused",
@@ -102,6 +103,14 @@ class UnsupportedMedia(WebhookRefused):
 
 class SignatureRefused(WebhookRefused):
     reason = "bad signature"
+
+
+class HookMisconfigured(WebhookRefused):
+    """The hook cannot check signatures (no secret set, or one that is not a Standard
+    Webhooks secret): the sender is told to retry, the operator is alerted."""
+
+    reason = "misconfigured"
+    retryable = True
 
 
 class InputRefused(WebhookRefused):
@@ -183,10 +192,16 @@ class WebhookTrigger:
             )
         given = _v1_signatures(signatures)
         at = dt.datetime.fromtimestamp(sent, dt.UTC)
-        for secret in self.settings.secrets():
-            expected = _signature(secret, message_id, at, body)
-            if any(hmac.compare_digest(expected, g) for g in given):
-                return message_id
+        try:
+            for secret in self.settings.secrets():
+                expected = _signature(secret, message_id, at, body)
+                if any(hmac.compare_digest(expected, g) for g in given):
+                    return message_id
+        except ConfigError as exc:  # the detail is for the operator (the alert), not the sender
+            raise HookMisconfigured(
+                f"webhook {self.name!r} cannot check signatures now; its operator is alerted",
+                problem=str(exc),
+            ) from None
         raise SignatureRefused("no signature matches a secret of this hook")
 
     def count_failure(self, now: float) -> int:
@@ -361,26 +376,34 @@ class Webhooks:
                 await self._state(name, now, refusal=f"{refused.reason}: {refused}"[:300])
         except Exception:  # the refusal stands; the store's trouble is reported elsewhere
             log.warning("webhook %s: could not record a refusal", name, exc_info=True)
+        if isinstance(refused, HookMisconfigured) and hook is not None:
+            problem = str(refused.extra.pop("problem", refused))
+            self._alert(hook, f"trigger.failed:webhook:{hook.name}:config:{int(now // 3600)}",
+                        f"webhook {hook.name!r} cannot check signatures: {problem}",
+                        problem)  # fmt: skip
         if isinstance(refused, SignatureRefused) and hook is not None:
             count = hook.count_failure(now)
+            window = hook.settings.alert_window
             if count >= hook.settings.alert_after:
-                self._alert(hook, count, str(refused), now)
+                key = f"trigger.failed:webhook:{hook.name}:signature:{int(now // window)}"
+                summary = f"webhook {hook.name!r}: {count} signature failures in {window:g} s"
+                self._alert(hook, key, summary, str(refused))
 
-    def _alert(self, hook: WebhookTrigger, count: int, detail: str, now: float) -> None:
+    def _alert(self, hook: WebhookTrigger, key: str, summary: str, detail: str) -> None:
         from batonflow.governance._alert_hook import submit_alert
 
-        window = hook.settings.alert_window
-        key = f"trigger.failed:webhook:{hook.name}:signature:{int(now // window)}"
-        if key in self._sent:  # once per window here; the alert record dedups across processes
+        if key in self._sent:  # once per key here; the alert record dedups across processes
             return
+        if len(self._sent) > 1000:
+            self._sent.clear()
         self._sent.add(key)
         submit_alert(
             self.engine,
             kind="trigger.failed",
-            summary=f"webhook {hook.name!r}: {count} signature failures in {window:g} s"[:500],
+            summary=summary[:500],
             key=key,
             workflow=hook.target.workflow,
-            details={"trigger": hook.name, "failures": count, "last": detail[:500]},
+            details={"trigger": hook.name, "last": detail[:500]},
         )
 
     async def _state(
