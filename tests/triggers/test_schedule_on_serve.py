@@ -5,6 +5,7 @@ more."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -77,3 +78,46 @@ async def test_events_from_the_api_and_a_webhook_start_one_run_each(
         "office/welcome|https://crm.example.org|e2",
     ]
     assert queued == []
+
+
+async def test_two_processes_on_postgres_start_one_run_per_event(
+    pg_url: str, tmp_path: Path
+) -> None:
+    (tmp_path / "workflows").mkdir()
+    (tmp_path / "workflows" / "welcome.yaml").write_text(DOCUMENT)  # both host it from start
+    token = await make_token(pg_url)
+    servers = [Server(pg_url, tmp_path).start() for _ in range(2)]
+    try:
+        clients = [s.client(token) for s in servers]
+        headers = {"content-type": STRUCTURED}
+        for n in range(1, 6):  # each event sent to both processes, twice
+            body = json.dumps(event(n))
+            answers = await asyncio.gather(*[
+                c.post("/api/v1/events/cloudevents", content=body, headers=headers)
+                for c in clients * 2
+            ])  # fmt: skip
+            assert {a.status_code for a in answers} == {202}
+
+        store = bf.open_store(pg_url)
+        await store.open()
+
+        async def settled() -> list[dict[str, object]] | None:
+            """The runs, once every event is claimed, started and off the queue."""
+            listed = await clients[0].get("/api/v1/runs", params={"workflow": "office/welcome"})
+            runs = listed.json()["items"]
+            done = [r for r in runs if r["status"] == "completed"]
+            queued = await store.list_records("trigger.event.inbox")
+            return runs if len(done) >= 5 and not queued else None
+
+        try:
+            runs = await until(settled)
+            claims = await store.list_records("trigger.event")
+        finally:
+            await store.close()
+        for client in clients:
+            await client.aclose()
+    finally:
+        for server in servers:
+            server.stop()
+    assert len(claims) == 5
+    assert len(runs) == 5
