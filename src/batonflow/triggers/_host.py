@@ -5,6 +5,9 @@ hosts them with one call (``async with TriggerHost(engine, triggers): ...``). An
 processes may host the same triggers on one PostgreSQL store: the store decides which of them
 acts on each tick (see :mod:`._scheduler`). A trigger that fails raises an alert at once
 (``trigger.failed``, through :func:`batonflow.governance.raise_alert`) and keeps trying.
+With ``discover``, a host also adopts triggers found after its start (``serve``: documents
+deployed through the API). Webhooks are hosted like the others (listing, pause) and answered
+by ``serve``'s ``/hooks`` route (:mod:`._webhook`).
 """
 
 from __future__ import annotations
