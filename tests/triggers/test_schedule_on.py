@@ -120,3 +120,20 @@ async def test_an_event_queued_by_a_process_that_died_before_claiming_it_still_r
     assert [r.id for r in runs] == [started["run_id"]]
     assert queued == []
     await runtime.aclose()
+
+
+async def test_a_subscription_nobody_renews_for_a_week_takes_no_more_events(
+    make_engine: EngineFactory, clock: FakeClock
+) -> None:
+    runtime = DslRuntime()
+    trigger = document_schedule(dict(load_document("w.yaml", text=DOCUMENT).raw), runtime)
+    assert trigger is not None
+    async with make_engine(clock=clock, workflows=[runtime.workflow]) as engine:
+        await TriggerHost(engine, [trigger]).check()  # hosted once, then its document is gone
+        await clock.advance(6 * 86400)
+        await publish(engine.store, event(7), clock.now())  # within the week: kept
+        await clock.advance(2 * 86400)
+        await publish(engine.store, event(8), clock.now())  # nobody renewed it: not kept
+        queued = [k for k, _ in await engine.store.list_records(INBOX_RECORD)]
+    assert queued == [f"{trigger.name}|https://crm.example.org|e7"]
+    await runtime.aclose()

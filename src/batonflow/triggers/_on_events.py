@@ -9,7 +9,8 @@ passes, the event is claimed by an insert-if-absent record ``kind="trigger.event
 queued (``kind="trigger.event.inbox"``). A process hosting the trigger starts one run per
 queued event -- its id derived from the claim's key, so two processes starting it find one
 run -- and only then removes it from the queue. The same event published twice is claimed
-once; an event published while no process hosts the trigger waits in the queue.
+once; an event published while no process hosts the trigger waits in the queue (for a week:
+a subscription nobody renewed for that long is ignored, its document is gone).
 
 The run's input is the list of the events that started it (the specification's shape for
 event-driven scheduling): ``[event]``. ``one`` and ``any`` are acted upon; ``all`` (a run per
@@ -38,6 +39,8 @@ SUBSCRIPTION_RECORD = "trigger.on"
 EVENT_RECORD = "trigger.event"
 INBOX_RECORD = "trigger.event.inbox"
 ACTOR = "system:triggers"
+#: A subscription no process renewed for this long (seconds) is ignored by publishers.
+ABANDONED_AFTER = 7 * 86400.0
 
 
 def event_filters(on: Any, where: str) -> list[dict[str, Any]]:
@@ -86,9 +89,10 @@ class EventTrigger:
             await engine.clock.sleep(self.poll)
 
     async def subscribe(self, store: Store, now: float) -> None:
-        """Tell publishers (any process) which events this trigger takes."""
-        data = json.dumps({"workflow": self.target.workflow, "filters": self.filters},
-                          sort_keys=True)  # fmt: skip
+        """Tell publishers (any process) which events this trigger takes, and that it is
+        hosted this hour (a subscription nobody renewed for a week takes no more events)."""
+        data = json.dumps({"workflow": self.target.workflow, "filters": self.filters,
+                           "hour": int(now // 3600)}, sort_keys=True)  # fmt: skip
         if await store.get_record(SUBSCRIPTION_RECORD, self.name) != data:
             await store.put_record(SUBSCRIPTION_RECORD, self.name, data, now)
 
@@ -151,7 +155,10 @@ async def offer(
         return []
     claimed: list[str] = []
     for name, data in subscriptions:
-        filters = json.loads(data).get("filters") or []
+        subscription = json.loads(data)
+        if now - subscription.get("hour", 0) * 3600 > ABANDONED_AFTER:
+            continue  # its document is hosted nowhere any more: nobody would drain the queue
+        filters = subscription.get("filters") or []
         if await first_match(dict(event), filters, evaluator) is None:
             continue
         key = f"{name}|{event.get('source')}|{event.get('id')}"
