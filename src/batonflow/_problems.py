@@ -85,6 +85,27 @@ OUTCOMES: dict[type[BaseException] | str, Outcome] = {
     "batonflow.server._auth:Unauthenticated": _o(
         ExitCode.FORBIDDEN, 401, "unauthenticated", "A valid bearer token is needed"
     ),
+    "batonflow.triggers._webhook:HookNotFound": _o(
+        ExitCode.NOT_FOUND, 404, "hook-not-found", "No such webhook"
+    ),
+    "batonflow.triggers._webhook:HookPaused": _o(
+        ExitCode.USAGE, 503, "hook-paused", "The webhook is paused"
+    ),
+    "batonflow.triggers._webhook:BodyTooLarge": _o(
+        ExitCode.USAGE, 413, "too-large", "The request body is too large"
+    ),
+    "batonflow.triggers._webhook:UnsupportedMedia": _o(
+        ExitCode.USAGE, 415, "unsupported-media-type", "Unsupported content type"
+    ),
+    "batonflow.triggers._webhook:SignatureRefused": _o(
+        ExitCode.FORBIDDEN, 401, "signature-refused", "The webhook signature is not valid"
+    ),
+    "batonflow.triggers._webhook:HookMisconfigured": _o(
+        ExitCode.USAGE, 503, "hook-misconfigured", "The webhook cannot check signatures now"
+    ),
+    "batonflow.triggers._webhook:InputRefused": _o(
+        ExitCode.USAGE, 400, "invalid-input", "Invalid input"
+    ),
     e.ApprovalRefused: _o(ExitCode.FORBIDDEN, 403, "approval-refused", "Decision refused"),
     e.EgressDenied: _o(ExitCode.FORBIDDEN, 403, "egress-denied", "Outbound call not allowed"),
     KeyboardInterrupt: _o(ExitCode.INTERRUPTED, 503, "interrupted", "Interrupted"),

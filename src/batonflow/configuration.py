@@ -293,12 +293,18 @@ class Setup:
         return dict(retention_config(self.data, self.source))
 
     def schedules(
-        self, runtime: Any, documents: Sequence[str] = (), client: httpx.AsyncClient | None = None
+        self,
+        runtime: Any,
+        documents: Sequence[str] = (),
+        client: httpx.AsyncClient | None = None,
+        *,
+        deployed: Sequence[Mapping[str, Any]] = (),
     ) -> list[Any]:
         """The triggers: ``[triggers.schedules.NAME]`` and ``[triggers.mailboxes.NAME]``
         tables, and the ``schedule`` of the workflow documents named by ``[triggers]
-        documents`` (paths relative to this file) and ``documents``; ``runtime`` runs the
-        documents, ``client`` (egress-controlled) fetches mailbox OAuth2 tokens."""
+        documents`` (paths relative to this file), ``documents`` and ``deployed`` (documents
+        as data); ``runtime`` runs the documents, ``client`` (egress-controlled) fetches
+        mailbox OAuth2 tokens."""
         from batonflow.dsl import load_document
         from batonflow.triggers import load_schedules
 
@@ -308,9 +314,11 @@ class Setup:
             raise bf.ConfigError(f"{self.source}: [triggers] documents: expected a list of paths")
         base = Path(self.source).parent if self.source != "<defaults>" else Path()
         paths = [str(base / p) for p in named] + list(documents)
-        loaded = [load_document(path).raw for path in dict.fromkeys(paths)]
+        loaded = [load_document(path).raw for path in dict.fromkeys(paths)] + list(deployed)
+        by_name = {_document_name(d): d for d in loaded}  # a deployed version wins over a file
         return load_schedules(
-            self.data, self.source, runtime=runtime, documents=loaded, client=client,
+            self.data, self.source, runtime=runtime, documents=list(by_name.values()),
+            client=client,
             egress=self.egress()[0],
         )  # fmt: skip
 
@@ -443,6 +451,11 @@ class Session:
         known = [self.runtime.workflow, *workflows]
         options.setdefault("http", self.client)  # Python steps call out through it too
         return self.setup.engine(self.store, workflows=known, client=self.client, **options)
+
+
+def _document_name(document: Mapping[str, Any]) -> str:
+    header = document.get("document") or {}
+    return f"{header.get('namespace', 'default')}/{header.get('name')}"
 
 
 def document_deadline(run: bf.RunRecord) -> float | None:

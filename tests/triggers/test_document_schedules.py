@@ -1,5 +1,6 @@
 """A workflow document's `schedule` is acted upon: `every`, `cron` (with the zone and overlap
-of `metadata.batonflow.schedule`) and `after`; `on` is refused with a clear error."""
+of `metadata.batonflow.schedule`) and `after` (`on`: test_schedule_on.py); what cannot be
+acted upon is refused with a clear error."""
 
 from __future__ import annotations
 
@@ -59,7 +60,8 @@ async def test_a_document_schedule_starts_its_runs(
 @pytest.mark.parametrize(
     ("schedule", "message"),
     [
-        ("schedule: {on: {one: {with: {type: x}}}}", "schedule.on: starting runs on events"),
+        ("schedule: {on: {all: [{with: {type: x}}]}}", "schedule.on.all: starting a run on a set"),
+        ("schedule: {on: {any: [], until: '${ true }'}}", "schedule.on.until: applies to listen"),
         ("schedule: {every: {minutes: 0}}", "positive duration"),
     ],
 )

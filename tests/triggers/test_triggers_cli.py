@@ -4,6 +4,7 @@ every tick gets exactly one run, none twice, none lost."""
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 import json
 import os
@@ -185,3 +186,53 @@ def test_serve_hosts_the_triggers(env: dict[str, str], tmp_path: Path) -> None:
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=30)
     assert process.returncode == 0, err.decode()
+
+
+def test_webhooks_are_listed_flagged_when_unsigned_and_paused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "batonflow.toml"
+    config.write_text(
+        '[triggers.webhooks.crm]\nworkflow = "trigger_flows:report"\nsecret_env = "CRM_SECRET"\n'
+        '[triggers.webhooks.legacy]\nworkflow = "trigger_flows:report"\nsignature = "none"\n'
+    )
+    monkeypatch.setenv("BATONFLOW_CONFIG", str(config))
+    monkeypatch.setenv("BATONFLOW_DB", str(tmp_path / "runs.db"))
+    monkeypatch.syspath_prepend(str(HERE))
+    states = listing()
+    assert states["crm"]["when"] == "POST /hooks/crm"
+    assert states["legacy"]["when"] == "POST /hooks/legacy (UNSIGNED)"
+    assert (states["crm"]["state"], states["crm"]["failures"]) == ("active", 0)
+    assert cli("triggers", "pause", "crm").exit_code == 0
+    assert listing()["crm"]["state"] == "paused"
+    table = cli("triggers", "list")
+    assert "FAILURES" in table.stdout
+    assert "(UNSIGNED)" in table.stdout
+    assert cli("triggers", "resume", "crm").exit_code == 0
+    assert listing()["crm"]["state"] == "active"
+
+
+def test_a_deployed_documents_schedule_is_listed_and_can_be_paused(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    from batonflow.dsl import load_document
+    from batonflow.server._catalog import DOCUMENT_KIND
+    from triggers.test_schedule_on import DOCUMENT
+
+    async def deploy() -> None:  # as POST /api/v1/workflows stores them, two versions
+        store = bf.open_store(str(tmp_path / "runs.db"))
+        await store.open()
+        try:
+            for version, kind in (("1.0.0", "client.returned"), ("1.2.0", "client.back")):
+                text = DOCUMENT.replace("'1.0.0'", f"'{version}'")
+                document = load_document("w.yaml", text=text.replace("client.returned", kind)).raw
+                await store.add_record(DOCUMENT_KIND, f"office/welcome@{version}",
+                                       json.dumps(document), time.time())  # fmt: skip
+        finally:
+            await store.close()
+
+    asyncio.run(deploy())
+    welcome = listing()["office/welcome"]
+    assert welcome["when"] == "on client.new, client.back"  # the latest version
+    assert cli("triggers", "pause", "office/welcome").exit_code == 0
+    assert listing()["office/welcome"]["state"] == "paused"

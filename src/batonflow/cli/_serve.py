@@ -92,9 +92,9 @@ def serve(
 
     SQLite by default: `batonflow serve` in an empty folder works. On PostgreSQL
     (`--db postgresql://...`) run as many as you like behind a load balancer. Every call needs
-    a bearer token (`batonflow identity create` and `batonflow token create`); only /healthz
-    and /readyz are open. SIGTERM drains: no new runs start, runs in flight get --grace
-    seconds, the rest are handed back.
+    a bearer token (`batonflow identity create` and `batonflow token create`); only /healthz,
+    /readyz and the webhooks /hooks/NAME (signed by their senders) are open. SIGTERM drains:
+    no new runs start, runs in flight get --grace seconds, the rest are handed back.
     """
     with cli_errors():
         path = resolve_db(db, must_exist=False)

@@ -14,6 +14,7 @@ import datetime as dt
 import logging
 import os
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -36,13 +37,13 @@ from batonflow.cli._options import AsJson, Db, Token
 __all__ = ["triggers_app"]
 
 triggers_app = typer.Typer(
-    help="Triggers that start runs by themselves: schedules (cron, intervals) from"
-    " batonflow.toml and workflow documents.",
+    help="Triggers that start runs by themselves: schedules (cron, intervals), mailboxes,"
+    " webhooks and events, from batonflow.toml and workflow documents.",
     no_args_is_help=True,
 )
 
 Name = Annotated[
-    str, typer.Argument(metavar="NAME", help="The schedule's name.", show_default=False)
+    str, typer.Argument(metavar="NAME", help="The trigger's name.", show_default=False)
 ]
 Documents = Annotated[
     list[str] | None,
@@ -64,23 +65,34 @@ Overlap = Annotated[
 ]
 
 
-def _schedules(documents: list[str] | None) -> list[Any]:
+def _schedules(documents: list[str] | None, db: str) -> list[Any]:
+    """The configured triggers, with those of the documents deployed through the API."""
     from batonflow.dsl import DslRuntime
+    from batonflow.triggers._host import deployed_documents
+
+    async def deployed(path: str) -> list[dict[str, Any]]:
+        async with _ops.opened_store(path) as store:
+            return await deployed_documents(store)
 
     ensure_cwd_on_path()
-    return list(_setup.current().schedules(DslRuntime(), tuple(documents or ())))
+    path = resolve_db(db, must_exist=False)
+    fresh = not path.startswith(("postgres://", "postgresql://")) and not Path(path).exists()
+    found = [] if fresh else asyncio.run(deployed(path))  # a missing database is not made
+    return list(_setup.current().schedules(DslRuntime(), tuple(documents or ()), deployed=found))
 
 
-def _known(name: str, documents: list[str] | None, *, schedules_only: bool = True) -> None:
+def _known(name: str, documents: list[str] | None, db: str, *, schedules_only: bool = True) -> None:
     """``name`` is a configured schedule (or, for pause and resume, any trigger)."""
-    names = [t.name for t in _schedules(documents) if t.kind == "schedule" or not schedules_only]
+    names = [
+        t.name for t in _schedules(documents, db) if t.kind == "schedule" or not schedules_only
+    ]
     if name not in names:
         listed = ", ".join(names) or "none configured"
         what = "schedule" if schedules_only else "trigger"
         raise bf.ConfigError(
-            f"no {what} named {name!r} (known: {listed}); triggers are [triggers.schedules.NAME]"
-            " and [triggers.mailboxes.NAME] tables in batonflow.toml and documents with a"
-            " schedule"
+            f"no {what} named {name!r} (known: {listed}); triggers are [triggers.schedules.NAME],"
+            " [triggers.mailboxes.NAME] and [triggers.webhooks.NAME] tables in batonflow.toml"
+            " and documents with a schedule or a webhook"
         )
 
 
@@ -91,7 +103,7 @@ def list_triggers(
     """Each trigger's state, last success, backlog and next fire times."""
     with cli_errors():
         path = resolve_db(db, must_exist=False)
-        schedules = _schedules(documents)
+        schedules = _schedules(documents, db)
         states = asyncio.run(_statuses(path, schedules))
     if as_json:
         print_json(states)
@@ -99,13 +111,14 @@ def list_triggers(
     if not states:
         note("no triggers configured: add [triggers.schedules.NAME] to batonflow.toml")
         return
-    table = Table("NAME", "WHEN", "STATE", "LAST SUCCESS", "BACKLOG", "NEXT", box=None,
-                  pad_edge=False)  # fmt: skip
+    table = Table("NAME", "WHEN", "STATE", "LAST SUCCESS", "BACKLOG", "FAILURES", "NEXT",
+                  box=None, pad_edge=False)  # fmt: skip
     for s in states:
         colour = {"active": "green", "paused": "yellow"}.get(s["state"], "bold red")
+        when = f"[bold red]{s['when']}[/]" if s.get("unsigned") else s["when"]
         table.add_row(
-            s["name"], s["when"], f"[{colour}]{s['state']}[/]", s["last_success"] or "-",
-            str(s["backlog"]), ", ".join(s["next"][:2]) or "-",
+            s["name"], when, f"[{colour}]{s['state']}[/]", s["last_success"] or "-",
+            str(s["backlog"]), str(s.get("failures", "-")), ", ".join(s["next"][:2]) or "-",
         )  # fmt: skip
     console().print(table)
     for s in states:
@@ -133,7 +146,7 @@ def pause(
     from batonflow.triggers import _control
 
     with cli_errors():
-        _known(name, documents, schedules_only=False)
+        _known(name, documents, db, schedules_only=False)
         changed = _act(db, token, lambda store, me, now: _control.pause(
             store, name, by=me, now=now, note=reason))  # fmt: skip
     note(f"trigger {name!r} {'paused' if changed else 'was paused already'}")
@@ -148,7 +161,7 @@ def resume(
     from batonflow.triggers import _control
 
     with cli_errors():
-        _known(name, documents, schedules_only=False)
+        _known(name, documents, db, schedules_only=False)
         changed = _act(db, token, lambda store, me, now: _control.resume(
             store, name, by=me, now=now))  # fmt: skip
     note(f"trigger {name!r} {'resumed' if changed else 'was not paused'}")
@@ -166,7 +179,7 @@ def trigger_now(
     from batonflow.triggers import _control
 
     with cli_errors():
-        _known(name, documents)
+        _known(name, documents, db)
         policy = _policy(overlap)
         key = _act(db, token, lambda store, me, now: _control.request_trigger(
             store, name, by=me, now=now, overlap=policy))  # fmt: skip
@@ -188,7 +201,7 @@ def backfill(
     from batonflow.triggers import _control
 
     with cli_errors():
-        _known(name, documents)
+        _known(name, documents, db)
         policy = _policy(overlap)
         first, last = _instant(start, "--start"), _instant(end, "--end")
         key = _act(db, token, lambda store, me, now: _control.request_backfill(

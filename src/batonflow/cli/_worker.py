@@ -119,8 +119,11 @@ async def work(
             try:
                 if triggers is not None:
                     from batonflow.triggers import TriggerHost
+                    from batonflow.triggers._host import deployed_documents
 
-                    schedules = setup.schedules(session.runtime, triggers.documents, session.client)
+                    deployed = await deployed_documents(session.store)
+                    schedules = setup.schedules(session.runtime, triggers.documents,
+                                                session.client, deployed=deployed)  # fmt: skip
                     host = await TriggerHost(engine, schedules).start()
                     triggers.hosting(schedules)
                 alerts = setup.alerts()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,38 @@ if TYPE_CHECKING:
 
 TOPIC = "cloudevent"
 _REQUIRED = ("id", "source", "type")
+_HTTP_REQUIRED = ("id", "source", "type", "specversion")
+
+
+def parse_cloudevent(headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
+    """The CloudEvent of an HTTP request: structured mode (``application/cloudevents+json``,
+    the body is the event) or binary mode (``ce-*`` headers, the body is ``data``). ConfigError
+    naming what is wrong."""
+    kind = headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "application/cloudevents+json":
+        event = _json(body, "the structured CloudEvent")
+        if not isinstance(event, dict):
+            raise bf.ConfigError("a structured CloudEvent is a JSON object")
+    else:
+        event = {k[3:].lower(): v for k, v in headers.items() if k.lower().startswith("ce-")}
+        if body:
+            event["datacontenttype"] = kind or "application/octet-stream"
+            is_json = kind in ("application/json", "") or kind.endswith("+json")
+            event["data"] = _json(body, "the event's data") if is_json else body.decode("utf-8")
+    missing = [n for n in _HTTP_REQUIRED if not isinstance(event.get(n), str) or not event[n]]
+    if missing:
+        mode = "body" if kind == "application/cloudevents+json" else "ce-* headers"
+        raise bf.ConfigError(f"the CloudEvent ({mode}) lacks {', '.join(missing)}")
+    if event["specversion"] != "1.0":
+        raise bf.ConfigError(f"specversion {event['specversion']!r}: only 1.0 is spoken")
+    return event
+
+
+def _json(body: bytes, what: str) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise bf.ConfigError(f"{what} is not valid JSON: {exc}") from None
 
 
 def check_event(event: dict[str, Any], where: str) -> None:
@@ -259,7 +292,8 @@ async def publish(
     actor: str | None = None,
 ) -> list[str]:
     """Deliver ``event`` to every run whose listen task awaits it; return their run ids.
-    ``actor``: who sent it, for the audit trail.
+    ``actor``: who sent it, for the audit trail. Documents whose ``schedule.on`` takes it get
+    it queued for a run of their own (:mod:`batonflow.triggers._on_events`).
 
     Works on the store alone, so a process that holds no engine (the CLI beside a running
     worker) can publish; the worker notices the woken runs on its next poll.
@@ -280,4 +314,7 @@ async def publish(
             TOPIC, payload, now, run_id=wait.run_id, key=wait.key, actor=actor
         )
         delivered.append(wait.run_id)
+    from batonflow.triggers._on_events import offer  # the documents whose schedule.on takes it
+
+    await offer(store, event, now, evaluator, actor)
     return delivered

@@ -31,18 +31,27 @@ class SchemaValidator:
                     instance=where,
                 )
             )
-        validator = _validator(json.dumps(schema["document"], sort_keys=True), where)
-        error = next(iter(validator.iter_errors(value)), None)
-        if error is not None:
-            path = "/" + "/".join(str(p) for p in error.absolute_path)
+        found = first_error(schema, value, where)
+        if found is not None:
+            path, message = found
             raise WorkflowError(
                 Problem.of(
                     ErrorType.VALIDATION,
-                    f"the {what} does not match its schema at {path}: {error.message}",
+                    f"the {what} does not match its schema at {path}: {message}",
                     title="Schema validation failed",
                     instance=where,
                 )
             )
+
+
+def first_error(schema: dict[str, Any], value: Any, where: str) -> tuple[str, str] | None:
+    """The JSON path (``/a/0/b``) and message of the first place ``value`` breaks the inline
+    schema ``schema`` (``{"document": ...}``), or None when it matches."""
+    validator = _validator(json.dumps(schema["document"], sort_keys=True), where)
+    error = next(iter(validator.iter_errors(value)), None)
+    if error is None:
+        return None
+    return "/" + "/".join(str(p) for p in error.absolute_path), error.message
 
 
 @lru_cache(maxsize=256)

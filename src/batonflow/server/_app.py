@@ -28,6 +28,7 @@ from batonflow.server import (
     _events,
     _governance,
     _health,
+    _hooks,
     _identities,
     _live,
     _problems,
@@ -90,6 +91,7 @@ def create_app(
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(_health.router, responses={401: _problems.RESPONSES[401]})
+    app.include_router(_hooks.router)  # signed by the sender, not authorised by a token
     for router in routers:
         app.include_router(router)
     return app
@@ -117,6 +119,8 @@ def _lifespan(setup: Setup, options: ServeOptions) -> Callable[[FastAPI], Any]:
                 service: Service = app.state.service
                 await service.feed.stop()
                 await service.refusals.flush()
+                if service.webhooks is not None:
+                    await service.webhooks.refusals.flush()
                 if engine is not None:
                     await engine.close(grace=options.grace)
                 else:
@@ -144,14 +148,23 @@ async def _serve(
 
 
 async def _host_triggers(setup: Setup, session: Any, engine: bf.Engine, service: Service) -> Any:
-    """The configured schedules and mailboxes, and the ``schedule`` of the documents folder's
-    documents, run beside the workers (each tick and message acted on once across every
-    ``serve`` process: the store decides); None when nothing is configured."""
-    from batonflow.triggers import TriggerHost
+    """The configured schedules, mailboxes and webhooks, and the ``schedule`` and webhook of
+    the latest version of each document (the documents folder's and those deployed through
+    the API: at once in the process that deploys it, within 30 s in the others), run beside
+    the workers (each tick, message and
+    ``webhook-id`` acted on once across every ``serve`` process: the store decides)."""
+    from batonflow.triggers import TriggerHost, Webhooks
 
-    folder = [e.source for e in service.catalog.folder_documents() if e.source]
-    triggers = setup.schedules(session.runtime, folder, session.client)
-    return await TriggerHost(engine, triggers).start() if triggers else None
+    async def discover() -> list[Any]:
+        latest = {e.name: e for e in await service.catalog.entries() if e.kind == "document"}
+        documents = [e.document for e in latest.values() if e.document is not None]
+        return setup.schedules(session.runtime, (), session.client, deployed=documents)
+
+    triggers = await discover()
+    refusals = Refusals(session.store, engine.clock.now, kind="trigger.webhook.refused")
+    service.webhooks = hooks = Webhooks.of(engine, triggers, refusals)
+    service.triggers = TriggerHost(engine, triggers, discover=discover, adopted=hooks.adopt)
+    return await service.triggers.start()
 
 
 def _now() -> float:

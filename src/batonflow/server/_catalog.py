@@ -16,7 +16,7 @@ from typing import Any
 import batonflow as bf
 from batonflow.store import AuditEntry
 
-DOCUMENT_KIND = "workflow-document"
+DOCUMENT_KIND = "workflow-document"  # triggers._host.DEPLOYED_RECORD reads them too
 _SUFFIXES = (".yaml", ".yml", ".json")
 
 
@@ -96,8 +96,10 @@ class Catalog:
         """Validate ``text`` as a document and keep it as a new version (ConfigError when that
         version exists: bump ``document.version``)."""
         from batonflow.dsl import load_document
+        from batonflow.triggers._host import check_document
 
         document = load_document("deployed document", text=text).raw
+        check_document(document)  # a schedule or webhook no process could host is refused now
         entry = _entry(document, "deployed")
         existing = [e for e in await self.entries() if e.name == entry.name]
         if any(e.version == entry.version for e in existing) or entry.name in self._python:

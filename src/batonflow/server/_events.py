@@ -11,13 +11,13 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
 import batonflow as bf
+from batonflow.dsl._events import parse_cloudevent
 from batonflow.governance._identity import Identity
 from batonflow.server._auth import allowed, service_of
 from batonflow.server._models import Body, EventOut
 
 router = APIRouter(prefix="/events", tags=["events"])
 Sender = Annotated[Identity, Depends(allowed("event.deliver"))]
-_REQUIRED = ("id", "source", "type", "specversion")
 MAX_EVENT = 1_000_000
 
 
@@ -35,36 +35,10 @@ class RawEvent(Body):
 
 
 async def _cloudevent(request: Request) -> dict[str, Any]:
-    """The event of a structured-mode (``application/cloudevents+json``) or binary-mode
-    (``ce-*`` headers, the body is ``data``) request."""
     body = await request.body()
     if len(body) > MAX_EVENT:
         raise bf.ConfigError(f"the event is larger than {MAX_EVENT} bytes")
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind == "application/cloudevents+json":
-        event = _json(body, "the structured CloudEvent")
-        if not isinstance(event, dict):
-            raise bf.ConfigError("a structured CloudEvent is a JSON object")
-    else:
-        event = {k[3:]: v for k, v in request.headers.items() if k.lower().startswith("ce-")}
-        if body:
-            event["datacontenttype"] = kind or "application/octet-stream"
-            is_json = kind in ("application/json", "") or kind.endswith("+json")
-            event["data"] = _json(body, "the event's data") if is_json else body.decode("utf-8")
-    missing = [n for n in _REQUIRED if not isinstance(event.get(n), str) or not event[n]]
-    if missing:
-        mode = "body" if kind == "application/cloudevents+json" else "ce-* headers"
-        raise bf.ConfigError(f"the CloudEvent ({mode}) lacks {', '.join(missing)}")
-    if event["specversion"] != "1.0":
-        raise bf.ConfigError(f"specversion {event['specversion']!r}: only 1.0 is spoken")
-    return event
-
-
-def _json(body: bytes, what: str) -> Any:
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise bf.ConfigError(f"{what} is not valid JSON: {exc}") from None
+    return parse_cloudevent(request.headers, body)
 
 
 @router.post(

@@ -1,7 +1,8 @@
 """Refused calls on the audit trail, without letting a flood fill it.
 
 Every refusal (no token, a bad, revoked or expired one, a role that does not grant the action)
-is recorded as ``api.refused`` while at most ``burst`` were recorded in the last ``window``
+is recorded as ``api.refused`` (webhook refusals: ``trigger.webhook.refused``) while at most
+``burst`` were recorded in the last ``window``
 seconds; beyond that they are counted, and the next recorded entry (or the one written when the
 window closes) says how many were left out (``suppressed``). The trail thus shows that a flood
 happened and how large it was, in a bounded number of entries.
@@ -29,8 +30,10 @@ class Refusals:
         *,
         burst: int = 30,
         window: float = 60.0,
+        kind: str = "api.refused",
     ) -> None:
         self._store = store
+        self._kind = kind
         self._clock = clock
         self._burst = burst
         self._window = window
@@ -49,7 +52,7 @@ class Refusals:
         if self.suppressed:
             data = {**data, "suppressed": self.suppressed}
             self.suppressed = 0
-        entry = AuditEntry("api.refused", json.dumps(data, separators=(",", ":")), actor=actor)
+        entry = AuditEntry(self._kind, json.dumps(data, separators=(",", ":")), actor=actor)
         try:
             await self._store.append_audit([entry], now)
         except bf.StoreError:  # the refusal stands; the store's trouble is reported elsewhere

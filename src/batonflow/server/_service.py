@@ -3,12 +3,15 @@ the engine when this process executes runs, and the workflows it offers."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import batonflow as bf
 from batonflow.configuration import Session, Setup
+
+log = logging.getLogger("batonflow.server")
 
 if TYPE_CHECKING:
     from batonflow.server._catalog import Catalog
@@ -27,6 +30,8 @@ class Service:
     feed: Feed
     refusals: Refusals
     engine: bf.Engine | None = None
+    webhooks: Any = None  # the hooks this process answers (triggers._webhook.Webhooks)
+    triggers: Any = None  # the TriggerHost, with an engine: it adopts deployed documents
     started_at: float = field(default_factory=time.time)
 
     @property
@@ -64,6 +69,16 @@ class Service:
         )  # fmt: skip
         self.feed.wake()
         return details.run
+
+    async def deployed(self) -> None:
+        """A document was deployed: host its schedule or webhook here at once (the other
+        processes find it within their refresh); a failure is logged, the deployment stands."""
+        if self.triggers is None:
+            return
+        try:
+            await self.triggers.refresh()
+        except Exception:
+            log.exception("hosting the triggers of a deployed document failed")
 
     def poke(self) -> None:
         """This process changed the store: the engine and the change feed look at once."""

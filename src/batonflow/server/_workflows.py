@@ -103,6 +103,7 @@ async def deploy(
     entry = await service.catalog.deploy(text, me.name, service.now())
     if entry.document is not None:
         service.session.runtime.add_document(entry.document)
+    await service.deployed()  # its schedule or webhook, hosted at once
     return WorkflowOut(name=entry.name, kind=entry.kind, version=entry.version, source="deployed")
 
 

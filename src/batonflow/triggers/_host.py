@@ -5,6 +5,9 @@ hosts them with one call (``async with TriggerHost(engine, triggers): ...``). An
 processes may host the same triggers on one PostgreSQL store: the store decides which of them
 acts on each tick (see :mod:`._scheduler`). A trigger that fails raises an alert at once
 (``trigger.failed``, through :func:`batonflow.governance.raise_alert`) and keeps trying.
+With ``discover``, a host also adopts triggers found after its start (``serve``: documents
+deployed through the API). Webhooks are hosted like the others (listing, pause) and answered
+by ``serve``'s ``/hooks`` route (:mod:`._webhook`).
 """
 
 from __future__ import annotations
@@ -26,8 +29,11 @@ from batonflow.triggers._scheduler import ScheduleTrigger, Target
 
 __all__ = [
     "TriggerHost",
+    "check_document",
+    "deployed_documents",
     "document_schedule",
     "document_target",
+    "document_webhook",
     "load_schedules",
     "statuses",
     "workflow_target",
@@ -57,30 +63,80 @@ class Trigger(Protocol):
 class TriggerHost:
     """Runs ``triggers`` on ``engine`` (open it first) until :meth:`stop`."""
 
-    def __init__(self, engine: Engine, triggers: Sequence[Trigger]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        triggers: Sequence[Trigger],
+        *,
+        discover: Callable[[], Awaitable[Sequence[Trigger]]] | None = None,
+        refresh: float = 30.0,
+        adopted: Callable[[Trigger], None] | None = None,
+    ) -> None:
+        """``discover`` (optional) gives the triggers as they are now (documents deployed
+        since the start): every ``refresh`` seconds, and at :meth:`refresh`, those with a new
+        name are started too (and passed to ``adopted``)."""
         names = [t.name for t in triggers]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise ConfigError(f"two triggers are named {', '.join(map(repr, twice))}")
         self.engine = engine
         self.triggers = tuple(triggers)
+        self._discover, self._refresh, self._adopted = discover, refresh, adopted
         self._tasks: list[asyncio.Task[None]] = []
+        self._started = False
 
     async def start(self) -> TriggerHost:
-        if self._tasks:
+        if self._started:
             return self
+        self._started = True
         for trigger in self.triggers:
-            task = asyncio.create_task(
-                trigger.run(self.engine, self._reporter(trigger)), name=f"trigger:{trigger.name}"
-            )
-            self._tasks.append(task)
-        log.info("hosting %d trigger(s)", len(self._tasks))
+            self._launch(trigger)
+        if self._discover is not None:
+            self._tasks.append(asyncio.create_task(self._watch(), name="trigger:discover"))
+        log.info("hosting %d trigger(s)", len(self.triggers))
         return self
+
+    def _launch(self, trigger: Trigger) -> None:
+        task = asyncio.create_task(
+            trigger.run(self.engine, self._reporter(trigger)), name=f"trigger:{trigger.name}"
+        )
+        self._tasks.append(task)
+
+    async def refresh(self) -> list[Trigger]:
+        """Start the discovered triggers not hosted yet (an event trigger subscribes before
+        this returns, so the events published next are kept for it); returns them."""
+        if self._discover is None:
+            return []
+        known = {t.name for t in self.triggers}
+        new = [t for t in await self._discover() if t.name not in known]
+        for trigger in new:
+            subscribe = getattr(trigger, "subscribe", None)
+            if subscribe is not None:
+                await subscribe(self.engine.store, self.engine.clock.now())
+            self.triggers += (trigger,)
+            if self._adopted is not None:
+                self._adopted(trigger)
+            if self._started:
+                self._launch(trigger)
+            log.info("hosting trigger %s (%s), found since the start", trigger.name, trigger.kind)
+        return new
+
+    async def _watch(self) -> None:
+        while True:
+            await self.engine.clock.sleep(self._refresh)
+            try:
+                await self.refresh()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a broken deployment: the triggers already hosted go on
+                log.exception("looking for new triggers failed; trying again in %gs",
+                              self._refresh)  # fmt: skip
 
     async def stop(self) -> None:
         """Cancel every trigger task and wait for them; a tick half-acted-on is finished by
         the next pass of whichever process hosts the trigger (its decision is recorded)."""
         tasks, self._tasks = self._tasks, []
+        self._started = False
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -169,7 +225,7 @@ def document_target(runtime: Any, document: Mapping[str, Any]) -> Target:
                                      run_id=run_id, started_by="system:triggers")  # fmt: skip
         return str(handle.run_id)
 
-    return Target(name, start)
+    return Target(name, start, (document.get("input") or {}).get("schema"))
 
 
 # -- configuration --------------------------------------------------------------------------------
@@ -193,7 +249,7 @@ def load_schedules(
     table = data.get("triggers", {})
     if not isinstance(table, dict):
         raise ConfigError(f"{source}: [triggers]: expected a table")
-    unknown = sorted(set(table) - {"schedules", "documents", "mailboxes"})
+    unknown = sorted(set(table) - {"schedules", "documents", "mailboxes", "webhooks"})
     if unknown:
         raise ConfigError(f"{source}: [triggers]: unknown key(s) {', '.join(unknown)}")
     schedules = table.get("schedules", {})
@@ -216,11 +272,88 @@ def load_schedules(
             check_egress(egress, settings.host, settings.port, where)
         settings.auth.client = client
         found.append(MailboxTrigger(name, settings, _toml_target(entry, where, runtime, base)))
+    webhooks = table.get("webhooks", {})
+    if not isinstance(webhooks, dict):
+        raise ConfigError(f"{source}: [triggers.webhooks]: expected a table of webhooks")
+    for name, entry in webhooks.items():
+        from batonflow.triggers._webhook import WebhookTrigger, parse_webhook, publishing_target
+
+        where = f"{source}: [triggers.webhooks.{name}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: expected a table")
+        hook = parse_webhook(entry, where)
+        if hook.publish and ("workflow" in entry or "document" in entry):
+            raise ConfigError(f"{where}: a hook with publish = true starts no workflow itself")
+        target = publishing_target() if hook.publish else _toml_target(entry, where, runtime, base)
+        found.append(WebhookTrigger(name, hook, target))
     for document in documents:
         trigger = document_schedule(document, runtime, poll=poll)
         if trigger is not None:
             found.append(trigger)
+        hook = document_webhook(document, runtime)
+        if hook is not None:
+            found.append(hook)
     return found
+
+
+#: Where the API keeps deployed documents (``server._catalog``), one record per version.
+DEPLOYED_RECORD = "workflow-document"
+
+
+async def deployed_documents(store: Store) -> list[dict[str, Any]]:
+    """The latest version of each document deployed through the API (its triggers are hosted
+    by ``serve``, ``worker --triggers`` and ``triggers run``, and listed by ``triggers
+    list``)."""
+    import json
+
+    from batonflow.dsl._runtime import _version_key
+
+    latest: dict[str, tuple[Any, dict[str, Any]]] = {}
+    for _, text in await store.list_records(DEPLOYED_RECORD):
+        document = json.loads(text)
+        header = document.get("document") or {}
+        name = f"{header.get('namespace', 'default')}/{header.get('name')}"
+        version = _version_key(str(header.get("version", "")))
+        if name not in latest or version > latest[name][0]:
+            latest[name] = (version, document)
+    return [document for _, document in latest.values()]
+
+
+def check_document(document: Mapping[str, Any]) -> None:
+    """ConfigError when ``document``'s schedule or webhook cannot be acted upon (before it is
+    deployed: a deployment that no process could host is refused)."""
+
+    class _Checking:
+        def add_document(self, document: Mapping[str, Any]) -> None:
+            return None
+
+    document_schedule(document, _Checking())
+    document_webhook(document, _Checking())
+
+
+def document_webhook(document: Mapping[str, Any], runtime: Any) -> Any:
+    """The webhook of a document's ``metadata.batonflow.webhook`` (``name``, default the
+    document's name; the settings of ``[triggers.webhooks.NAME]``); None without one."""
+    from batonflow.triggers._webhook import WebhookTrigger, parse_webhook
+
+    meta = ((document.get("metadata") or {}).get("batonflow") or {}).get("webhook")
+    if meta is None:
+        return None
+    header = document.get("document") or {}
+    where = f"workflow {header.get('namespace', 'default')}/{header.get('name', '?')}:"
+    where += " metadata.batonflow.webhook"
+    if not isinstance(meta, dict):
+        raise ConfigError(f"{where}: expected a mapping")
+    if "workflow" in meta or "document" in meta:
+        raise ConfigError(f"{where}: the hook starts this document; remove workflow/document")
+    name = meta.get("name", header.get("name"))
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}.name: expected a non-empty string")
+    settings = parse_webhook(meta, where)
+    if settings.publish:
+        raise ConfigError(f"{where}.publish: a document's hook starts the document")
+    runtime.add_document(dict(document))
+    return WebhookTrigger(name, settings, document_target(runtime, document))
 
 
 def check_egress(policy: Any, host: str, port: int, where: str) -> None:
@@ -271,13 +404,11 @@ def _input(entry: Mapping[str, Any], where: str) -> dict[str, Any] | None:
     return value
 
 
-def document_schedule(
-    document: Mapping[str, Any], runtime: Any, *, poll: float = 5.0
-) -> ScheduleTrigger | None:
-    """The trigger of a document's ``schedule`` (``every``, ``cron``, ``after``), with the
-    options of ``metadata.batonflow.schedule`` (``zone``, ``overlap``, ``catchup_window``,
-    ``offset``, ``input``); None when it has no schedule. ``on`` (start on events) is refused
-    with a clear error: it is not acted upon yet."""
+def document_schedule(document: Mapping[str, Any], runtime: Any, *, poll: float = 5.0) -> Any:
+    """The trigger of a document's ``schedule``: ``every``, ``cron``, ``after`` (a
+    ScheduleTrigger, with the options of ``metadata.batonflow.schedule``: ``zone``,
+    ``overlap``, ``catchup_window``, ``offset``, ``input``) or ``on`` (an EventTrigger: a run
+    per matching event); None when it has no schedule."""
     schedule = document.get("schedule")
     if not schedule:
         return None
@@ -285,9 +416,11 @@ def document_schedule(
     name = f"{header.get('namespace', 'default')}/{header.get('name', '?')}"
     where = f"workflow {name}: schedule"
     if "on" in schedule:
-        raise ConfigError(
-            f"{where}.on: starting runs on events is not supported yet; use every, cron or after"
-        )
+        from batonflow.triggers._on_events import EventTrigger, event_filters
+
+        filters = event_filters(schedule["on"], where)
+        runtime.add_document(dict(document))
+        return EventTrigger(name, filters, document_target(runtime, document), poll=poll)
     meta = ((document.get("metadata") or {}).get("batonflow") or {}).get("schedule") or {}
     if not isinstance(meta, dict):
         raise ConfigError(f"workflow {name}: metadata.batonflow.schedule: expected a mapping")

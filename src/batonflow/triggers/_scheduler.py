@@ -61,10 +61,12 @@ StartFn = Callable[[Engine, Any, str, str], Awaitable[str]]
 @dataclass(frozen=True)
 class Target:
     """What a trigger starts: ``workflow`` names it (listings, audit); ``start(engine, input,
-    run_id, key)`` starts (or finds, for a key used before) its run and returns the run id."""
+    run_id, key)`` starts (or finds, for a key used before) its run and returns the run id;
+    ``input_schema``: a document's ``input.schema``, checked before a webhook starts it."""
 
     workflow: str
     start: StartFn
+    input_schema: Any = None
 
 
 def run_id_for(key: str) -> str:
