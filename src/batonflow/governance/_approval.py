@@ -37,7 +37,7 @@ from batonflow.core import Engine
 from batonflow.errors import ApprovalRefused, ConfigError, EventTimeout, RunNotFound
 from batonflow.governance._identity import Identity
 from batonflow.store import AuditEntry, AuditRecord, RunStatus, StepKind, StepStatus, Store
-from batonflow.store._audit import GENESIS, audit_hash
+from batonflow.store._audit import GENESIS, hash_holds
 
 __all__ = [
     "APPROVAL_KIND",
@@ -590,11 +590,7 @@ async def vote_on_trail(store: Store, run_id: str, record_text: str) -> bool:
 
 
 async def _linked(store: Store, entry: AuditRecord) -> bool:
-    digest = audit_hash(
-        entry.prev_hash, entry.seq, entry.at, entry.kind, entry.run_id, entry.step_id,
-        entry.actor, entry.subjects, entry.data_json,
-    )  # fmt: skip
-    if digest != entry.hash:
+    if not hash_holds(entry):
         return False
     around = await store.read_audit(after=max(entry.seq - 2, 0), limit=3)
     before = [r for r in around if r.seq == entry.seq - 1]
