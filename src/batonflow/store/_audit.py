@@ -10,6 +10,7 @@ byte, and so the chain, unchanged.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -150,10 +151,16 @@ def embed(fields: Mapping[str, Any], raw: Mapping[str, str | None] | None = None
     (spliced in, not re-encoded: the store never decodes payloads, and sealed ones stay sealed).
     """
     text = json.dumps(dict(fields), separators=(",", ":"), ensure_ascii=False)
-    members = [f"{json.dumps(k)}:{v}" for k, v in (raw or {}).items() if v is not None]
+    members = [f"{_member_name(k)}:{v}" for k, v in (raw or {}).items() if v is not None]
     if not members:
         return text
     return text[:-1] + ("," if len(text) > 2 else "") + ",".join(members) + "}"
+
+
+@functools.cache
+def _member_name(name: str) -> str:
+    """A member name as JSON (the few names ``embed`` splices, encoded once per process)."""
+    return json.dumps(name)
 
 
 def run_created(run: NewRun, subjects: Sequence[str]) -> AuditEntry:

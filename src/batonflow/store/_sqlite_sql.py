@@ -128,6 +128,12 @@ def signal(conn: sqlite3.Connection, run_id: str, now: float) -> None:
     )
 
 
+_END = (
+    "UPDATE runs SET status=?, output_json=?, error_json=?, finished_at=?, updated_at=?,"
+    " owner=NULL, lease_until=NULL, wake_at=NULL, signal=signal+1 WHERE id=?"
+)
+
+
 def end_run(
     conn: sqlite3.Connection,
     run_id: str,
@@ -136,16 +142,46 @@ def end_run(
     error_json: str | None,
     now: float,
 ) -> None:
-    conn.execute(
-        "UPDATE runs SET status=?, output_json=?, error_json=?, finished_at=?, updated_at=?,"
-        " owner=NULL, lease_until=NULL, wake_at=NULL, signal=signal+1 WHERE id=?",
-        (status.value, output_json, error_json, now, now, run_id),
-    )
+    conn.execute(_END, (status.value, output_json, error_json, now, now, run_id))
+    _after_end(conn, run_id, status, output_json, error_json, now, None)
+
+
+def end_owned_run(
+    conn: sqlite3.Connection,
+    run_id: str,
+    owner: str,
+    status: RunStatus,
+    output_json: str | None,
+    error_json: str | None,
+    now: float,
+) -> tuple[str, ...]:
+    """End the run ``owner`` holds, the lease check folded into the write (LeaseLost when it
+    holds it no longer: the transaction is then undone); return the run's data subjects."""
+    rows = conn.execute(
+        _END + " AND owner=? AND status='running' RETURNING subjects, parent_id, parent_step",
+        (status.value, output_json, error_json, now, now, run_id, owner),
+    ).fetchall()
+    if not rows:
+        raise LeaseLost(f"run {run_id} is no longer held by this engine")
+    subjects, parent_id, parent_step = rows[0]
+    _after_end(conn, run_id, status, output_json, error_json, now, (parent_id, parent_step))
+    return subjects_of(subjects)
+
+
+def _after_end(
+    conn: sqlite3.Connection,
+    run_id: str,
+    status: RunStatus,
+    output_json: str | None,
+    error_json: str | None,
+    now: float,
+    parent: tuple[str | None, str | None] | None,
+) -> None:
     # A finished run's unfinished descendants have nobody left to report to. Most runs have no
     # children: the indexed EXISTS spares them the recursive statement.
     if conn.execute("SELECT EXISTS(SELECT 1 FROM runs WHERE parent_id=?)", (run_id,)).fetchone()[0]:
         cancel_descendants(conn, run_id, now)
-    settle_parent(conn, run_id, status, output_json, error_json, now)
+    settle_parent(conn, run_id, status, output_json, error_json, now, parent)
 
 
 def cancel_descendants(conn: sqlite3.Connection, run_id: str, now: float) -> None:
@@ -166,8 +202,12 @@ def settle_parent(
     output_json: str | None,
     error_json: str | None,
     now: float,
+    parent: tuple[str | None, str | None] | None = None,
 ) -> None:
-    row = conn.execute("SELECT parent_id, parent_step FROM runs WHERE id=?", (run_id,)).fetchone()
+    """``parent``: the run's (parent_id, parent_step) when the caller read them already."""
+    row = parent or conn.execute(
+        "SELECT parent_id, parent_step FROM runs WHERE id=?", (run_id,)
+    ).fetchone()
     if row is None or row[0] is None:
         return
     parent_id, parent_step = row
