@@ -210,7 +210,8 @@ def settle_parent(
     ).fetchone()
     if row is None or row[0] is None:
         return
-    parent_id, parent_step = row
+    parent_id: str = row[0]
+    parent_step = row[1]
     if status is RunStatus.COMPLETED:
         step_status, out, err = StepStatus.COMPLETED, output_json, None
     else:
