@@ -46,6 +46,22 @@ async def sealed(ctx: bf.Context, data: dict[str, Any]) -> dict[str, Any]:
     return await ctx.step(look_up, data["email"])
 
 
+CALLS: list[int] = []
+
+
+@bf.step(retry=bf.Retry(max_attempts=2, initial_delay=0.5, jitter=0.0))
+def flaky(email: str) -> str:
+    CALLS.append(1)
+    if len(CALLS) % 2:
+        raise ConnectionError("the CRM hung up")
+    return email
+
+
+@bf.workflow(subjects=lambda data: [data["email"]])
+async def retrying(ctx: bf.Context, data: dict[str, Any]) -> str:
+    return await ctx.step(flaky, data["email"])
+
+
 def tamper(site: Site, statement: str, params: tuple[Any, ...] = ()) -> None:
     """Change the database behind the product's back, as an insider with write access."""
     if site.is_sqlite:
@@ -223,3 +239,28 @@ def test_plaintext_for_a_sealed_payload_and_a_flipped_byte_fail(site: Site) -> N
                                                              run_id))  # fmt: skip
     code, out = verify(site)
     assert any(f"run {run_id}'s input does not open" in p for p in out["problems"]), out
+
+
+def test_the_subject_index_and_failed_attempts_are_bound_too(site: Site) -> None:
+    """Hiding a run from a subject's index would let it escape an erasure; a failed attempt
+    deleted would hide a fault."""
+    CALLS.clear()
+
+    async def run() -> str:
+        async with site.engine(retrying) as engine:
+            handle = await engine.start(retrying, {"email": "jo@example.test"})
+            await engine.settle()
+            await site.clock.advance(1)
+            await engine.settle()
+            assert await handle.status() is bf.RunStatus.COMPLETED
+            return handle.run_id
+
+    run_id = asyncio.run(run())
+    assert verify(site)[0] == 0
+    tamper(site, "DELETE FROM attempts WHERE run_id=?", (run_id,))
+    tamper(site, "DELETE FROM run_subjects WHERE run_id=?", (run_id,))
+    code, out = verify(site)
+    assert code == 12
+    problems = " | ".join(out["problems"])
+    assert f"the failed attempts of run {run_id} were edited, inserted or deleted" in problems
+    assert f"run {run_id} was removed from the index of subject s:" in problems

@@ -69,6 +69,7 @@ class _Expected:
     purged: set[str] = field(default_factory=set)
     votes: dict[str, Any] = field(default_factory=dict)
     signed: dict[int, str] = field(default_factory=dict)
+    attempts: dict[str, list[tuple[str, int, Any]]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
     def add(self, r: AuditRecord) -> None:
@@ -91,7 +92,10 @@ class _Expected:
                 run.resumed_at, run.error = r.seq, None
         elif run is not None and kind == "run.parked":
             run.status = _status(data.get("status"))
-        elif kind.startswith("step.") and kind != "step.attempt_failed" and r.step_id:
+        elif kind == "step.attempt_failed" and r.run_id and r.step_id:
+            failed = (r.step_id, int(data.get("attempt", 0)), data.get("error"))
+            self.attempts.setdefault(r.run_id, []).append(failed)
+        elif kind.startswith("step.") and r.step_id:
             step_status = _STEP_STATUS.get(kind, "pending")
             self.steps[(r.run_id or "", r.step_id)] = _Step(r.seq, step_status, data)
         elif kind == "event.received":
@@ -153,6 +157,8 @@ async def check_state(store: Store, records: Iterable[AuditRecord]) -> StateChec
             seen.add((step.run_id, step.step_id))
             problems += _check_step(step, expected)
         problems += await _check_sealed(store, run, steps, expected)
+        problems += await _check_attempts(raw, run.id, expected)
+    problems += await _check_subject_index(raw, expected, by_id)
     for run_id, want in expected.runs.items():
         if run_id not in by_id and run_id not in expected.purged:
             workflow = want.data.get("workflow")
@@ -285,6 +291,42 @@ def _missing_steps(expected: _Expected, seen: set[tuple[str, str]]) -> list[str]
         for (run_id, step_id), want in expected.steps.items()
         if (run_id, step_id) not in seen and run_id not in expected.purged
     ]
+
+
+async def _check_attempts(store: Store, run_id: str, expected: _Expected) -> list[str]:
+    """Failed attempts, one row per ``step.attempt_failed`` entry."""
+    stored = sorted(
+        (a.step_id, a.attempt, _decode(a.error_json)) for a in await store.load_attempts(run_id)
+    )
+    wanted = sorted(expected.attempts.get(run_id, []))
+    if _as_text(stored) == _as_text(wanted):
+        return []
+    return [f"the failed attempts of run {run_id} were edited, inserted or deleted: "
+            f"{len(stored)} stored, {len(wanted)} on the trail"]  # fmt: skip
+
+
+def _as_text(rows: list[tuple[str, int, Any]]) -> list[str]:
+    return [json.dumps(row, sort_keys=True) for row in rows]
+
+
+async def _check_subject_index(
+    store: Store, expected: _Expected, runs: dict[str, RunRecord]
+) -> list[str]:
+    """The index that finds a subject's runs (for export and erasure) lists exactly the runs
+    the trail tags with them: a run hidden from it would escape an erasure."""
+    tagged: dict[str, set[str]] = {}
+    for run_id, want in expected.runs.items():
+        if run_id in runs:
+            for ref in want.created.subjects:
+                tagged.setdefault(ref, set()).add(run_id)
+    problems = []
+    for ref, wanted in sorted(tagged.items()):
+        found = {r.id for r in await store.list_runs(subject=ref, limit=_MANY)}
+        for run_id in sorted(wanted - found):
+            problems.append(f"run {run_id} was removed from the index of subject {ref}")
+        for run_id in sorted(found - wanted):
+            problems.append(f"run {run_id} was added to the index of subject {ref}")
+    return problems
 
 
 async def _check_events(store: Store, expected: _Expected) -> list[str]:

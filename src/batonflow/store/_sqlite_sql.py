@@ -205,9 +205,10 @@ def settle_parent(
     parent: tuple[str | None, str | None] | None = None,
 ) -> None:
     """``parent``: the run's (parent_id, parent_step) when the caller read them already."""
-    row = parent or conn.execute(
-        "SELECT parent_id, parent_step FROM runs WHERE id=?", (run_id,)
-    ).fetchone()
+    row = (
+        parent
+        or conn.execute("SELECT parent_id, parent_step FROM runs WHERE id=?", (run_id,)).fetchone()
+    )
     if row is None or row[0] is None:
         return
     parent_id: str = row[0]
