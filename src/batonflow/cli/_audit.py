@@ -30,7 +30,7 @@ from batonflow.cli._ops import opened_store
 from batonflow.cli._options import AsJson, Db, Token
 from batonflow.governance import _audit
 from batonflow.governance._access import open_for_reading
-from batonflow.governance._anchor import read_anchor
+from batonflow.governance._anchor import verify_configured
 from batonflow.governance._identity import cli_identity
 from batonflow.store import AuditRecord
 
@@ -79,15 +79,8 @@ def verify(
     """
     with cli_errors():
         given = [_audit.SignedHead.from_json(p.read_text(), str(p)) for p in heads or []]
-        configured = _setup.current().audit_heads()
-        if anchor is not None:
-            given += read_anchor(anchor)
-        elif configured.anchor is not None and configured.anchor.exists():
-            given += read_anchor(configured.anchor)  # none yet: no service has signed
-        public_key = public_key or configured.public_key
-        key = _audit.load_public_key(public_key) if public_key else None
         path = resolve_db(db, must_exist=True, read_only=True)
-        result = asyncio.run(_verify(path, given, key))
+        result = asyncio.run(_verify(path, given, public_key, anchor))
     if as_json:
         print_json(
             {"ok": result.ok, "entries": result.entries, "head_seq": result.head_seq,
@@ -110,9 +103,14 @@ def verify(
         raise typer.Exit(int(ExitCode.AUDIT_BROKEN))
 
 
-async def _verify(path: str, heads: list[_audit.SignedHead], key: Any) -> _audit.Verification:
+async def _verify(
+    path: str, heads: list[_audit.SignedHead], public_key: Path | None, anchor: Path | None
+) -> _audit.Verification:
+    configured = _setup.current().audit_heads()
     async with opened_store(path) as store:
-        return await _audit.verify_chain(store, heads=heads, public_key=key)
+        return await verify_configured(
+            store, configured, given=heads, public_key=public_key, anchor=anchor
+        )
 
 
 @audit_app.command("keygen")

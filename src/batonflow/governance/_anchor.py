@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,13 +34,15 @@ from batonflow.errors import BatonflowError, ConfigError
 from batonflow.governance._audit import (
     HEAD_KIND,
     SignedHead,
+    Verification,
     load_private_key,
     load_public_key,
     sign_head,
+    verify_chain,
 )
 from batonflow.store import Store
 
-__all__ = ["AuditHeads", "HeadSigner", "append_anchor", "read_anchor"]
+__all__ = ["AuditHeads", "HeadSigner", "append_anchor", "read_anchor", "verify_configured"]
 
 log = logging.getLogger("batonflow.audit")
 _KEYS = {"public_key", "signing_key", "anchor", "sign_every", "sign_interval"}
@@ -95,6 +97,28 @@ class AuditHeads:
                 f"{self.public_key}: verify would refuse every head it signs"
             )
         return HeadSigner(store, key, self.anchor, self.sign_every, self.sign_interval)
+
+
+async def verify_configured(
+    store: Store,
+    heads: AuditHeads,
+    *,
+    given: Sequence[SignedHead] = (),
+    public_key: Path | None = None,
+    anchor: Path | None = None,
+) -> Verification:
+    """Verify as the configuration says: the pinned key (unless ``public_key`` names another),
+    every head of the anchor (``anchor``, else the configured one when it exists: none yet
+    means no service has signed) and the heads ``given``. The command line and the API both
+    call this."""
+    found = list(given)
+    if anchor is not None:
+        found += read_anchor(anchor)
+    elif heads.anchor is not None and heads.anchor.exists():
+        found += read_anchor(heads.anchor)
+    pinned = public_key or heads.public_key
+    key = load_public_key(pinned) if pinned else None
+    return await verify_chain(store, heads=found, public_key=key)
 
 
 def append_anchor(path: Path, head: SignedHead) -> None:
