@@ -76,16 +76,37 @@ def append_audit(conn: sqlite3.Connection, entries: Sequence[AuditEntry], now: f
     writer of the file, other processes included, so the head read here stays the head)."""
     if not entries:
         return
-    head = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-    seq, prev = (head[0], head[1]) if head else (0, GENESIS)
+    head = _open_heads.get(id(conn))
+    if head is None:
+        row = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        head = (row[0], row[1]) if row else (0, GENESIS)
+    records = chain(entries, now, *head)
     conn.executemany(
         f"INSERT INTO audit ({AUDIT_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
         [
             (r.seq, r.at, r.kind, r.run_id, r.step_id, r.actor, subjects_json(r.subjects),
              r.data_json, r.prev_hash, r.hash)
-            for r in chain(entries, now, seq, prev)
+            for r in records
         ],
     )  # fmt: skip
+    if id(conn) in _open_heads:
+        _open_heads[id(conn)] = (records[-1].seq, records[-1].hash)
+
+
+#: The head each writer connection's open transaction appended last (None: not read yet). Only
+#: connections the writer registered for the length of one transaction are here: a batch of
+#: group-committed writes then reads the head once, not once per write.
+_open_heads: dict[int, tuple[int, str] | None] = {}
+
+
+def remember_head(conn: sqlite3.Connection) -> None:
+    """A transaction began (or a savepoint was undone): the head is read afresh next time."""
+    _open_heads[id(conn)] = None
+
+
+def forget_head(conn: sqlite3.Connection) -> None:
+    """The transaction ended: nothing is remembered past it (other processes may append)."""
+    _open_heads.pop(id(conn), None)
 
 
 def insert_steps(conn: sqlite3.Connection, steps: Sequence[StepRecord], *, replace: bool) -> bool:
