@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 import batonflow as bf
+from batonflow.cli._app import app
 from batonflow.governance import _audit
 from batonflow.governance._anchor import AuditHeads, read_anchor, signing
 from security.conftest import Site
@@ -169,3 +171,42 @@ def test_a_service_signs_a_last_head_as_it_stops(site: Site, tmp_path: Path) -> 
     assert heads
     code, out = verify(site)
     assert code == 0, out
+
+
+@pytest.mark.slow
+def test_a_worker_signs_the_head_into_the_anchor_as_it_stops(tmp_path: Path) -> None:
+    """`batonflow worker` runs the signer beside its engine (the policy it records on start is
+    news enough); on SIGTERM it signs a last head into the anchor."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    private, public = keys(tmp_path)
+    (tmp_path / "batonflow.toml").write_text(
+        f'[governance.audit]\npublic_key = "{public.name}"\nsigning_key = "{private.name}"\n'
+        'anchor = "anchor.jsonl"\nsign_every = 1000\nsign_interval = 3600\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BATONFLOW_")}
+    worker = subprocess.Popen(
+        [sys.executable, "-c", "from batonflow.cli import main; main()", "worker", "--db",
+         "runs.db"], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert worker.stderr is not None
+        seen = ""
+        while "executing runs on" not in seen:
+            line = worker.stderr.readline()
+            assert line, f"the worker exited: {seen}"
+            seen += line
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=30)
+    assert worker.returncode == 0, err
+    assert read_anchor(tmp_path / "anchor.jsonl")
+    verified = CliRunner().invoke(
+        app, ["--config", str(tmp_path / "batonflow.toml"), "audit", "verify", "--db",
+              str(tmp_path / "runs.db"), "--json"],
+    )  # fmt: skip
+    assert verified.exit_code == 0, verified.output
+    assert json.loads(verified.stdout)["signed_heads"] == 2
