@@ -21,6 +21,8 @@ blocking private addresses, no redaction floor, no alerts. Its tables::
     [governance.alerts]             webhooks, SMTP, deadlines
     [governance.subjects]           missing = "refuse" | "flag": a run whose input names
                                     none of the data subjects its document declares
+    [governance.audit]              public_key (pinned), signing_key, anchor, sign_every,
+                                    sign_interval: signed heads the service writes
     [governance.keys]               where the master key and reference secret live:
                                     file = "PATH" | env = "VAR" | provider = "mod:factory"
                                     (default: <database>.key beside a SQLite database,
@@ -107,6 +109,7 @@ class Setup:
         self.key_provider(None)
         self.missing_subjects()
         self.classify_examples()
+        self.audit_heads()
 
     def _governance(self) -> Mapping[str, Any]:
         table = self.data.get("governance", {})
@@ -321,6 +324,16 @@ class Setup:
             client=client,
             egress=self.egress()[0],
         )  # fmt: skip
+
+    def audit_heads(self) -> Any:
+        """``[governance.audit]``: the pinned public key, the service's signing key and
+        anchor file (paths relative to this file); see ``governance._anchor``."""
+        from batonflow.governance._anchor import AuditHeads
+
+        base = Path(self.source).parent if self.source != "<defaults>" else Path()
+        return AuditHeads.parse(
+            self._governance().get("audit"), f"{self.source}: governance.audit", base
+        )
 
     def alerts(self) -> Any:
         table = self._governance().get("alerts")

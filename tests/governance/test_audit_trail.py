@@ -269,3 +269,64 @@ def test_export_writes_cloudevents_and_csv(trail: Path, tmp_path: Path) -> None:
     bad = runner.invoke(app, ["audit", "export", "--db", str(trail), "--since", "yesterday"])
     assert bad.exit_code == 2
     assert "ISO 8601" in bad.output
+
+
+def _rehash_all(db: Path, digest_of: Any) -> None:
+    """Rewrite every hash of the trail with ``digest_of`` (a store made by an earlier release)."""
+    conn = sqlite3.connect(db)
+    with conn:
+        rows = conn.execute(
+            "SELECT seq, at, kind, run_id, step_id, actor, subjects, data_json FROM audit"
+            " ORDER BY seq"
+        ).fetchall()
+        prev = "0" * 64
+        for s, at, kind, run_id, step_id, actor, subjects, data in rows:
+            subs = tuple(json.loads(subjects)) if subjects else ()
+            digest = digest_of(prev, s, at, kind, run_id, step_id, actor, subs, data)
+            conn.execute("UPDATE audit SET prev_hash=?, hash=? WHERE seq=?", (prev, digest, s))
+            prev = digest
+    conn.close()
+
+
+def test_a_trail_hashed_by_the_previous_release_verifies_and_grows(
+    trail: Path, clock: FakeClock
+) -> None:
+    """Entries used to hash their data re-encoded inside a JSON array; now the stored bytes are
+    hashed after it. A store upgraded keeps its old entries and appends new ones."""
+    from batonflow.store._audit import legacy_audit_hash
+
+    _rehash_all(trail, legacy_audit_hash)
+    old_head = _row(trail, 1)[-1]
+    assert old_head == legacy_audit_hash(*_fields(_row(trail, 1)))
+    assert _verify(trail)[0] == 0
+    asyncio.run(_run_some(trail, clock, runs=1))
+    code, out = _verify(trail)
+    assert code == 0, out
+    last = _row(trail, _count(trail))
+    assert last[-1] == audit_hash(*_fields(last))  # new entries: the current form
+    _sql(trail, "UPDATE audit SET actor='mallory' WHERE seq=2")
+    code, out = _verify(trail)
+    assert code == 12
+    assert "entry 2" in out
+
+
+def test_the_data_is_hashed_as_stored_not_re_encoded() -> None:
+    data = '{"note":"line\\nbreak \\u00e9"}'
+    digest = audit_hash("0" * 64, 1, 1.5, "k", None, None, None, (), data)
+    header = '[1,1.5,"k",null,null,null,[]]'
+    import hashlib
+
+    assert digest == hashlib.sha256(f"{'0' * 64}\n{header}\n{data}".encode()).hexdigest()
+
+
+def _fields(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    seq, at, kind, run_id, step_id, actor, subjects, data, prev, _ = row
+    subs = tuple(json.loads(subjects)) if subjects else ()
+    return (prev, seq, at, kind, run_id, step_id, actor, subs, data)
+
+
+def _count(db: Path) -> int:
+    conn = sqlite3.connect(db)
+    (n,) = conn.execute("SELECT MAX(seq) FROM audit").fetchone()
+    conn.close()
+    return int(n)

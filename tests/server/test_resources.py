@@ -238,3 +238,21 @@ async def test_audit_subjects_connectors_identities(served: Server, admin: str) 
         assert schema["openapi"].startswith("3.1")
     async with served.client(issued["token"]) as revoked_client:
         assert (await revoked_client.get("/api/v1/runs")).status_code == 401
+
+
+async def test_verify_over_the_api_names_every_row_that_differs(served: Server, admin: str) -> None:
+    import sqlite3
+
+    async with served.client(admin) as client:
+        started = await client.post("/api/v1/runs", json={"workflow": "greet", "input": {}})
+        assert started.status_code in (200, 201, 202), started.text
+        conn = sqlite3.connect(served.db)
+        with conn:
+            conn.execute(
+                "INSERT INTO runs (id, workflow, status, input_json, created_at, updated_at)"
+                " VALUES ('ghost', 'greet', 'completed', '{}', 1, 1)"
+            )
+        conn.close()
+        verified = (await client.get("/api/v1/audit/verify")).json()
+    assert verified["ok"] is False
+    assert verified["problems"] == ["run ghost (greet) was inserted: no audit entry created it"]

@@ -55,6 +55,7 @@ from batonflow.governance._approval import (
     parse_request,
     tally,
     vote_key,
+    vote_on_trail,
 )
 
 __all__ = ["approval"]
@@ -255,6 +256,8 @@ async def _count(
         )
         if record is None or json.loads(record).get("at") != vote.get("at"):
             reason = "no matching decision was recorded through `approval decide`"
+        elif not await vote_on_trail(engine.store, request.run_id, record):
+            reason = "its vote record has no verified approval.decision entry on the audit trail"
     if reason is not None:
         by = vote.get("by") if isinstance(vote, dict) else None
         audit("approval.refused", {"approval": request.id, "by": by, "reason": reason})

@@ -30,6 +30,7 @@ from batonflow.cli._ops import opened_store
 from batonflow.cli._options import AsJson, Db, Token
 from batonflow.governance import _audit
 from batonflow.governance._access import open_for_reading
+from batonflow.governance._anchor import verify_configured
 from batonflow.governance._identity import cli_identity
 from batonflow.store import AuditRecord
 
@@ -54,42 +55,62 @@ def verify(
         typer.Option(
             "--public-key",
             metavar="FILE",
-            help="Trust only heads signed by this Ed25519 public key (PEM).",
+            help="Trust only heads signed by this Ed25519 public key (PEM); default: the"
+            " configured [governance.audit] public_key.",
+        ),
+    ] = None,
+    anchor: Annotated[
+        Path | None,
+        typer.Option(
+            "--anchor",
+            metavar="FILE",
+            help="An anchor file of signed heads (JSON lines); default: the configured"
+            " [governance.audit] anchor.",
         ),
     ] = None,
     db: Db = DEFAULT_DB,
     as_json: AsJson = False,
 ) -> None:
-    """Recompute every entry's hash and check the chain and every signed head.
+    """Recompute every entry's hash, check the chain, every signed head, and every row.
 
-    Names the first entry that was edited, deleted, inserted or reordered. Exit code 12 when
+    Names the first entry that was edited, deleted, inserted or reordered, and every run,
+    step, event, vote or stored head that differs from what the trail says. Exit code 12 when
     the trail does not verify.
     """
     with cli_errors():
         given = [_audit.SignedHead.from_json(p.read_text(), str(p)) for p in heads or []]
-        key = _audit.load_public_key(public_key) if public_key else None
         path = resolve_db(db, must_exist=True, read_only=True)
-        result = asyncio.run(_verify(path, given, key))
+        result = asyncio.run(_verify(path, given, public_key, anchor))
     if as_json:
         print_json(
             {"ok": result.ok, "entries": result.entries, "head_seq": result.head_seq,
              "head_hash": result.head_hash, "signed_heads": result.heads_checked,
-             "problem": result.problem}
+             "runs": result.runs_checked, "problem": result.problem,
+             "problems": list(result.state_problems) or
+             ([result.problem] if result.problem else [])}
         )  # fmt: skip
     elif result.ok:
         console().print(
             Text(f"ok  {result.entries} entries, head {result.head_seq} {result.head_hash[:16]}…"
-                 f", {result.heads_checked} signed head(s) match", style="green")
+                 f", {result.heads_checked} signed head(s) match, {result.runs_checked} run(s)"
+                 " match the trail", style="green")
         )  # fmt: skip
     else:
         print_error(f"the audit trail does not verify: {result.problem}")
+        for more in result.state_problems[1:]:
+            print_error(f"  also: {more}")
     if not result.ok:
         raise typer.Exit(int(ExitCode.AUDIT_BROKEN))
 
 
-async def _verify(path: str, heads: list[_audit.SignedHead], key: Any) -> _audit.Verification:
+async def _verify(
+    path: str, heads: list[_audit.SignedHead], public_key: Path | None, anchor: Path | None
+) -> _audit.Verification:
+    configured = _setup.current().audit_heads()
     async with opened_store(path) as store:
-        return await _audit.verify_chain(store, heads=heads, public_key=key)
+        return await verify_configured(
+            store, configured, given=heads, public_key=public_key, anchor=anchor
+        )
 
 
 @audit_app.command("keygen")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from batonflow import _serde
 from batonflow.cli import _setup
 from batonflow.cli._io import load_workflow
 from batonflow.cli._waiting import Wait, follow, waits_of
+from batonflow.core._ids import time_ordered_id
 from batonflow.store import NewRun  # not re-exported by `batonflow`; see `submit`
 
 
@@ -193,7 +193,7 @@ async def record_pending(
     input_json = _serde.dumps(input, what="the run's input")  # within the value bounds
     now = time.time()
     new = NewRun(
-        id=uuid.uuid4().hex,
+        id=time_ordered_id(now),
         workflow=name,
         workflow_ref=wf.ref,
         input_json=input_json,

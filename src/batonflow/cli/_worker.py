@@ -96,6 +96,7 @@ async def work(
     was running (a run faulted by a killed process, a deadline that passed meanwhile).
     With ``triggers`` (:class:`TriggerOptions`), the configured schedules run beside it."""
     from batonflow.cli import _setup
+    from batonflow.governance._anchor import signing
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -132,8 +133,9 @@ async def work(
                         session.store, engine.clock, session.client, deadline_of=document_deadline
                     )
                     monitor = asyncio.create_task(watcher.run(alerts.interval))
-                ready(engine)
-                await stop.wait()
+                async with signing(setup.audit_heads(), session.store, engine.clock):
+                    ready(engine)
+                    await stop.wait()
             finally:
                 if host is not None:
                     await host.stop()

@@ -30,6 +30,7 @@ from batonflow.core._clock import Clock, SystemClock
 from batonflow.core._context import LATEST_WAKE, Context, _Suspend, identifying
 from batonflow.core._handle import Final, RunHandle
 from batonflow.core._hooks import Hook, Hooks, RunEnded, RunStarted
+from batonflow.core._ids import time_ordered_id
 from batonflow.core._loader import load_workflow
 from batonflow.core._queues import Queue, queue_limits, served
 from batonflow.core._trouble import StoreTrouble
@@ -292,7 +293,7 @@ class Engine:
         queue = wf.queue
         run_now = len(self._active) < self.max_concurrent_runs and self._runs_here(queue)
         new = NewRun(
-            id=run_id or uuid.uuid4().hex,
+            id=run_id or time_ordered_id(now),
             workflow=name,
             workflow_ref=wf.ref,
             input_json=input_json,

@@ -36,7 +36,8 @@ from typing import Any
 from batonflow.core import Engine
 from batonflow.errors import ApprovalRefused, ConfigError, EventTimeout, RunNotFound
 from batonflow.governance._identity import Identity
-from batonflow.store import AuditEntry, RunStatus, StepKind, StepStatus, Store
+from batonflow.store import AuditEntry, AuditRecord, RunStatus, StepKind, StepStatus, Store
+from batonflow.store._audit import GENESIS, hash_holds
 
 __all__ = [
     "APPROVAL_KIND",
@@ -568,6 +569,41 @@ def _serial(store: Store) -> asyncio.Lock:
 
 def _json(data: Any) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+async def vote_on_trail(store: Store, run_id: str, record_text: str) -> bool:
+    """Is this vote record backed by its ``approval.decision`` entry, in place in the chain?
+
+    A vote counts only through its entry: one with the record's exact content, whose hash
+    recomputes and which links to the entries either side of it. A vote row written straight
+    into the database has no such entry; a forged entry inserted beside it breaks a link. (One
+    appended after the head, with its hash recomputed, is what signed heads and the anchor
+    bound: see docs/security.md.)"""
+    try:
+        want = json.loads(record_text)
+    except ValueError:
+        return False
+    for entry in await store.read_audit(run_id=run_id, limit=100_000):
+        if entry.kind == "approval.decision" and _loads(entry.data_json) == want:
+            return await _linked(store, entry)
+    return False
+
+
+async def _linked(store: Store, entry: AuditRecord) -> bool:
+    if not hash_holds(entry):
+        return False
+    around = await store.read_audit(after=max(entry.seq - 2, 0), limit=3)
+    before = [r for r in around if r.seq == entry.seq - 1]
+    after = [r for r in around if r.seq == entry.seq + 1]
+    prev_ok = entry.prev_hash == (before[0].hash if before else GENESIS if entry.seq == 1 else "")
+    return prev_ok and all(r.prev_hash == entry.hash for r in after)
+
+
+def _loads(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 # -- reading a run's approvals ------------------------------------------------------------------

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from batonflow.errors import ConfigError
+from batonflow.governance._binding import check_state
 from batonflow.store import AuditEntry, AuditRecord, Store
 from batonflow.store._audit import GENESIS, verify_records
 
@@ -108,6 +109,9 @@ class Verification:
     head_hash: str
     problem: str | None
     heads_checked: int
+    #: Every row that differs from what the trail says (the first is also ``problem``).
+    state_problems: tuple[str, ...] = ()
+    runs_checked: int = 0
 
     @property
     def ok(self) -> bool:
@@ -130,9 +134,12 @@ async def verify_chain(
     *,
     heads: Iterable[SignedHead] = (),
     public_key: Ed25519PublicKey | None = None,
+    check_rows: bool = True,
 ) -> Verification:
     """Check every entry of the trail, then every signed head (those recorded in the store
-    and ``heads`` given from elsewhere) against it. Names the first problem found."""
+    and ``heads`` given from elsewhere, such as an anchor file's) against it, then every row of
+    the store against the state the trail describes (``check_rows``). With ``public_key``
+    (the pinned key), a head signed by any other key fails. Names the first problem found."""
     hashes: dict[int, str] = {}
     wanted = {h.seq for h in heads}
     stored_heads = [
@@ -143,11 +150,13 @@ async def verify_chain(
     seq, prev, checked = 0, GENESIS, 0
     problem: str | None = None
     buffer: list[AuditRecord] = []
+    verified: list[AuditRecord] = []
 
     def flush() -> str | None:
         nonlocal seq, prev, checked
         done, last, bad = verify_records(buffer, start=(seq, prev))
         checked += done
+        verified.extend(buffer[:done])
         for r in buffer[:done]:
             if r.seq in wanted:
                 hashes[r.seq] = r.hash
@@ -182,7 +191,11 @@ async def verify_chain(
                 )
             if problem:
                 break
-    return Verification(checked, seq, prev, problem, heads_checked)
+    if problem is not None or not check_rows:
+        return Verification(checked, seq, prev, problem, heads_checked)
+    state = await check_state(store, verified)
+    first = state.problems[0] if state.problems else None
+    return Verification(checked, seq, prev, first, heads_checked, state.problems, state.runs)
 
 
 def generate_signing_key(path: Path) -> Path:
@@ -229,13 +242,23 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
 
 
 async def sign_head(
-    store: Store, key: Ed25519PrivateKey, now: float, *, actor: str | None = None
+    store: Store,
+    key: Ed25519PrivateKey,
+    now: float,
+    *,
+    actor: str | None = None,
+    after: int = 0,
 ) -> SignedHead:
     """Sign the trail's current head and keep the signed head in the store (with an
-    ``audit.signed`` entry after it). Keep a copy elsewhere too: that copy is the proof."""
+    ``audit.signed`` entry after it). Keep a copy elsewhere too: that copy is the proof.
+    ``after``: a sequence number known to exist (the head is looked for past it)."""
     last: AuditRecord | None = None
-    async for record in _all(store):
-        last = record
+    while True:
+        page = await store.read_audit(after=after, limit=_PAGE)
+        if page:
+            last, after = page[-1], page[-1].seq
+        if len(page) < _PAGE:
+            break
     if last is None:
         raise ConfigError("the audit trail is empty: nothing to sign yet")
     signature = key.sign(_head_message(last.seq, last.hash, last.at))

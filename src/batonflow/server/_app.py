@@ -21,6 +21,7 @@ from fastapi import APIRouter, FastAPI
 
 import batonflow as bf
 from batonflow.configuration import Setup
+from batonflow.governance._anchor import signing
 from batonflow.governance._identity import local_identity
 from batonflow.server import (
     _approvals,
@@ -112,7 +113,9 @@ def _lifespan(setup: Setup, options: ServeOptions) -> Callable[[FastAPI], Any]:
                 await _serve(app, setup, session, engine, options)
                 if engine is not None:  # triggers start runs: where the workers are
                     host = await _host_triggers(setup, session, engine, app.state.service)
-                yield
+                clock = engine.clock if engine is not None else bf.SystemClock()
+                async with signing(setup.audit_heads(), session.store, clock):
+                    yield
             finally:
                 if host is not None:
                     await host.stop()

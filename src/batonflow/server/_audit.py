@@ -17,6 +17,7 @@ from pydantic import BaseModel
 import batonflow as bf
 from batonflow.governance import _audit
 from batonflow.governance._access import open_for_reading
+from batonflow.governance._anchor import verify_configured
 from batonflow.governance._identity import Identity
 from batonflow.server._auth import allowed, service_of
 
@@ -30,7 +31,9 @@ class VerificationOut(BaseModel):
     head_seq: int
     head_hash: str
     signed_heads: int
+    runs: int = 0
     problem: str | None = None
+    problems: list[str] = []
 
 
 class SignedHeadOut(BaseModel):
@@ -43,12 +46,16 @@ class SignedHeadOut(BaseModel):
 
 @router.get("/verify", response_model=VerificationOut)
 async def verify(request: Request, me: Reader) -> VerificationOut:
-    """Recompute every entry's hash; check the chain and every signed head kept in the store.
-    `ok: false` names the first entry that was edited, deleted, inserted or reordered."""
-    result = await _audit.verify_chain(service_of(request).store)
+    """Recompute every entry's hash; check the chain, every signed head kept in the store or
+    the configured anchor (under the pinned key), and every row against the trail. `ok: false`
+    names the first problem; `problems` lists every row that differs."""
+    service = service_of(request)
+    result = await verify_configured(service.store, service.setup.audit_heads())
+    problems = list(result.state_problems) or ([result.problem] if result.problem else [])
     return VerificationOut(
         ok=result.ok, entries=result.entries, head_seq=result.head_seq,
-        head_hash=result.head_hash, signed_heads=result.heads_checked, problem=result.problem,
+        head_hash=result.head_hash, signed_heads=result.heads_checked, runs=result.runs_checked,
+        problem=result.problem, problems=problems,
     )  # fmt: skip
 
 

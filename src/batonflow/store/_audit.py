@@ -10,6 +10,7 @@ byte, and so the chain, unchanged.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -26,7 +27,7 @@ from batonflow.store._model import (
     StepStatus,
 )
 
-__all__ = ["GENESIS", "audit_hash", "chain", "verify_records"]
+__all__ = ["GENESIS", "audit_hash", "chain", "hash_holds", "verify_records"]
 
 #: The ``prev_hash`` of the first entry.
 GENESIS = "0" * 64
@@ -45,17 +46,48 @@ def audit_hash(
     subjects: Sequence[str],
     data_json: str,
 ) -> str:
-    """SHA-256 (hex) of ``prev_hash`` and the canonical encoding of an entry's fields.
+    """SHA-256 (hex) of ``prev_hash``, the entry's fields and its data as stored.
 
-    The encoding is a compact JSON array (floats in their shortest round-trip form), and
-    ``data_json`` is hashed as the exact text stored, so a verifier needs no JSON canonicaliser.
+    The fields other than the data are a compact JSON array (floats in their shortest
+    round-trip form); ``data_json`` follows a newline, as the exact bytes stored: it is hashed,
+    never re-encoded (JSON escapes every newline inside the array, so the encoding is
+    unambiguous). A verifier needs no JSON canonicaliser.
     """
+    header = json.dumps(
+        [seq, at, kind, run_id, step_id, actor, list(subjects)],
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(f"{prev_hash}\n{header}\n{data_json}".encode()).hexdigest()
+
+
+def legacy_audit_hash(
+    prev_hash: str,
+    seq: int,
+    at: float,
+    kind: str,
+    run_id: str | None,
+    step_id: str | None,
+    actor: str | None,
+    subjects: Sequence[str],
+    data_json: str,
+) -> str:
+    """The hash of entries written by earlier releases: the data re-encoded as a JSON string
+    inside the array. Its encoding has no raw newline after the previous hash,
+    :func:`audit_hash`'s has one, so no entry can satisfy one form by posing as the other."""
     canonical = json.dumps(
         [seq, at, kind, run_id, step_id, actor, list(subjects), data_json],
         separators=(",", ":"),
         ensure_ascii=False,
     )
     return hashlib.sha256(f"{prev_hash}\n{canonical}".encode()).hexdigest()
+
+
+def hash_holds(r: AuditRecord) -> bool:
+    """Does the entry's stored hash match its fields (in the current or the legacy form)?"""
+    fields = (r.prev_hash, r.seq, r.at, r.kind, r.run_id, r.step_id, r.actor, r.subjects,
+              r.data_json)  # fmt: skip
+    return r.hash == audit_hash(*fields) or r.hash == legacy_audit_hash(*fields)
 
 
 def chain(
@@ -104,9 +136,7 @@ def verify_records(
                 f"entry {r.seq} ({r.kind}) does not follow entry {seq}: an entry before it was "
                 "deleted, inserted or edited"
             )  # fmt: skip
-        expected = audit_hash(prev, r.seq, r.at, r.kind, r.run_id, r.step_id, r.actor,
-                              r.subjects, r.data_json)  # fmt: skip
-        if r.hash != expected:
+        if not hash_holds(r):
             return checked, prev, f"entry {r.seq} ({r.kind}) was edited: its hash does not match"
         seq, prev = r.seq, r.hash
         checked += 1
@@ -121,10 +151,16 @@ def embed(fields: Mapping[str, Any], raw: Mapping[str, str | None] | None = None
     (spliced in, not re-encoded: the store never decodes payloads, and sealed ones stay sealed).
     """
     text = json.dumps(dict(fields), separators=(",", ":"), ensure_ascii=False)
-    members = [f"{json.dumps(k)}:{v}" for k, v in (raw or {}).items() if v is not None]
+    members = [f"{_member_name(k)}:{v}" for k, v in (raw or {}).items() if v is not None]
     if not members:
         return text
     return text[:-1] + ("," if len(text) > 2 else "") + ",".join(members) + "}"
+
+
+@functools.cache
+def _member_name(name: str) -> str:
+    """A member name as JSON (the few names ``embed`` splices, encoded once per process)."""
+    return json.dumps(name)
 
 
 def run_created(run: NewRun, subjects: Sequence[str]) -> AuditEntry:

@@ -91,7 +91,7 @@ class PostgresStore(Connections):
 
         async def create(conn: Conn, retried: bool) -> tuple[RunRecord, bool]:
             async with conn.transaction():
-                await _queue_for_the_trail(conn)
+                trail = await _queue_for_the_trail(conn)
                 row = await (await conn.execute(q.CREATE_RUN, params)).fetchone()
                 if row is not None:
                     if run.subjects:
@@ -104,7 +104,7 @@ class PostgresStore(Connections):
                     if parent_step is not None:
                         parent = await _subjects_of(conn, run.parent_id)
                         entries += _audit.step_entries([parent_step], [], parent)
-                    await _append(conn, [*entries, *audit], run.created_at, op, retried)
+                    await trail.append([*entries, *audit], run.created_at, op, retried)
                     return shared.run_record(row), True
             row = await (await conn.execute(q.EXISTING_RUN, params)).fetchone()
             if row is None:  # the conflicting run vanished: cannot happen, runs are not deleted
@@ -171,7 +171,7 @@ class PostgresStore(Connections):
 
         async def change(conn: Conn, retried: bool) -> RunRecord:
             async with conn.transaction():
-                await _queue_for_the_trail(conn)
+                trail = await _queue_for_the_trail(conn)
                 run = await _locked_run(conn, run_id)
                 if retried and run.status is target:
                     return run  # our first try committed
@@ -189,7 +189,7 @@ class PostgresStore(Connections):
                         await _reopen_failed_step(conn, run, now)
                     await conn.execute(q.RESUME_BY_OPERATOR, (now, run_id))
                 entry = _audit.operator_action(run_id, run.status, target, actor, run.subjects)
-                await _append(conn, [entry], now, op, retried)
+                await trail.append([entry], now, op, retried)
                 row = await (await conn.execute(q.GET_RUN, (run_id,))).fetchone()
                 assert row is not None
                 return shared.run_record(row)
@@ -259,13 +259,13 @@ class PostgresStore(Connections):
 
         async def save(conn: Conn, retried: bool) -> None:
             async with conn.transaction():
-                await _queue_for_the_trail(conn)
+                trail = await _queue_for_the_trail(conn)
                 row = await (await conn.execute(q.SAVE_STEPS, params)).fetchone()
                 if not (row and row[0]):
                     raise LeaseLost(f"run {run_id} is no longer held by this engine")
                 subjects = _audit.subjects_of(row[1])
                 entries = _audit.step_entries(steps, attempts, subjects, audit)
-                await _append(conn, entries, now, op, retried)
+                await trail.append(entries, now, op, retried)
 
         await self._run(save)
 
@@ -274,7 +274,7 @@ class PostgresStore(Connections):
 
         async def wait(conn: Conn, retried: bool) -> StepRecord:
             async with conn.transaction():
-                await _queue_for_the_trail(conn)
+                trail = await _queue_for_the_trail(conn)
                 if step.key is not None:
                     await conn.execute(q.KEY_LOCK, (step.topic, step.key))
                 held = await (await conn.execute(q.HOLD_RUN, (now, step.run_id, owner))).fetchone()
@@ -288,12 +288,12 @@ class PostgresStore(Connections):
                 assert row is not None
                 current = shared.step_record(row)
                 if current.status is not StepStatus.PENDING:
-                    await _append(conn, entries, now, op, retried)
+                    await trail.append(entries, now, op, retried)
                     return current
                 match = {"topic": step.topic, "run_id": step.run_id, "key": step.key}
                 event = await (await conn.execute(q.MATCH_EVENT, match)).fetchone()
                 if event is None:
-                    await _append(conn, entries, now, op, retried)
+                    await trail.append(entries, now, op, retried)
                     return current
                 consume = {
                     "run_id": step.run_id, "step_id": step.step_id, "event_id": event[0],
@@ -302,7 +302,7 @@ class PostgresStore(Connections):
                 row = await (await conn.execute(q.CONSUME_EVENT, consume)).fetchone()
                 assert row is not None
                 entries.append(_audit.event_consumed(event[0], step.run_id, step.step_id, subjects))
-                await _append(conn, entries, now, op, retried)
+                await trail.append(entries, now, op, retried)
                 return shared.step_record(row)
 
         return await self._run(wait)
@@ -325,14 +325,14 @@ class PostgresStore(Connections):
 
         async def suspend(conn: Conn, retried: bool) -> RunStatus:
             async with conn.transaction():
-                await _queue_for_the_trail(conn)
+                trail = await _queue_for_the_trail(conn)
                 row = await (await conn.execute(q.SUSPEND_RUN, params)).fetchone()
                 if row is None:
                     raise LeaseLost(f"run {run_id} is no longer held by this engine")
                 status, subjects = RunStatus(row[0]), _audit.subjects_of(row[1])
                 entries = _audit.step_entries(steps, attempts, subjects, audit)
                 entries.append(_audit.run_parked(run_id, status, wake_at, subjects))
-                await _append(conn, entries, now, op, retried)
+                await trail.append(entries, now, op, retried)
                 return status
 
         return await self._run(suspend)
@@ -359,14 +359,14 @@ class PostgresStore(Connections):
 
         async def finish(conn: Conn, retried: bool) -> None:
             async with conn.transaction():
-                await _queue_for_the_trail(conn)
+                trail = await _queue_for_the_trail(conn)
                 args = (conn, run_id, owner, status, output_json, error_json, steps, attempts, now)
                 ended = await _end_run(*args)
                 if ended is None:
                     raise LeaseLost(f"run {run_id} is no longer held by this engine")
                 entries = _audit.step_entries(steps, attempts, ended, audit)
                 entries.append(_audit.run_ended(run_id, status, output_json, error_json, ended))
-                await _append(conn, entries, now, op, retried)
+                await trail.append(entries, now, op, retried)
 
         await self._run(finish)
 
@@ -393,7 +393,7 @@ class PostgresStore(Connections):
         async def deliver(conn: Conn, retried: bool) -> EventRecord:
             subjects: tuple[str, ...] = ()
             async with conn.transaction():
-                await _queue_for_the_trail(conn)
+                trail = await _queue_for_the_trail(conn)
                 if run_id is not None:
                     target = await _locked_run(conn, run_id)  # serialises with its waits
                     subjects = target.subjects
@@ -422,7 +422,7 @@ class PostgresStore(Connections):
                 received = _audit.event_received(
                     row[0], topic, key, run_id, payload_json, subjects, actor
                 )
-                await _append(conn, [received], now, token, retried)
+                await trail.append([received], now, token, retried)
                 return EventRecord(row[0], topic, key, run_id, payload_json, now, None, None)
 
         return await self._run(deliver)
@@ -459,8 +459,8 @@ class PostgresStore(Connections):
 
         async def append(conn: Conn, retried: bool) -> None:
             async with conn.transaction():
-                await _queue_for_the_trail(conn)
-                await _append(conn, entries, now, op, retried)
+                trail = await _queue_for_the_trail(conn)
+                await trail.append(entries, now, op, retried)
 
         await self._run(append)
 
@@ -489,7 +489,7 @@ class PostgresStore(Connections):
 
         async def put(conn: Conn, retried: bool) -> None:
             async with conn.transaction():
-                await _queue_for_the_trail(conn)
+                trail = await _queue_for_the_trail(conn)
                 if data_json is None:
                     await conn.execute("DELETE FROM records WHERE kind=%s AND key=%s", (kind, key))
                 else:
@@ -499,7 +499,7 @@ class PostgresStore(Connections):
                         " data_json=EXCLUDED.data_json, updated_at=EXCLUDED.updated_at",
                         (kind, key, data_json, now),
                     )
-                await _append(conn, audit, now, op, retried)
+                await trail.append(audit, now, op, retried)
 
         await self._run(put)
 
@@ -516,7 +516,7 @@ class PostgresStore(Connections):
 
         async def add(conn: Conn, retried: bool) -> bool:
             async with conn.transaction():
-                await _queue_for_the_trail(conn)
+                trail = await _queue_for_the_trail(conn)
                 added = (
                     await conn.execute(
                         "INSERT INTO records (kind, key, data_json, updated_at)"
@@ -527,7 +527,7 @@ class PostgresStore(Connections):
                 if retried and not added:  # our first try may have inserted it
                     return bool(await (await conn.execute(q.AUDIT_OP_DONE, (op,))).fetchone())
                 if added:
-                    await _append(conn, audit, now, op, retried)
+                    await trail.append(audit, now, op, retried)
                 return bool(added)
 
         return await self._run(add)
@@ -551,7 +551,7 @@ class PostgresStore(Connections):
 
         async def delete(conn: Conn, retried: bool) -> None:
             async with conn.transaction():
-                await _queue_for_the_trail(conn)
+                trail = await _queue_for_the_trail(conn)
                 row = await (await conn.execute(q.LOCK_RUN, (run_id,))).fetchone()
                 if row is None:
                     if retried:
@@ -570,7 +570,7 @@ class PostgresStore(Connections):
                     "DELETE FROM runs WHERE id=%s",
                 ):
                     await conn.execute(sql, (run_id,) * sql.count("%s"))
-                await _append(conn, audit, now, op, retried)
+                await trail.append(audit, now, op, retried)
 
         await self._run(delete)
 
@@ -578,35 +578,44 @@ class PostgresStore(Connections):
 # -- helpers shared by the operations -------------------------------------------------------
 
 
-async def _queue_for_the_trail(conn: Conn) -> None:
+async def _queue_for_the_trail(conn: Conn) -> _Trail:
     """Take the chain head's lock first in every transaction that appends to the trail: the
     appends serialise anyway, and queueing before touching any run row keeps those rows free
-    meanwhile (a lease renewal must never wait behind a queue of writers)."""
-    await conn.execute(q.LOCK_AUDIT_HEAD)
-
-
-async def _append(
-    conn: Conn, entries: Sequence[AuditEntry], now: float, op: str, retried: bool
-) -> None:
-    """Chain ``entries`` onto the trail in the caller's transaction. ``op`` marks them, so that
-    a retry after an unknown outcome does not append them twice."""
-    if not entries:
-        return
-    if retried and await (await conn.execute(q.AUDIT_OP_DONE, (op,))).fetchone():
-        return
+    meanwhile (a lease renewal must never wait behind a queue of writers). The head read with
+    the lock is the one the transaction appends to: it cannot move until COMMIT."""
     head = await (await conn.execute(q.LOCK_AUDIT_HEAD)).fetchone()
     assert head is not None, "migration 2 creates the audit head"
-    records = _audit.chain(entries, now, int(head[0]), str(head[1]))
-    await conn.cursor().executemany(
-        q.INSERT_AUDIT,
-        [
-            (r.seq, r.at, r.kind, r.run_id, r.step_id, r.actor,
-             _audit.subjects_json(r.subjects), r.data_json, r.prev_hash, r.hash,
-             op if i == 0 else None)
-            for i, r in enumerate(records)
-        ],
-    )  # fmt: skip
-    await conn.execute(q.SET_AUDIT_HEAD, (records[-1].seq, records[-1].hash))
+    return _Trail(conn, int(head[0]), str(head[1]))
+
+
+class _Trail:
+    """The trail's head as locked by one transaction, and appends onto it."""
+
+    def __init__(self, conn: Conn, seq: int, digest: str) -> None:
+        self.conn, self.seq, self.hash = conn, seq, digest
+
+    async def append(
+        self, entries: Sequence[AuditEntry], now: float, op: str, retried: bool
+    ) -> None:
+        """Chain ``entries`` onto the trail in the caller's transaction. ``op`` marks them, so
+        that a retry after an unknown outcome does not append them twice."""
+        if not entries:
+            return
+        conn = self.conn
+        if retried and await (await conn.execute(q.AUDIT_OP_DONE, (op,))).fetchone():
+            return
+        records = _audit.chain(entries, now, self.seq, self.hash)
+        await conn.cursor().executemany(
+            q.INSERT_AUDIT,
+            [
+                (r.seq, r.at, r.kind, r.run_id, r.step_id, r.actor,
+                 _audit.subjects_json(r.subjects), r.data_json, r.prev_hash, r.hash,
+                 op if i == 0 else None)
+                for i, r in enumerate(records)
+            ],
+        )  # fmt: skip
+        self.seq, self.hash = records[-1].seq, records[-1].hash
+        await conn.execute(q.SET_AUDIT_HEAD, (self.seq, self.hash))
 
 
 async def _subjects_of(conn: Conn, run_id: str | None) -> tuple[str, ...]:

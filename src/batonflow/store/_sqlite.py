@@ -57,6 +57,7 @@ from batonflow.store._sqlite_schema import MIGRATIONS
 from batonflow.store._sqlite_sql import (
     append_audit,
     check_owner,
+    end_owned_run,
     end_run,
     existing_run,
     get_run,
@@ -534,13 +535,12 @@ class SQLiteStore:
             raise ValueError(f"finish_run ends a run as completed or faulted, not {status}")
 
         def finish(conn: sqlite3.Connection) -> None:
-            subjects = check_owner(conn, run_id, owner, now)
+            subjects = end_owned_run(conn, run_id, owner, status, output_json, error_json, now)
             insert_steps(conn, steps, replace=True)
             insert_attempts(conn, attempts)
             entries = _audit.step_entries(steps, attempts, subjects, audit)
             entries.append(_audit.run_ended(run_id, status, output_json, error_json, subjects))
             append_audit(conn, entries, now)
-            end_run(conn, run_id, status, output_json, error_json, now)
 
         await self._write(finish)
 

@@ -76,16 +76,37 @@ def append_audit(conn: sqlite3.Connection, entries: Sequence[AuditEntry], now: f
     writer of the file, other processes included, so the head read here stays the head)."""
     if not entries:
         return
-    head = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-    seq, prev = (head[0], head[1]) if head else (0, GENESIS)
+    head = _open_heads.get(id(conn))
+    if head is None:
+        row = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        head = (row[0], row[1]) if row else (0, GENESIS)
+    records = chain(entries, now, *head)
     conn.executemany(
         f"INSERT INTO audit ({AUDIT_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
         [
             (r.seq, r.at, r.kind, r.run_id, r.step_id, r.actor, subjects_json(r.subjects),
              r.data_json, r.prev_hash, r.hash)
-            for r in chain(entries, now, seq, prev)
+            for r in records
         ],
     )  # fmt: skip
+    if id(conn) in _open_heads:
+        _open_heads[id(conn)] = (records[-1].seq, records[-1].hash)
+
+
+#: The head each writer connection's open transaction appended last (None: not read yet). Only
+#: connections the writer registered for the length of one transaction are here: a batch of
+#: group-committed writes then reads the head once, not once per write.
+_open_heads: dict[int, tuple[int, str] | None] = {}
+
+
+def remember_head(conn: sqlite3.Connection) -> None:
+    """A transaction began (or a savepoint was undone): the head is read afresh next time."""
+    _open_heads[id(conn)] = None
+
+
+def forget_head(conn: sqlite3.Connection) -> None:
+    """The transaction ended: nothing is remembered past it (other processes may append)."""
+    _open_heads.pop(id(conn), None)
 
 
 def insert_steps(conn: sqlite3.Connection, steps: Sequence[StepRecord], *, replace: bool) -> bool:
@@ -128,6 +149,12 @@ def signal(conn: sqlite3.Connection, run_id: str, now: float) -> None:
     )
 
 
+_END = (
+    "UPDATE runs SET status=?, output_json=?, error_json=?, finished_at=?, updated_at=?,"
+    " owner=NULL, lease_until=NULL, wake_at=NULL, signal=signal+1 WHERE id=?"
+)
+
+
 def end_run(
     conn: sqlite3.Connection,
     run_id: str,
@@ -136,16 +163,46 @@ def end_run(
     error_json: str | None,
     now: float,
 ) -> None:
-    conn.execute(
-        "UPDATE runs SET status=?, output_json=?, error_json=?, finished_at=?, updated_at=?,"
-        " owner=NULL, lease_until=NULL, wake_at=NULL, signal=signal+1 WHERE id=?",
-        (status.value, output_json, error_json, now, now, run_id),
-    )
+    conn.execute(_END, (status.value, output_json, error_json, now, now, run_id))
+    _after_end(conn, run_id, status, output_json, error_json, now, None)
+
+
+def end_owned_run(
+    conn: sqlite3.Connection,
+    run_id: str,
+    owner: str,
+    status: RunStatus,
+    output_json: str | None,
+    error_json: str | None,
+    now: float,
+) -> tuple[str, ...]:
+    """End the run ``owner`` holds, the lease check folded into the write (LeaseLost when it
+    holds it no longer: the transaction is then undone); return the run's data subjects."""
+    rows = conn.execute(
+        _END + " AND owner=? AND status='running' RETURNING subjects, parent_id, parent_step",
+        (status.value, output_json, error_json, now, now, run_id, owner),
+    ).fetchall()
+    if not rows:
+        raise LeaseLost(f"run {run_id} is no longer held by this engine")
+    subjects, parent_id, parent_step = rows[0]
+    _after_end(conn, run_id, status, output_json, error_json, now, (parent_id, parent_step))
+    return subjects_of(subjects)
+
+
+def _after_end(
+    conn: sqlite3.Connection,
+    run_id: str,
+    status: RunStatus,
+    output_json: str | None,
+    error_json: str | None,
+    now: float,
+    parent: tuple[str | None, str | None] | None,
+) -> None:
     # A finished run's unfinished descendants have nobody left to report to. Most runs have no
     # children: the indexed EXISTS spares them the recursive statement.
     if conn.execute("SELECT EXISTS(SELECT 1 FROM runs WHERE parent_id=?)", (run_id,)).fetchone()[0]:
         cancel_descendants(conn, run_id, now)
-    settle_parent(conn, run_id, status, output_json, error_json, now)
+    settle_parent(conn, run_id, status, output_json, error_json, now, parent)
 
 
 def cancel_descendants(conn: sqlite3.Connection, run_id: str, now: float) -> None:
@@ -166,11 +223,17 @@ def settle_parent(
     output_json: str | None,
     error_json: str | None,
     now: float,
+    parent: tuple[str | None, str | None] | None = None,
 ) -> None:
-    row = conn.execute("SELECT parent_id, parent_step FROM runs WHERE id=?", (run_id,)).fetchone()
+    """``parent``: the run's (parent_id, parent_step) when the caller read them already."""
+    row = (
+        parent
+        or conn.execute("SELECT parent_id, parent_step FROM runs WHERE id=?", (run_id,)).fetchone()
+    )
     if row is None or row[0] is None:
         return
-    parent_id, parent_step = row
+    parent_id: str = row[0]
+    parent_step = row[1]
     if status is RunStatus.COMPLETED:
         step_status, out, err = StepStatus.COMPLETED, output_json, None
     else:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from batonflow.errors import BatonflowError, StoreError
+from batonflow.store._sqlite_sql import forget_head, remember_head
 
 T = TypeVar("T")
 Op = Callable[[sqlite3.Connection], Any]
@@ -170,6 +171,15 @@ class Writer:
         except sqlite3.Error as exc:
             err = StoreError(f"cannot begin a write transaction: {exc}")
             return [(fut, None, err) for _, fut in batch]
+        remember_head(conn)
+        try:
+            return self._ops(conn, batch, isolate=isolate)
+        finally:
+            forget_head(conn)
+
+    def _ops(
+        self, conn: sqlite3.Connection, batch: list[_Item], *, isolate: bool
+    ) -> list[tuple[Any, Any, Any]]:
         results: list[tuple[Any, Any, Any]] = []
         for op, fut in batch:
             try:
@@ -177,6 +187,7 @@ class Writer:
                     conn.execute("SAVEPOINT op")
                 value = op(conn)
             except Exception as exc:
+                remember_head(conn)  # what the op appended is undone with it
                 failure = _translate(exc)
                 if not conn.in_transaction:
                     # SQLite rolled the whole transaction back itself (a full disk, an I/O
