@@ -21,10 +21,10 @@ import pytest
 import batonflow as bf
 from postgres.harness import Cluster, check_history, count_ended, submit
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 
 RUNS = 300
-DEADLINE = 120.0
+DEADLINE = 240.0  # seconds for the whole load; never reached when all is well (a loaded 2-core box needs ~3x)
 
 
 def _app_named(url: str, name: str) -> str:
