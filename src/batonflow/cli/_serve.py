@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -116,8 +117,20 @@ def serve(
         )  # fmt: skip
         tls = {"ssl_certfile": str(ssl_certfile) if ssl_certfile else None,
                "ssl_keyfile": str(ssl_keyfile) if ssl_keyfile else None}  # fmt: skip
-        asyncio.run(_run(options, host, port, tls))
+        with asyncio.Runner(loop_factory=_fast_loop()) as runner:
+            runner.run(_run(options, host, port, tls))
     note("batonflow serve: stopped")
+
+
+def _fast_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when installed (the ``serve`` extra): it roughly halves the cost of
+    each request's I/O; else asyncio's own. uvicorn likewise parses HTTP with httptools when
+    it is installed."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 async def _run(options: Any, host: str, port: int, tls: dict[str, Any]) -> None:

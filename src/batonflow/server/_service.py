@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import batonflow as bf
 from batonflow.configuration import Session, Setup
+from batonflow.server._tokens import TokenCache
 
 if TYPE_CHECKING:
     from batonflow.server._catalog import Catalog
@@ -28,6 +29,7 @@ class Service:
     refusals: Refusals
     engine: bf.Engine | None = None
     started_at: float = field(default_factory=time.time)
+    tokens: TokenCache = field(default_factory=lambda: TokenCache(time.time))
 
     @property
     def store(self) -> bf.Store:
@@ -53,7 +55,7 @@ class Service:
                 started_by=started_by,
             )  # fmt: skip
             self.feed.wake()
-            return await self.engine.get_run(handle.run_id)
+            return handle.created or await self.engine.get_run(handle.run_id)
         from batonflow.cli._ops import record_pending
 
         name = wf.name_for(input)
