@@ -39,6 +39,7 @@ from batonflow.server._feed import Feed
 from batonflow.server._limits import Limits
 from batonflow.server._refusals import Refusals
 from batonflow.server._service import Service
+from batonflow.server._tokens import TokenCache
 
 log = logging.getLogger("batonflow.server")
 API_PREFIX = "/api/v1"
@@ -128,18 +129,21 @@ def _lifespan(setup: Setup, options: ServeOptions) -> Callable[[FastAPI], Any]:
 async def _serve(
     app: FastAPI, setup: Setup, session: Any, engine: bf.Engine | None, options: ServeOptions
 ) -> None:
-    catalog = Catalog(
-        session.store, session.runtime.workflow, list(options.workflows), options.documents
-    )
+    catalog = Catalog(session.store, session.runtime, list(options.workflows), options.documents)
     for entry in await catalog.entries():  # a broken document stops the start, with its problems
-        if entry.document is not None:  # what `run: workflow` tasks may start
-            session.runtime.add_document(entry.document)
+        if entry.document is not None and entry.source != "deployed":  # for `run: workflow`
+            session.runtime.add_document(entry.document)  # (the runtime reads deployed ones)
     feed = Feed(session.store, interval=options.feed_interval)
     clock = engine.clock.now if engine is not None else _now
-    service = Service(setup, session, catalog, feed, Refusals(session.store, clock), engine)
+    service = Service(
+        setup, session, catalog, feed, Refusals(session.store, clock), engine,
+        tokens=TokenCache(clock),
+    )  # fmt: skip
     app.state.service = service
+    feed.observe(service.tokens.see)
     await setup.record_policy(session.store, local_identity().name)
     feed.observe(app.state.metrics.see)
+    app.state.metrics.watch(session.store)
     await feed.start()
 
 
