@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,12 @@ async def test_every_list_pages_with_a_cursor(tmp_path: Path) -> None:
                 )
                 assert started.status_code == 201, started.text
             await until(lambda: _pending(client, 3))
+            metrics = (await client.get("/metrics")).text  # what waits, and since when
+            assert 'batonflow_runs{status="waiting"} 3.0' in metrics
+            assert "batonflow_alerts_open 3.0" in metrics
+            oldest = re.search(r"^batonflow_oldest_waiting_approval_seconds (\S+)$", metrics, re.M)
+            assert oldest is not None
+            assert float(oldest[1]) > 0
 
             identities, pages = await _all_pages(client, "/api/v1/identities", 2)
             assert [i["name"] for i in identities] == ["admin", "bob", "carol", "dave", "erin"]

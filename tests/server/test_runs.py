@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -38,6 +39,9 @@ async def test_start_run_list_and_detail(server: Server, token: str) -> None:
         metrics = await until(lambda: _metrics_with(client, ended))  # the feed follows
         assert 'batonflow_runs_started_total{workflow="greet"} 1.0' in metrics
         assert 'batonflow_step_duration_seconds_count{kind="step"} 1.0' in metrics
+        commits = re.search(r"^batonflow_store_commit_seconds_count (\S+)$", metrics, re.M)
+        assert commits is not None
+        assert float(commits[1]) >= 2
 
 
 async def _metrics_with(client: httpx.AsyncClient, line: str) -> str | None:

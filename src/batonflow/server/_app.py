@@ -49,7 +49,9 @@ API_PREFIX = "/api/v1"
 class ServeOptions:
     """How a ``serve`` process runs. ``workers``: execute runs here (else only record them);
     ``engine``: ``Engine`` keyword options (lease, concurrency, queues); ``workflows``: Python
-    workflows offered by name; ``documents``: a folder of workflow documents."""
+    workflows offered by name; ``documents``: a folder of workflow documents;
+    ``token_cache``: seconds a verified token is trusted before the store is read again (a
+    change of identities or tokens, from any process, forgets them all at once)."""
 
     db: str = "batonflow.db"
     workers: bool = True
@@ -62,6 +64,7 @@ class ServeOptions:
     max_body: int = 2_000_000
     request_timeout: float = 60.0
     feed_interval: float = 0.05
+    token_cache: float = 2.0
 
 
 def create_app(
@@ -137,7 +140,7 @@ async def _serve(
     clock = engine.clock.now if engine is not None else _now
     service = Service(
         setup, session, catalog, feed, Refusals(session.store, clock), engine,
-        tokens=TokenCache(clock),
+        tokens=TokenCache(clock, ttl=options.token_cache),
     )  # fmt: skip
     app.state.service = service
     feed.observe(service.tokens.see)
