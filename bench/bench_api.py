@@ -71,9 +71,8 @@ async def as_served(db: str, n: int) -> float:
     """``engine.start`` per second on the engine ``serve`` runs: the same configuration
     session (sealed store, redaction, tracing and alert hooks), so that the ratio to the HTTP
     rate is the cost of HTTP alone."""
-    async with Setup.load().session(db) as session:
-        async with session.engine([noop]) as engine:
-            return await _starts(engine, n)
+    async with Setup.load().session(db) as session, session.engine([noop]) as engine:
+        return await _starts(engine, n)
 
 
 async def _starts(engine: bf.Engine, n: int) -> float:
@@ -133,7 +132,8 @@ async def over_http(url: str, token: str, n: int) -> float:
                 writer.write(
                     f"POST /api/v1/runs HTTP/1.1\r\nHost: {host}\r\n"
                     f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
-                    f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+                    f"Content-Length: {len(body)}\r\n\r\n".encode()
+                    + body
                 )
                 await writer.drain()
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -208,9 +208,7 @@ async def main() -> None:
             # outside load lands on all of them, and the medians are compared
             for r in range(args.rounds):
                 rates["bare"].append(await in_process(args.db or str(folder / f"e{r}.db"), args.n))
-                rates["served"].append(
-                    await as_served(args.db or str(folder / f"s{r}.db"), args.n)
-                )
+                rates["served"].append(await as_served(args.db or str(folder / f"s{r}.db"), args.n))
                 rates["http"].append(await over_http(url, token, args.n))
             latencies = await sse_latency(url, token, args.sse)
         finally:
