@@ -75,6 +75,8 @@ async def test_faulted_run_retry_and_problem(server: Server, token: str) -> None
         assert faulted["problem"]["detail"] == "no disk"
         assert faulted["problem"]["type"] == "urn:batonflow:error:builtins.ValueError"
         assert faulted["attempts"][0]["error"]["message"] == "no disk"
+        ended = 'batonflow_runs_ended_total{outcome="faulted",workflow="fragile"} 1.0'
+        assert await until(lambda: _metrics_with(client, ended))  # faulted runs are counted
         retried = await client.post(f"/api/v1/runs/{run_id}/retry")
         assert retried.status_code == 200, retried.text
         assert retried.json()["status"] == "pending"
