@@ -61,6 +61,9 @@ async def test_idempotency_key_gives_the_same_run(server: Server, token: str) ->
         assert clash.status_code == 409
         assert clash.headers["content-type"] == "application/problem+json"
         assert clash.json()["type"].endswith("/idempotency-conflict")
+        long = await client.post("/api/v1/runs", json=body, headers={"Idempotency-Key": "k" * 201})
+        assert long.status_code == 422
+        assert long.json()["errors"][0]["location"] == "header/idempotency-key"
 
 
 async def test_faulted_run_retry_and_problem(server: Server, token: str) -> None:

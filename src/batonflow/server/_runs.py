@@ -9,6 +9,7 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 
 import batonflow as bf
 from batonflow.catalog import correct_label
@@ -63,8 +64,10 @@ async def start_run(
     service = service_of(request)
     wf, value, timeout = await service.catalog.resolve(body.workflow, body.version, body.input)
     key = (request.headers.get("idempotency-key") or "").strip() or None
-    if key is not None and len(key) > 200:
-        raise bf.ConfigError("the Idempotency-Key header is limited to 200 characters")
+    if key is not None and len(key) > 200:  # as FastAPI answers a parameter off its schema
+        problem = {"type": "string_too_long", "loc": ("header", "idempotency-key"),
+                   "msg": "String should have at most 200 characters", "input": key}  # fmt: skip
+        raise RequestValidationError([problem])
     asked_at = service.now()
     record = await service.start(
         wf, value, idempotency_key=key, started_by=me.name, timeout=body.timeout or timeout
