@@ -67,3 +67,26 @@ async def test_a_batch_reads_the_chain_head_once(
     checked, _, problem = verify_records(trail)
     assert problem is None
     assert checked == len(trail) > 64 * 5
+
+
+async def test_commit_observers_see_every_commit_of_both_stores(store_url: str) -> None:
+    """What ``batonflow_store_commit_seconds`` is fed from: each committed write transaction,
+    with its duration; an observer that raises does not fail a write that committed."""
+    store = bf.open_store(store_url)
+    seen: list[float] = []
+
+    def broken(seconds: float) -> None:
+        raise RuntimeError("an observer's bug")
+
+    store.observe_commits(seen.append)  # type: ignore[attr-defined]
+    store.observe_commits(broken)  # type: ignore[attr-defined]
+    async with bf.Engine(store) as engine:
+        results = await asyncio.gather(*(engine.run(three_steps, i) for i in range(8)))
+        writes = len(seen)
+        assert await store.add_record("test", "k", "{}", 1.0)
+        if isinstance(store, bf.SQLiteStore):
+            assert len(seen) == store.commits  # one observation per commit, no more
+    assert results == list(range(8))
+    assert writes >= 4  # at least the writes of one run; concurrent ones may share commits
+    assert len(seen) > writes  # the record's insert committed and was seen too
+    assert all(0 <= s < 60 for s in seen)

@@ -435,6 +435,7 @@ class Setup:
                 allow_processes=allow_processes,
                 expression_budget=self.expression_budget(),
                 missing_subjects=self.missing_subjects(),
+                deployed=store,
             )
             for path in documents:
                 runtime.add_document(load_document(path).raw)

@@ -10,6 +10,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from batonflow.governance._identity import REFUSALS_PER_MINUTE
 from server.harness import Server, make_token, until
 
 pytestmark = pytest.mark.slow
@@ -72,7 +73,7 @@ async def test_only_health_is_open_and_refusals_are_audited(
     async with served.client(expired) as late:
         assert "expired" in (await late.get("/api/v1/runs")).json()["detail"]
     async with served.client("bf_not-a-token") as bad:
-        for _ in range(40):  # a flood: the trail records at most 30 a minute
+        for _ in range(40):  # a flood: the trail records at most 20 a minute
             assert (await bad.get("/api/v1/runs")).status_code == 401
     async with served.client(viewer) as vic:
         assert (await vic.get("/api/v1/runs")).status_code == 200
@@ -82,9 +83,22 @@ async def test_only_health_is_open_and_refusals_are_audited(
     async with served.client(admin) as client:
         lines = (await client.get("/api/v1/audit/export")).text.splitlines()
     events = [json.loads(line) for line in lines]
-    refusals = [e for e in events if e["type"] == "batonflow.audit.api.refused"]
-    assert 25 <= len(refusals) <= 30
-    assert {r["data"]["reason"] for r in refusals} >= {"unknown token"}
+    # a refused sign-in is audited once, as auth.refused, with the request it came with
+    signins = [e["data"] for e in events if e["type"] == "batonflow.audit.auth.refused"]
+    assert len(signins) == REFUSALS_PER_MINUTE  # the flood is counted past the limit
+    assert sum(e["type"] == "batonflow.audit.auth.refused.limited" for e in events) == 1
+    assert signins[0] == {
+        "method": "GET", "path": "/api/v1/runs", "action": "read", "client": "127.0.0.1",
+        "reason": "no bearer token",
+    }  # fmt: skip
+    assert {s["path"] for s in signins} == {"/api/v1/runs", "/metrics"}
+    assert {s["reason"] for s in signins} >= {"unknown token", "no bearer token"}
+    assert any(s["reason"].endswith("expired") and "token" in s for s in signins)
+    # a missing role is an api.refused, with who asked
+    roles = [e for e in events if e["type"] == "batonflow.audit.api.refused"]
+    assert [(r["data"]["path"], r["data"]["action"]) for r in roles] == [
+        ("/api/v1/runs", "run.start")
+    ]
 
 
 async def test_workflows_documents_and_approvals(
@@ -215,7 +229,7 @@ async def test_audit_subjects_connectors_identities(served: Server, admin: str) 
         assert [t["id"] for t in tokens] == [issued["id"]]
         revoked = await client.post(f"/api/v1/tokens/{issued['id']}/revoke")
         assert revoked.json()["revoked"] is True
-        assert (await client.get("/api/v1/alerts")).json() == {"items": []}
+        assert (await client.get("/api/v1/alerts")).json() == {"items": [], "next_cursor": None}
         missing = await client.post("/api/v1/alerts/nope/acknowledge")
         assert missing.status_code == 404
         huge = await client.post(

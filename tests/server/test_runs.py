@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -38,6 +39,9 @@ async def test_start_run_list_and_detail(server: Server, token: str) -> None:
         metrics = await until(lambda: _metrics_with(client, ended))  # the feed follows
         assert 'batonflow_runs_started_total{workflow="greet"} 1.0' in metrics
         assert 'batonflow_step_duration_seconds_count{kind="step"} 1.0' in metrics
+        commits = re.search(r"^batonflow_store_commit_seconds_count (\S+)$", metrics, re.M)
+        assert commits is not None
+        assert float(commits[1]) >= 2
 
 
 async def _metrics_with(client: httpx.AsyncClient, line: str) -> str | None:
@@ -57,6 +61,9 @@ async def test_idempotency_key_gives_the_same_run(server: Server, token: str) ->
         assert clash.status_code == 409
         assert clash.headers["content-type"] == "application/problem+json"
         assert clash.json()["type"].endswith("/idempotency-conflict")
+        long = await client.post("/api/v1/runs", json=body, headers={"Idempotency-Key": "k" * 201})
+        assert long.status_code == 422
+        assert long.json()["errors"][0]["location"] == "header/idempotency-key"
 
 
 async def test_faulted_run_retry_and_problem(server: Server, token: str) -> None:
@@ -71,6 +78,8 @@ async def test_faulted_run_retry_and_problem(server: Server, token: str) -> None
         assert faulted["problem"]["detail"] == "no disk"
         assert faulted["problem"]["type"] == "urn:batonflow:error:builtins.ValueError"
         assert faulted["attempts"][0]["error"]["message"] == "no disk"
+        ended = 'batonflow_runs_ended_total{outcome="faulted",workflow="fragile"} 1.0'
+        assert await until(lambda: _metrics_with(client, ended))  # faulted runs are counted
         retried = await client.post(f"/api/v1/runs/{run_id}/retry")
         assert retried.status_code == 200, retried.text
         assert retried.json()["status"] == "pending"

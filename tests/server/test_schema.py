@@ -33,3 +33,31 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(tmp_path: Path
         server.stop()
     report = result.stdout + result.stderr
     assert result.returncode == 0, report[-6000:]
+
+
+def test_every_list_pages_the_same_way_in_the_schema() -> None:
+    """Each list answers ``items`` and ``next_cursor`` and takes ``limit`` and ``cursor``;
+    the start route documents its Idempotency-Key header and both of its answers."""
+    from batonflow.server import create_app
+
+    schema = create_app().openapi()
+    components = schema["components"]["schemas"]
+    lists = {}
+    for path, operations in schema["paths"].items():
+        get = operations.get("get")
+        if get is None:
+            continue
+        ref = get["responses"]["200"].get("content", {}).get("application/json", {})
+        name = ref.get("schema", {}).get("$ref", "").rpartition("/")[2]
+        if name and "items" in components[name]["properties"]:
+            lists[path] = {p["name"] for p in get.get("parameters", [])}
+            assert "next_cursor" in components[name]["properties"], path
+    assert set(lists) == {
+        "/api/v1/runs", "/api/v1/workflows", "/api/v1/approvals", "/api/v1/alerts",
+        "/api/v1/connectors", "/api/v1/identities", "/api/v1/tokens",
+    }  # fmt: skip
+    for path, parameters in lists.items():
+        assert {"limit", "cursor"} <= parameters, path
+    start = schema["paths"]["/api/v1/runs"]["post"]
+    assert {p["name"] for p in start["parameters"]} == {"idempotency-key"}
+    assert {"200", "201"} <= set(start["responses"])

@@ -314,7 +314,7 @@ class Engine:
             self._launch(record, fresh=True, requested_at=requested_at)
         else:
             self._poke()
-        return RunHandle(self, record.id)
+        return RunHandle(self, record.id, record)
 
     async def run(self, wf: Workflow[Any, O], input: Any = None, **start: Any) -> O:
         """Start a run and wait for its result."""

@@ -21,9 +21,12 @@ ENDED = (RunStatus.COMPLETED, RunStatus.FAULTED, RunStatus.CANCELLED)
 class RunHandle(Generic[O]):
     """A started run: await its result, or read its status."""
 
-    def __init__(self, engine: Engine, run_id: str) -> None:
+    def __init__(self, engine: Engine, run_id: str, created: RunRecord | None = None) -> None:
         self.engine = engine
         self.run_id = run_id
+        #: the run as ``start`` recorded it (or found it, for a used idempotency key): what a
+        #: caller can answer with without reading it back; None for a handle made from an id
+        self.created = created
 
     def __repr__(self) -> str:
         return f"<RunHandle {self.run_id}>"

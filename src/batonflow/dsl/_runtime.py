@@ -26,6 +26,9 @@ _log = logging.getLogger("batonflow.governance")
 
 #: The kernel workflow that interprets every DSL run; the document travels in the run's input.
 WORKFLOW_NAME = "serverless-workflow"
+#: Store records of document versions deployed over the API (key ``namespace/name@version``);
+#: never rewritten, so a key once seen is a version known. Every process on the store runs them.
+DEPLOYED_KIND = "workflow-document"
 
 
 class DslRuntime:
@@ -37,7 +40,9 @@ class DslRuntime:
     what ``$secrets`` and authentication policies may read; ``functions`` are Python callables a
     ``call:`` may name; ``allow_processes`` lets ``run: shell`` and ``run: script`` execute
     local processes (off by default); ``expression_budget`` bounds the time and memory of every
-    runtime expression (see :class:`ExpressionBudget`).
+    runtime expression (see :class:`ExpressionBudget`). ``deployed``: the store whose deployed
+    document versions ``run: workflow`` may also start (read when a name is not known here,
+    and for ``latest``), so a version deployed through any process is found without a restart.
     """
 
     def __init__(
@@ -49,6 +54,7 @@ class DslRuntime:
         allow_processes: bool = False,
         expression_budget: ExpressionBudget | None = None,
         missing_subjects: str = "refuse",
+        deployed: bf.Store | None = None,
     ) -> None:
         if missing_subjects not in ("refuse", "flag"):
             raise bf.ConfigError(
@@ -74,6 +80,9 @@ class DslRuntime:
             claims=is_document_run,
         )
         self._documents: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = {}
+        self._deployed_store = deployed
+        #: deployed versions read so far, by record key
+        self.deployed: dict[str, dict[str, Any]] = {}
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -92,6 +101,34 @@ class DslRuntime:
         meta = document["document"]
         versions = self._documents.setdefault((meta["namespace"], meta["name"]), [])
         versions.append((str(meta["version"]), dict(document)))
+
+    async def refresh_deployed(self) -> list[dict[str, Any]]:
+        """Read the versions deployed since the last look into this runtime; the new ones.
+        Cheap when nothing changed: one read of the records, no parsing of known keys."""
+        if self._deployed_store is None:
+            return []
+        found = []
+        for key, text in await self._deployed_store.list_records(DEPLOYED_KIND):
+            if key not in self.deployed:
+                document = json.loads(text)
+                self.deployed[key] = document
+                self.add_document(document)
+                found.append(document)
+        return found
+
+    async def lookup_document(
+        self, namespace: str | None, name: str, version: str, where: str
+    ) -> dict[str, Any]:
+        """:meth:`find_document`, after reading newly deployed versions when the name is not
+        known here or the latest version is asked for."""
+        if self._deployed_store is not None and version == "latest":
+            await self.refresh_deployed()
+        try:
+            return self.find_document(namespace, name, version, where)
+        except WorkflowError:
+            if self._deployed_store is None or not await self.refresh_deployed():
+                raise
+        return self.find_document(namespace, name, version, where)
 
     def find_document(
         self, namespace: str | None, name: str, version: str, where: str

@@ -248,7 +248,7 @@ async def _run_workflow(it: Interpreter, call: TaskCall, target: dict[str, Any])
     args = it.arguments(call.scope, task=call.descriptor, input=call.input)
     where = f"{call.pointer}/run/workflow"
     spec = await it.template(target, call.input, args, where)
-    document = it.runtime.find_document(
+    document = await it.runtime.lookup_document(
         spec.get("namespace"), spec["name"], spec.get("version", "latest"), where
     )
     try:

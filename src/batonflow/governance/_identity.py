@@ -55,8 +55,10 @@ __all__ = [
     "list_identities",
     "list_tokens",
     "local_identity",
+    "record_refusal",
     "revoke_token",
     "set_identity_disabled",
+    "verify_token",
 ]
 
 IDENTITY_KIND = "identity"
@@ -240,16 +242,36 @@ def _token_info(key: str, data: Mapping[str, Any]) -> TokenInfo:
     )
 
 
-async def authenticate(store: Store, token: str, *, now: float | None = None) -> Identity:
+async def authenticate(
+    store: Store,
+    token: str,
+    *,
+    now: float | None = None,
+    context: Mapping[str, Any] | None = None,
+) -> Identity:
     """The identity a token stands for; :class:`AccessDenied` if the token is unknown, revoked,
     expired, or its identity is gone or disabled. Every refusal is audited (``auth.refused``,
-    naming the token by its id, never the token), at most :data:`REFUSALS_PER_MINUTE` entries a
+    naming the token by its id, never the token, with ``context``: where the sign-in came from,
+    e.g. an HTTP request's method and path), at most :data:`REFUSALS_PER_MINUTE` entries a
     minute: beyond that they are counted (kind ``auth-refusals``, one record a minute) and one
     ``auth.refused.limited`` entry says so, so a flood cannot fill the trail."""
+    identity, _ = await verify_token(store, token, now=now, context=context)
+    return identity
+
+
+async def verify_token(
+    store: Store,
+    token: str,
+    *,
+    now: float | None = None,
+    context: Mapping[str, Any] | None = None,
+) -> tuple[Identity, float | None]:
+    """:func:`authenticate`, also giving when the token expires (None: never), for a caller
+    that remembers verified tokens for a while (the HTTP API)."""
     try:
         return await _authenticate(store, token.strip(), now)
     except AccessDenied as refusal:
-        await _record_refusal(store, token.strip(), str(refusal), now)
+        await record_refusal(store, token.strip(), str(refusal), now=now, context=context)
         raise
 
 
@@ -258,7 +280,9 @@ REFUSALS_PER_MINUTE = 20
 REFUSALS_KIND = "auth-refusals"
 
 
-async def _authenticate(store: Store, token: str, now: float | None) -> Identity:
+async def _authenticate(
+    store: Store, token: str, now: float | None
+) -> tuple[Identity, float | None]:
     if not token.startswith(TOKEN_PREFIX):
         raise AccessDenied(f"that is not a batonflow token (they start with {TOKEN_PREFIX!r})")
     text = await store.get_record(TOKEN_KIND, hash_token(token))
@@ -275,17 +299,28 @@ async def _authenticate(store: Store, token: str, now: float | None) -> Identity
         raise AccessDenied(f"the token's identity {data['identity']!r} no longer exists")
     if identity.disabled:
         raise AccessDenied(f"identity {identity.name!r} is disabled")
-    return identity
+    return identity, None if expires_at is None else float(expires_at)
 
 
-async def _record_refusal(store: Store, token: str, reason: str, now: float | None) -> None:
+async def record_refusal(
+    store: Store,
+    token: str | None,
+    reason: str,
+    *,
+    now: float | None = None,
+    context: Mapping[str, Any] | None = None,
+) -> None:
+    """Audit one refused sign-in (``token`` None: none was given) under the per-minute limit
+    of :func:`authenticate`."""
     at = time.time() if now is None else now
     minute = str(int(at // 60))
     text = await store.get_record(REFUSALS_KIND, minute)
     count = (json.loads(text)["count"] if text else 0) + 1
     entries: list[AuditEntry] = []
     if count <= REFUSALS_PER_MINUTE:
-        data: dict[str, Any] = {"token": hash_token(token)[:12], "reason": reason}
+        data: dict[str, Any] = {**(context or {}), "reason": reason}
+        if token is not None:
+            data["token"] = hash_token(token)[:12]
         entries.append(AuditEntry("auth.refused", json.dumps(data), actor="anonymous"))
     elif count == REFUSALS_PER_MINUTE + 1:
         note = f"more refused sign-ins this minute are counted in {REFUSALS_KIND}"

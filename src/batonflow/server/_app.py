@@ -41,6 +41,7 @@ from batonflow.server._feed import Feed
 from batonflow.server._limits import Limits
 from batonflow.server._refusals import Refusals
 from batonflow.server._service import Service
+from batonflow.server._tokens import TokenCache
 
 log = logging.getLogger("batonflow.server")
 API_PREFIX = "/api/v1"
@@ -50,7 +51,9 @@ API_PREFIX = "/api/v1"
 class ServeOptions:
     """How a ``serve`` process runs. ``workers``: execute runs here (else only record them);
     ``engine``: ``Engine`` keyword options (lease, concurrency, queues); ``workflows``: Python
-    workflows offered by name; ``documents``: a folder of workflow documents."""
+    workflows offered by name; ``documents``: a folder of workflow documents;
+    ``token_cache``: seconds a verified token is trusted before the store is read again (a
+    change of identities or tokens, from any process, forgets them all at once)."""
 
     db: str = "batonflow.db"
     workers: bool = True
@@ -63,6 +66,7 @@ class ServeOptions:
     max_body: int = 2_000_000
     request_timeout: float = 60.0
     feed_interval: float = 0.05
+    token_cache: float = 2.0
 
 
 def create_app(
@@ -135,18 +139,21 @@ def _lifespan(setup: Setup, options: ServeOptions) -> Callable[[FastAPI], Any]:
 async def _serve(
     app: FastAPI, setup: Setup, session: Any, engine: bf.Engine | None, options: ServeOptions
 ) -> None:
-    catalog = Catalog(
-        session.store, session.runtime.workflow, list(options.workflows), options.documents
-    )
+    catalog = Catalog(session.store, session.runtime, list(options.workflows), options.documents)
     for entry in await catalog.entries():  # a broken document stops the start, with its problems
-        if entry.document is not None:  # what `run: workflow` tasks may start
-            session.runtime.add_document(entry.document)
+        if entry.document is not None and entry.source != "deployed":  # for `run: workflow`
+            session.runtime.add_document(entry.document)  # (the runtime reads deployed ones)
     feed = Feed(session.store, interval=options.feed_interval)
     clock = engine.clock.now if engine is not None else _now
-    service = Service(setup, session, catalog, feed, Refusals(session.store, clock), engine)
+    service = Service(
+        setup, session, catalog, feed, Refusals(session.store, clock), engine,
+        tokens=TokenCache(clock, ttl=options.token_cache),
+    )  # fmt: skip
     app.state.service = service
+    feed.observe(service.tokens.see)
     await setup.record_policy(session.store, local_identity().name)
     feed.observe(app.state.metrics.see)
+    app.state.metrics.watch(session.store)
     await feed.start()
 
 

@@ -20,6 +20,7 @@ from batonflow.governance._approval import (
 from batonflow.governance._identity import Identity
 from batonflow.server._auth import allowed, service_of
 from batonflow.server._models import Body
+from batonflow.server._paging import Cursor, Limit, Paged, page
 from batonflow.server._problems import NotFound
 
 router = APIRouter(prefix="/approvals", tags=["approvals"])
@@ -63,7 +64,7 @@ class ApprovalOut(BaseModel):
     refusals: list[dict[str, Any]] = []
 
 
-class ApprovalList(BaseModel):
+class ApprovalList(Paged):
     items: list[ApprovalOut]
 
 
@@ -85,15 +86,23 @@ class DecisionOut(BaseModel):
 
 @router.get("", response_model=ApprovalList)
 async def pending(
-    request: Request, me: Annotated[Identity, Depends(allowed("read"))], mine: bool = True
+    request: Request,
+    me: Annotated[Identity, Depends(allowed("read"))],
+    mine: bool = True,
+    limit: Limit = 100,
+    cursor: Cursor = None,
 ) -> ApprovalList:
-    """Open approvals; with `mine=true` (the default) only those the caller may decide."""
+    """Open approvals, oldest first; with `mine=true` (the default) only those the caller may
+    decide."""
     store = service_of(request).store
     found = await list_pending(store)
     if mine:
         aliases = await aliases_in(store, me)
         found = [r for r in found if may_decide(r, me, aliases) is None]
-    return ApprovalList(items=[ApprovalOut.model_validate(request_doc(r)) for r in found])
+    chosen, after = page(found, lambda r: f"{r.requested_at:020.6f}\n{r.id}", limit, cursor)
+    return ApprovalList(
+        items=[ApprovalOut.model_validate(request_doc(r)) for r in chosen], next_cursor=after
+    )
 
 
 @router.get("/{approval_id}", response_model=ApprovalOut)

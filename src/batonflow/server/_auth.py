@@ -3,7 +3,9 @@ same role table as the command line (:data:`batonflow.governance.ACTIONS`).
 
 ``Depends(allowed("run.start"))`` gives a route the caller's :class:`Identity` once its roles
 allow the action; every refusal raises (401 without a valid token, 403 without the role) and is
-audited through :class:`~batonflow.server._refusals.Refusals`.
+audited once: a refused sign-in as ``auth.refused`` by the identity module (with the request's
+method and path, under its per-minute limit), a missing role as ``api.refused`` through
+:class:`~batonflow.server._refusals.Refusals`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import Request
 
 import batonflow as bf
-from batonflow.governance._identity import Identity, authenticate, authorize
+from batonflow.governance._identity import Identity, authorize, record_refusal, verify_token
 from batonflow.server._service import Service
 
 __all__ = ["Unauthenticated", "allowed", "require", "service_of"]
@@ -36,23 +38,34 @@ def _token(request: Request) -> str | None:
     return value.strip()
 
 
+def _where(request: Request, action: str) -> dict[str, str]:
+    """The request, as a refusal's audit entry names it (built only for refusals: it is
+    measurable on the hot path)."""
+    where = {"method": request.method, "path": request.url.path, "action": action}
+    if request.client is not None:
+        where["client"] = request.client.host
+    return where
+
+
 def allowed(action: str) -> Callable[[Request], Awaitable[Identity]]:
     """A dependency: the calling identity, if its roles allow ``action``."""
 
     async def caller(request: Request) -> Identity:
         service = service_of(request)
-        where = {"method": request.method, "path": request.url.path, "action": action}
-        if request.client is not None:
-            where["client"] = request.client.host
         token = _token(request)
         if token is None:
-            await service.refusals.record({**where, "reason": "no bearer token"}, None)
+            where, reason = _where(request, action), "no bearer token"
+            await record_refusal(service.store, None, reason, now=service.now(), context=where)
             raise Unauthenticated("this endpoint needs `Authorization: Bearer <token>`")
-        try:
-            identity = await authenticate(service.store, token)
-        except bf.AccessDenied as exc:
-            await service.refusals.record({**where, "reason": str(exc)}, None)
-            raise Unauthenticated(str(exc)) from None
+        identity = service.tokens.get(token)
+        if identity is None:
+            try:
+                identity, expires_at = await verify_token(
+                    service.store, token, now=service.now(), context=_where(request, action)
+                )
+            except bf.AccessDenied as exc:  # audited by verify_token
+                raise Unauthenticated(str(exc)) from None
+            service.tokens.put(token, identity, expires_at)
         request.state.identity = identity
         await require(request, identity, action)
         return identity
@@ -65,6 +78,6 @@ async def require(request: Request, identity: Identity, action: str) -> None:
     try:
         authorize(identity, action)
     except bf.AccessDenied as exc:
-        where = {"method": request.method, "path": request.url.path, "action": action}
-        await service_of(request).refusals.record({**where, "reason": str(exc)}, identity.name)
+        where = {**_where(request, action), "reason": str(exc)}
+        await service_of(request).refusals.record(where, identity.name)
         raise

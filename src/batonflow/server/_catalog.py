@@ -1,6 +1,9 @@
 """The workflows a ``serve`` process offers: Python workflows from configured module
 references, workflow documents from a configured folder, and document versions deployed over
-the API (kept as governance records in the runs' database, so every process sees them).
+the API (kept as records in the runs' database, so every process sees them without a restart).
+
+Looking is cheap: the folder is parsed again only when a file in it changed (name, size or
+modification time), and a deployed record is parsed once (records are never rewritten).
 
 A deployed version never replaces one that exists: old runs carry the document they started
 with in their input, new runs get the latest version unless the caller names one.
@@ -11,12 +14,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import batonflow as bf
+from batonflow.dsl._runtime import DEPLOYED_KIND as DOCUMENT_KIND
 from batonflow.store import AuditEntry
 
-DOCUMENT_KIND = "workflow-document"  # triggers._host.DEPLOYED_RECORD reads them too
+if TYPE_CHECKING:
+    from batonflow.dsl import DslRuntime
 _SUFFIXES = (".yaml", ".yml", ".json")
 
 
@@ -35,14 +40,17 @@ class Catalog:
     def __init__(
         self,
         store: bf.Store,
-        runtime_workflow: bf.Workflow[Any, Any],
+        runtime: DslRuntime,
         python: list[bf.Workflow[Any, Any]],
         folder: Path | None,
     ) -> None:
         self._store = store
-        self._interpreter = runtime_workflow
+        self._runtime = runtime
+        self._interpreter = runtime.workflow
         self._python = {wf.name: wf for wf in python}
         self._folder = folder
+        self._folder_seen: tuple[tuple[str, int, int], ...] | None = None
+        self._folder_entries: list[Entry] = []
 
     @property
     def python(self) -> list[bf.Workflow[Any, Any]]:
@@ -54,18 +62,20 @@ class Catalog:
 
         if self._folder is None:
             return []
-        found = []
-        for path in sorted(self._folder.iterdir()):
-            if path.suffix.lower() in _SUFFIXES and path.is_file():
-                found.append(_entry(load_document(path).raw, str(path)))
-        return found
+        paths = [
+            p for p in sorted(self._folder.iterdir())
+            if p.suffix.lower() in _SUFFIXES and p.is_file()
+        ]  # fmt: skip
+        seen = tuple((str(p), s.st_size, s.st_mtime_ns) for p in paths for s in [p.stat()])
+        if seen != self._folder_seen:
+            self._folder_entries = [_entry(load_document(p).raw, str(p)) for p in paths]
+            self._folder_seen = seen
+        return list(self._folder_entries)
 
     async def entries(self) -> list[Entry]:
         python = [Entry(name, "python", source=wf.ref) for name, wf in self._python.items()]
-        deployed = [
-            _entry(json.loads(text), "deployed")
-            for _, text in await self._store.list_records(DOCUMENT_KIND)
-        ]
+        await self._runtime.refresh_deployed()  # also what `run: workflow` tasks may start
+        deployed = [_entry(document, "deployed") for document in self._runtime.deployed.values()]
         documents = {(e.name, e.version): e for e in [*self.folder_documents(), *deployed]}
         return python + sorted(documents.values(), key=lambda e: (e.name, _vkey(e.version)))
 
@@ -114,6 +124,7 @@ class Catalog:
         )
         if not added:
             raise bf.ConfigError(f"workflow {entry.name} version {entry.version} exists")
+        await self._runtime.refresh_deployed()
         return entry
 
 

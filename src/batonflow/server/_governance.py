@@ -16,6 +16,7 @@ from batonflow.governance._connectors import ConnectorSwitches
 from batonflow.governance._identity import Identity
 from batonflow.server._auth import allowed, service_of
 from batonflow.server._models import Body
+from batonflow.server._paging import Cursor, Limit, Paged, page
 from batonflow.server._problems import NotFound
 from batonflow.store import AuditEntry
 
@@ -87,7 +88,7 @@ class ConnectorOut(BaseModel):
     data: dict[str, Any] = {}
 
 
-class ConnectorList(BaseModel):
+class ConnectorList(Paged):
     items: list[ConnectorOut]
 
 
@@ -101,10 +102,13 @@ def _connector(state: Any) -> ConnectorOut:
 
 
 @router.get("/connectors", response_model=ConnectorList, tags=["connectors"])
-async def connectors(request: Request, me: Reader) -> ConnectorList:
-    """Connectors and providers that were ever switched, with their state."""
+async def connectors(
+    request: Request, me: Reader, limit: Limit = 100, cursor: Cursor = None
+) -> ConnectorList:
+    """Connectors and providers that were ever switched, with their state, by name."""
     states = await ConnectorSwitches(service_of(request).store).list()
-    return ConnectorList(items=[_connector(s) for s in states])
+    chosen, after = page(states, lambda s: str(s.name), limit, cursor)
+    return ConnectorList(items=[_connector(s) for s in chosen], next_cursor=after)
 
 
 @router.post("/connectors/{name}/disable", response_model=ConnectorOut, tags=["connectors"])
@@ -149,7 +153,7 @@ class AlertOut(BaseModel):
     data: dict[str, Any] = {}
 
 
-class AlertList(BaseModel):
+class AlertList(Paged):
     items: list[AlertOut]
 
 
@@ -161,13 +165,17 @@ def _alert(key: str, data: dict[str, Any]) -> AlertOut:
 
 
 @router.get("/alerts", response_model=AlertList, tags=["alerts"])
-async def alerts(request: Request, me: Reader, open: bool = False) -> AlertList:
-    """Alerts raised by the monitors; `open=true`: those not yet acknowledged."""
+async def alerts(
+    request: Request, me: Reader, open: bool = False, limit: Limit = 100, cursor: Cursor = None
+) -> AlertList:
+    """Alerts raised by the monitors, by key; `open=true`: those not yet acknowledged."""
     found = [
         _alert(k, json.loads(t))
         for k, t in await service_of(request).store.list_records(ALERT_RECORD)
     ]
-    return AlertList(items=[a for a in found if not open or a.state != "acknowledged"])
+    found = [a for a in found if not open or a.state != "acknowledged"]
+    chosen, after = page(found, lambda a: a.key, limit, cursor)
+    return AlertList(items=chosen, next_cursor=after)
 
 
 @router.post("/alerts/{key:path}/acknowledge", response_model=AlertOut, tags=["alerts"])

@@ -18,6 +18,7 @@ from batonflow.governance._identity import (
 )
 from batonflow.server._auth import allowed, require, service_of
 from batonflow.server._models import Body
+from batonflow.server._paging import Cursor, Limit, Paged, page
 
 router = APIRouter(tags=["identities"])
 Admin = Annotated[Identity, Depends(allowed("identity.manage"))]
@@ -34,7 +35,7 @@ class IdentityOut(BaseModel):
     disabled: bool
 
 
-class IdentityList(BaseModel):
+class IdentityList(Paged):
     items: list[IdentityOut]
 
 
@@ -56,7 +57,7 @@ class TokenOut(BaseModel):
     expires_at: float | None = None
 
 
-class TokenList(BaseModel):
+class TokenList(Paged):
     items: list[TokenOut]
 
 
@@ -76,10 +77,13 @@ def _identity(i: Identity) -> IdentityOut:
 
 
 @router.get("/identities", response_model=IdentityList)
-async def identities(request: Request, me: Admin) -> IdentityList:
-    return IdentityList(
-        items=[_identity(i) for i in await list_identities(service_of(request).store)]
-    )
+async def identities(
+    request: Request, me: Admin, limit: Limit = 100, cursor: Cursor = None
+) -> IdentityList:
+    """Identities by name."""
+    found = await list_identities(service_of(request).store)
+    chosen, after = page(found, lambda i: i.name, limit, cursor)
+    return IdentityList(items=[_identity(i) for i in chosen], next_cursor=after)
 
 
 @router.post("/identities", response_model=IdentityOut, status_code=201)
@@ -95,9 +99,9 @@ async def new_identity(body: NewIdentity, request: Request, me: Admin) -> Identi
 @router.post("/identities/{name}/disable", response_model=IdentityOut)
 async def disable(name: str, request: Request, me: Admin) -> IdentityOut:
     service = service_of(request)
-    return _identity(
-        await set_identity_disabled(service.store, name, True, actor=me, now=service.now())
-    )
+    disabled = await set_identity_disabled(service.store, name, True, actor=me, now=service.now())
+    service.tokens.forget()  # its tokens stop working now, not when the cache would expire
+    return _identity(disabled)
 
 
 @router.post("/identities/{name}/enable", response_model=IdentityOut)
@@ -109,12 +113,23 @@ async def enable(name: str, request: Request, me: Admin) -> IdentityOut:
 
 
 @router.get("/tokens", response_model=TokenList)
-async def tokens(request: Request, me: Anyone, identity: str | None = None) -> TokenList:
-    """Tokens (never the tokens themselves): the caller's own, or anyone's for an admin."""
+async def tokens(
+    request: Request,
+    me: Anyone,
+    identity: str | None = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> TokenList:
+    """Tokens (never the tokens themselves), oldest first: the caller's own, or anyone's for
+    an admin."""
     if identity != me.name:
         await require(request, me, "identity.manage")
     found = await list_tokens(service_of(request).store, identity)
-    return TokenList(items=[TokenOut.model_validate(t, from_attributes=True) for t in found])
+    chosen, after = page(found, lambda t: f"{t.created_at:020.6f}\n{t.id}", limit, cursor)
+    return TokenList(
+        items=[TokenOut.model_validate(t, from_attributes=True) for t in chosen],
+        next_cursor=after,
+    )
 
 
 @router.post("/tokens", response_model=IssuedOut, status_code=201)
@@ -134,4 +149,5 @@ async def revoke(token_id: str, request: Request, me: Anyone) -> TokenOut:
     """Revoke a token by its id: an admin any, anyone their own."""
     service = service_of(request)
     info = await revoke_token(service.store, token_id, actor=me, now=service.now())
+    service.tokens.forget()  # refused from the next request on
     return TokenOut.model_validate(info, from_attributes=True)

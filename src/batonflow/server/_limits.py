@@ -56,12 +56,14 @@ class Limits:
             started = started or message["type"] == "http.response.start"
             await send(message)
 
+        # a declared length is enforced by the HTTP parser: only a streamed body is counted
+        counted = receive if declared is not None else bounded
         if str(scope.get("path", "")).endswith(_LASTING):
-            await self.app(scope, bounded, tracked)
+            await self.app(scope, counted, tracked)
             return
         try:
             async with asyncio.timeout(self.timeout):  # no task per request, unlike wait_for
-                await self.app(scope, bounded, tracked)
+                await self.app(scope, counted, tracked)
         except TimeoutError:
             if not started:
                 detail = f"no answer within {self.timeout} seconds"

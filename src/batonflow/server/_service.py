@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import batonflow as bf
 from batonflow.configuration import Session, Setup
+from batonflow.server._tokens import TokenCache
 
 log = logging.getLogger("batonflow.server")
 
@@ -33,6 +34,7 @@ class Service:
     webhooks: Any = None  # the hooks this process answers (triggers._webhook.Webhooks)
     triggers: Any = None  # the TriggerHost, with an engine: it adopts deployed documents
     started_at: float = field(default_factory=time.time)
+    tokens: TokenCache = field(default_factory=lambda: TokenCache(time.time))
 
     @property
     def store(self) -> bf.Store:
@@ -58,7 +60,7 @@ class Service:
                 started_by=started_by,
             )  # fmt: skip
             self.feed.wake()
-            return await self.engine.get_run(handle.run_id)
+            return handle.created or await self.engine.get_run(handle.run_id)
         from batonflow.cli._ops import record_pending
 
         name = wf.name_for(input)

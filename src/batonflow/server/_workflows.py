@@ -4,6 +4,7 @@ document's graph (Mermaid) and data-flow report."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
@@ -12,6 +13,7 @@ from pydantic import BaseModel
 
 from batonflow.governance._identity import Identity
 from batonflow.server._auth import allowed, service_of
+from batonflow.server._paging import Cursor, Limit, Paged, page
 from batonflow.server._svg import svg_of
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
@@ -35,7 +37,7 @@ class WorkflowOut(BaseModel):
     source: str | None = None
 
 
-class WorkflowList(BaseModel):
+class WorkflowList(Paged):
     items: list[WorkflowOut]
 
 
@@ -57,13 +59,22 @@ class Validation(BaseModel):
 
 
 @router.get("", response_model=WorkflowList)
-async def list_workflows(request: Request, me: Reader) -> WorkflowList:
-    """Python workflows and every version of every document."""
-    entries = await service_of(request).catalog.entries()
+async def list_workflows(
+    request: Request, me: Reader, limit: Limit = 100, cursor: Cursor = None
+) -> WorkflowList:
+    """Python workflows and every version of every document, by name then version."""
+    entries, after = page(await service_of(request).catalog.entries(), _order, limit, cursor)
     return WorkflowList(
         items=[WorkflowOut(name=e.name, kind=e.kind, version=e.version, source=e.source)
-               for e in entries]
+               for e in entries],
+        next_cursor=after,
     )  # fmt: skip
+
+
+def _order(entry: Any) -> str:
+    """Name, then version with its numbers padded (so 1.10.0 comes after 1.9.0)."""
+    version = re.sub(r"\d+", lambda m: m[0].zfill(12), entry.version or "")
+    return f"{entry.name}\n{version}"
 
 
 @router.post("/validate", response_model=Validation)
@@ -101,8 +112,6 @@ async def deploy(
     started keep their version; new runs get the latest unless they name one."""
     service = service_of(request)
     entry = await service.catalog.deploy(text, me.name, service.now())
-    if entry.document is not None:
-        service.session.runtime.add_document(entry.document)
     await service.deployed()  # its schedule or webhook, hosted at once
     return WorkflowOut(name=entry.name, kind=entry.kind, version=entry.version, source="deployed")
 

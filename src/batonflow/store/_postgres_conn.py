@@ -7,12 +7,13 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import psycopg
 import psycopg.errors
-from psycopg import sql
+from psycopg import AsyncTransaction, pq, sql
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from batonflow.errors import ConfigError, StoreError
@@ -30,6 +31,32 @@ Op = Callable[[Conn, bool], Awaitable[T]]
 
 _RETRY_NOW = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 _FIRST_DELAY, _MAX_DELAY = 0.05, 2.0
+
+
+CommitObserver = Callable[[float], None]
+
+
+class TimedConnection(psycopg.AsyncConnection[Any]):
+    """A pooled connection whose outermost transactions report how long their commit took."""
+
+    commit_observers: Sequence[CommitObserver] = ()  # the store's list, set on connecting
+
+    @asynccontextmanager
+    async def transaction(
+        self, savepoint_name: str | None = None, force_rollback: bool = False
+    ) -> AsyncIterator[AsyncTransaction]:
+        outermost = self.info.transaction_status == pq.TransactionStatus.IDLE
+        body_done = 0.0
+        async with super().transaction(savepoint_name, force_rollback) as tx:
+            yield tx
+            body_done = time.perf_counter()
+        if outermost and body_done and not force_rollback:  # committed, not rolled back
+            took = time.perf_counter() - body_done
+            for observe in self.commit_observers:
+                try:
+                    observe(took)
+                except Exception:  # an observer's bug must not fail a committed write
+                    log.warning("a commit observer failed", exc_info=True)
 
 
 class Connections:
@@ -56,6 +83,7 @@ class Connections:
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._listeners: list[Callable[[], None]] = []
         self._listen_task: asyncio.Task[None] | None = None
+        self._commit_observers: list[CommitObserver] = []
         self._listening = asyncio.Event()
         self.outages = 0  # operations that met a lost connection and were retried (for tests)
 
@@ -82,6 +110,8 @@ class Connections:
             min_size=1,
             max_size=self.pool_size,
             kwargs={"autocommit": True, "connect_timeout": max(1, int(self.connect_timeout))},
+            connection_class=TimedConnection,
+            configure=self._configure,
             open=False,
             timeout=self.connect_timeout,
             name="batonflow",
@@ -126,6 +156,15 @@ class Connections:
                     " DO UPDATE SET version=EXCLUDED.version",
                     (len(MIGRATIONS),),
                 )
+
+    async def _configure(self, conn: Conn) -> None:
+        if isinstance(conn, TimedConnection):
+            conn.commit_observers = self._commit_observers
+
+    def observe_commits(self, observer: CommitObserver) -> None:
+        """Call ``observer(seconds)`` after each committed write transaction with how long
+        its commit took. It runs on the event loop: keep it quick."""
+        self._commit_observers.append(observer)
 
     async def close(self) -> None:
         await self._stop_listening()

@@ -67,7 +67,7 @@ from batonflow.store._sqlite_sql import (
     signal,
     subjects_for,
 )
-from batonflow.store._sqlite_writer import Writer, connect
+from batonflow.store._sqlite_writer import CommitObserver, Writer, connect
 
 
 class SQLiteStore:
@@ -80,6 +80,7 @@ class SQLiteStore:
         self._reader: sqlite3.Connection | None = None
         self._read_lock = threading.Lock()
         self._lock_fd: int | None = None
+        self._commit_observers: list[CommitObserver] = []
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def open(self) -> None:
@@ -100,7 +101,7 @@ class SQLiteStore:
             self._reader = connect(str(self.path))
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open {self.path} as a batonflow database: {exc}") from exc
-        self._writer = Writer(str(self.path))
+        self._writer = Writer(str(self.path), self._commit_observers)
         self._writer.start()
 
     def _migrate(self) -> None:
@@ -150,6 +151,12 @@ class SQLiteStore:
             self._reader.close()
             self._reader = None
         self._unlock()
+
+    def observe_commits(self, observer: CommitObserver) -> None:
+        """Call ``observer(seconds)`` after each commit with how long it took to be durable
+        (one commit may carry many writes: group commit). It runs on the writer thread: keep it
+        quick and thread-safe (a Prometheus histogram is)."""
+        self._commit_observers.append(observer)
 
     @property
     def commits(self) -> int:

@@ -10,18 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from batonflow.errors import BatonflowError, StoreError
 from batonflow.store._sqlite_sql import forget_head, remember_head
 
+log = logging.getLogger("batonflow.store")
+
 T = TypeVar("T")
 Op = Callable[[sqlite3.Connection], Any]
 
 _Item = tuple[Op, "asyncio.Future[Any]"]
+CommitObserver = Callable[[float], None]
 
 
 def connect(path: str) -> sqlite3.Connection:
@@ -38,8 +43,10 @@ def connect(path: str) -> sqlite3.Connection:
 
 
 class Writer:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, observers: list[CommitObserver] | None = None) -> None:
         self._path = path
+        # called on this thread with each commit's seconds (the fsync): quick and thread-safe
+        self._observers = observers if observers is not None else []
         self._cond = threading.Condition()
         self._items: list[_Item] = []
         self._closed = False
@@ -204,6 +211,7 @@ class Writer:
                 if isolate:
                     conn.execute("RELEASE op")
                 results.append((fut, value, None))
+        began = time.perf_counter()
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -211,8 +219,14 @@ class Writer:
                 _quietly(conn, "ROLLBACK")
             err = StoreError(f"commit failed, nothing in this batch was recorded: {exc}")
             return [(fut, None, err) for _, fut in batch]
+        took = time.perf_counter() - began
         self.batches += 1
         self.ops += len(batch)
+        for observe in self._observers:
+            try:
+                observe(took)
+            except Exception:  # an observer's bug must not fail a committed batch
+                log.warning("a commit observer failed", exc_info=True)
         return results
 
     @staticmethod
