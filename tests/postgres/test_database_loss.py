@@ -24,7 +24,7 @@ from postgres.harness import Cluster, check_history, count_ended, submit
 pytestmark = [pytest.mark.slow, pytest.mark.long]
 
 RUNS = 300
-DEADLINE = 240.0  # seconds for the whole load; never reached when all is well (a loaded 2-core box needs ~3x)
+DEADLINE = 240.0  # seconds for the whole load; never reached when all is well (even loaded)
 
 
 def _app_named(url: str, name: str) -> str:
