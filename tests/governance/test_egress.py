@@ -531,6 +531,12 @@ def document(url: str) -> dict[str, Any]:
         (["*"], "http://127.0.0.1:{port}/admin", "127.0.0.1 is a loopback address"),
         (["*"], "http://169.254.169.254/latest/meta-data/iam/", "169.254.169.254 is the cloud"),
         (["*"], "http://10.0.0.1/internal", "10.0.0.1 is a private address"),
+        # spellings httpx's URL parser refused outright: the policy judges them now
+        (["*"], "http://0177.0.0.1:{port}/admin", "127.0.0.1 is a loopback address"),
+        (["*"], "http://127.0.0.01:{port}/admin", "127.0.0.1 is a loopback address"),
+        (["*"], "http://0251.0376.0251.0376/", "169.254.169.254 is the cloud"),
+        (["*"], "http://0x7f.1:{port}/admin", "127.0.0.1 is a loopback address"),
+        (["*"], "http://2852039166/", "169.254.169.254 is the cloud"),
         (["api.example.test"], "http://evil.example.test/x", "host 'evil.example.test' is not on"),
     ],
 )
