@@ -3,6 +3,7 @@ results and errors: machine output on stdout, every error on stderr as ``error: 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -202,6 +203,10 @@ def resolve_db(db: str, *, must_exist: bool, read_only: bool = False) -> str:
         raise bf.ConfigError(f"--db: empty database path (set --db or {DB_ENV})")
     if text.startswith("sqlite:///"):
         path = Path(text.removeprefix("sqlite:///"))
+    elif text.startswith(("postgresql://", "postgres://")):
+        if read_only:
+            _check_postgres_readable(text)
+        return text
     elif "://" in text:
         return text  # bf.open_store says which schemes it supports
     else:
@@ -221,6 +226,16 @@ def resolve_db(db: str, *, must_exist: bool, read_only: bool = False) -> str:
     if read_only and path.exists():
         _check_readable(db, path)
     return text
+
+
+def _check_postgres_readable(url: str) -> None:
+    """The store's own rule (``check_readable``): refuse another program's schema, an empty
+    one, or an older store, before anything is created or migrated there."""
+    try:
+        from batonflow.store._postgres_conn import check_readable
+    except ImportError:  # psycopg missing: bf.open_store explains which extra to install
+        return
+    asyncio.run(check_readable(url))
 
 
 def _check_readable(db: str, path: Path) -> None:
