@@ -10,7 +10,7 @@ may have been meant for an earlier wait of the same task) and waits again if it 
 from __future__ import annotations
 
 import json
-import re
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,7 @@ from batonflow.dsl._problems import ErrorType, Problem, WorkflowError
 if TYPE_CHECKING:
     from batonflow.dsl._interpreter import Interpreter, TaskCall
 
+_log = logging.getLogger("batonflow.dsl")
 TOPIC = "cloudevent"
 _REQUIRED = ("id", "source", "type")
 
@@ -83,10 +84,13 @@ async def _attribute_matches(value: Any, wanted: Any, evaluator: _expr.Evaluator
     if isinstance(wanted, str):
         if not isinstance(value, str):
             return False
-        try:
-            return re.fullmatch(wanted, value) is not None
-        except re.error:
+        try:  # off the event loop and under the budget: a pattern may backtrack for ever
+            return await evaluator.matches(wanted, value)
+        except _expr.InvalidPattern:
             return value == wanted
+        except WorkflowError as over:
+            _log.warning("event filter %r skipped an event: %s", wanted, over.problem.detail)
+            return False
     return bool(value == wanted)
 
 

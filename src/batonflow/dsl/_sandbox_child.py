@@ -6,7 +6,10 @@ space is capped (``RLIMIT_AS``) before jq is loaded, and it dies with its parent
 
 Protocol, one request at a time on stdin/stdout, newline-framed JSON:
 
-    parent -> child   the program text as a JSON string, then the input as JSON text
+    parent -> child   the program text as a JSON string, then the input as JSON text; or
+                      ``{"regex": pattern}``, then a JSON string: does the pattern match the
+                      whole string (Python's ``re``)? The reply's results are ``[true]`` or
+                      ``[false]``; a pattern that does not compile is an ``error``
     child -> parent   ``["ok", [results...]]`` (at most two results) or ``["error", message]``
                       or ``["memory", message]`` or ``["size", message]``
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import re
 import resource
 import sys
 from typing import Any
@@ -70,13 +74,20 @@ def main() -> None:
         reply: list[Any]
         try:
             body = json.loads(head)
+            if isinstance(body, dict):  # a regular expression: backtracking can take for ever
+                text = json.loads(data)
+                found = isinstance(text, str) and re.fullmatch(body["regex"], text) is not None
+                reply = ["ok", [found]]
+                stdout.write(json.dumps(reply).encode("ascii") + b"\n")
+                stdout.flush()
+                continue
             program = cache.get(body)
             if program is None:
                 if len(cache) >= _CACHE_SIZE:
                     cache.clear()
                 program = cache[body] = jq.compile(body)
             reply = ["ok", _first_two(program, data.decode("utf-8", "surrogatepass"))]
-        except (ValueError, TypeError) as error:
+        except (ValueError, TypeError, re.error, RecursionError) as error:
             reply = ["error", str(error)]
         except MemoryError:
             reply = ["memory", "ran out of memory"]
