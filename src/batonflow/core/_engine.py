@@ -293,7 +293,7 @@ class Engine:
         self._require_open()
         self.register(wf)
         name = wf.name_for(input)
-        input, tags = wf.prepare(input, self._redact)
+        input, tags = await wf.prepare(input, self._redact)
         if subjects is not None:
             tags = tuple(dict.fromkeys(subjects))
         self._check_sealed(wf, tags)
@@ -366,7 +366,7 @@ class Engine:
     ) -> None:
         self.register(wf)
         name = wf.name_for(input)
-        input, own = wf.prepare(input, self._redact)
+        input, own = await wf.prepare(input, self._redact)
         self._check_sealed(wf, own)
         subjects = (*ctx.run.subjects, *own)
         _, input_json = roundtrip(input, what=f"the input of child workflow {wf.name!r}")
