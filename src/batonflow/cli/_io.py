@@ -84,6 +84,13 @@ def note(message: str) -> None:
 def fail(exc: BaseException) -> NoReturn:
     """Report ``exc`` on stderr and exit with its code from the table."""
     code = exit_code_for(exc)
+    undecodable = _undecodable_argument() if isinstance(exc, UnicodeError) else None
+    if undecodable is not None:  # bytes from the command line, not a bug of ours
+        print_error(
+            f"the argument '{undecodable}' holds bytes that are not UTF-8 text",
+            "batonflow reads ids, names and values as UTF-8; fix the terminal's encoding",
+        )
+        raise typer.Exit(int(ExitCode.USAGE))
     if code is ExitCode.INTERRUPTED:
         print_error("interrupted")
     elif code is ExitCode.INTERNAL:
@@ -101,6 +108,17 @@ def fail(exc: BaseException) -> NoReturn:
     else:
         print_error(str(exc) or type(exc).__name__)
     raise typer.Exit(int(code))
+
+
+def _undecodable_argument() -> str | None:
+    """The first command-line argument that is not UTF-8 (Python keeps its bytes as lone
+    surrogates, which cannot be stored or printed), shown with escapes; None if all are."""
+    for argument in sys.argv[1:]:
+        try:
+            argument.encode("utf-8")
+        except UnicodeEncodeError:
+            return argument.encode("utf-8", "backslashreplace").decode("utf-8")
+    return None
 
 
 @contextmanager
