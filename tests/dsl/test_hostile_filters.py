@@ -99,3 +99,30 @@ async def test_a_hostile_listener_does_not_stop_an_event_reaching_another_run(
         run = await engine.get_run(hostile.run_id)
     assert run is not None
     assert run.status is bf.RunStatus.WAITING
+
+
+def _checked(name: str, pattern: str) -> dict[str, Any]:
+    schema = {"type": "object", "properties": {"code": {"type": "string", "pattern": pattern}}}
+    return {
+        "document": {"dsl": "1.0.3", "namespace": "test", "name": name, "version": "1.0.0"},
+        "input": {"schema": {"document": schema}},
+        "do": [{"x": {"set": {"code": "${ .code }"}}}],
+    }
+
+
+@pytest.mark.slow
+async def test_schema_patterns_are_checked_under_the_budget(tmp_path: Path) -> None:
+    """A JSON Schema ``pattern`` is a regular expression too: a backtracking one faults its
+    run with the budget; a sound one still accepts and refuses as JSON Schema says."""
+    runtime = DslRuntime(expression_budget=QUICK)
+    async with bf.Engine(tmp_path / "r.db", workflows=[runtime.workflow]) as engine:
+        hostile = await runtime.start(engine, _checked("hostile", CATASTROPHIC), {"code": VICTIM})
+        fine = await runtime.start(engine, _checked("fine", "^[A-Z]-[0-9]+$"), {"code": "A-12"})
+        wrong = await runtime.start(engine, _checked("wrong", "^[A-Z]-[0-9]+$"), {"code": "12"})
+        assert await fine.result() == {"code": "A-12"}
+        with pytest.raises(bf.RunFailed) as refused:
+            await wrong.result()
+        with pytest.raises(bf.RunFailed) as stopped:
+            await hostile.result()
+    assert "does not match its schema at /code: '12' does not match" in str(refused.value)
+    assert "ran past its time budget of 0.5s" in str(stopped.value)

@@ -31,9 +31,10 @@ from typing import Any, ClassVar, Final
 
 __all__ = ["BudgetExceeded", "EvaluatorPool", "ExpressionBudget", "Outcome", "Request"]
 
-#: What an evaluator process runs: a jq program's text, or ``{"regex": pattern}`` (does the
-#: pattern match the whole of the string given as data?).
-Request = str | dict[str, str]
+#: What an evaluator process runs: a jq program's text, ``{"regex": pattern}`` (does the
+#: pattern match the whole of the string given as data?) or ``{"schema": document}`` (the
+#: first JSON Schema error of the data).
+Request = str | dict[str, Any]
 
 _CHILD: Final = str(Path(__file__).with_name("_sandbox_child.py"))
 _START_TIMEOUT: Final = 30.0  # seconds for a new process to be ready (a loaded machine)
