@@ -46,7 +46,9 @@ class SchemaValidator:
             found = await _isolated(schema["document"], value, where, what, evaluator)
         else:
             error = next(iter(validator.iter_errors(value)), None)
-            found = None if error is None else ([str(p) for p in error.absolute_path], error.message)
+            found = (
+                None if error is None else ([str(p) for p in error.absolute_path], error.message)
+            )
         if found is not None:
             path = "/" + "/".join(found[0])
             message = found[1]
