@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
 import batonflow as bf
+from batonflow import _limits
 from batonflow.governance._identity import Identity
 from batonflow.server._auth import allowed, service_of
 from batonflow.server._models import Body, EventOut
@@ -61,8 +62,8 @@ async def _cloudevent(request: Request) -> dict[str, Any]:
 
 
 def _json(body: bytes, what: str) -> Any:
-    try:
-        return json.loads(body)
+    try:  # within the input bounds: deep nesting would end in a RecursionError (a 500)
+        return _limits.loads(body.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise bf.ConfigError(f"{what} is not valid JSON: {exc}") from None
 
