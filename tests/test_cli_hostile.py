@@ -114,3 +114,57 @@ def test_a_module_that_exits_at_import_is_reported(tmp_path: Path) -> None:
     result = cli("run", f"{module}:flow", "--db", str(tmp_path / "r.db"))
     assert result.exit_code == ExitCode.USAGE
     assert "called sys.exit(3); a workflow module must not exit when imported" in result.output
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["show", b"ab\xffcd"], ["cancel", b"\xff"], ["list", "--workflow", b"\xfe"],
+     ["audit", "export", "--run", b"\xff"]],
+)  # fmt: skip
+def test_an_argument_that_is_not_utf8_is_a_usage_error(
+    tmp_path: Path, command: list[str | bytes]
+) -> None:
+    """Bytes a terminal passes that are not UTF-8 reach Python as lone surrogates, which the
+    store cannot encode: the command says which argument, it is no bug report (real argv,
+    so a subprocess)."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "runs.db"
+
+    async def make() -> None:
+        async with bf.Engine(db):
+            pass
+
+    asyncio.run(make())
+    binary = Path(sys.executable).parent / "batonflow"
+    argv = [str(binary), *command, "--db", str(db)]
+    result = subprocess.run(argv, capture_output=True, timeout=120, check=False)
+    stderr = result.stderr.decode("utf-8", "replace")
+    assert result.returncode == ExitCode.USAGE, stderr
+    assert "holds bytes that are not UTF-8 text" in stderr
+    assert "\\udc" in stderr  # the argument, shown with escapes
+    assert "this is a bug" not in stderr
+    assert "Traceback" not in stderr
+
+
+def test_a_number_past_pythons_digit_limit_is_refused_where_it_is(tmp_path: Path) -> None:
+    """Python reads at most 4,300 digits of an integer from text and says so with a bare
+    ValueError; the input check refuses such a number first, with its place and the limit.
+    The same digits in a string are text, and fine."""
+    document = tmp_path / "echo.yaml"
+    document.write_text(
+        "document: {dsl: '1.0.3', namespace: t, name: echo, version: '1.0.0'}\n"
+        "do:\n- x:\n    set: {v: '${ . }'}\n"
+    )
+    db = str(tmp_path / "runs.db")
+    digits = "9" * 5000
+    result = cli("run", str(document), "--db", db, "--input", f'{{"n": {digits}}}')
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert "refused at line 1 column 7: a number has 5000 digits; the limit is 4300" in (
+        result.output
+    )
+    assert "this is a bug" not in result.output
+    result = cli("run", str(document), "--db", db, "--input", f'{{"n": "{digits}"}}', "--json")
+    assert result.exit_code == 0, result.output
+    assert digits in result.output

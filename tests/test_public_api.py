@@ -19,7 +19,7 @@ EXPECTED = {
     "StepInfo", "StepKind", "StepRecord", "StepStatus", "StepTimeout", "Store", "StoreError",
     "SystemClock", "Workflow", "WorkflowNotFound", "__version__", "current_step",
     "load_workflow", "make_client", "open_store", "problem_of", "step", "workflow",
-    "FailedAttempt", "Hook", "RunEnded", "RunStarted",
+    "FailedAttempt", "Hook", "RunEnded", "RunStarted", "StoreFailing", "StoreRecovered",
 }  # fmt: skip
 
 

@@ -18,6 +18,7 @@ from typing import Any, Final
 
 __all__ = [
     "MAX_DEPTH",
+    "MAX_DIGITS",
     "MAX_DOCUMENT_BYTES",
     "MAX_NODES",
     "MAX_VALUE_BYTES",
@@ -37,8 +38,12 @@ MAX_VALUE_BYTES: Final = 64 << 20
 """Characters of JSON in one recorded value (a run's input, an event, a step's result)."""
 MAX_NODES: Final = 50_000
 """Values that YAML aliases may repeat in one workflow document (the alias-bomb bound)."""
+MAX_DIGITS: Final = 4300
+"""Digits in one number: Python's own bound on reading an integer from text
+(``sys.get_int_max_str_digits``), which would otherwise fail with a bare ValueError."""
 
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+_LONG_NUMBER = re.compile(rf'"(?:[^"\\]|\\.)*"|\d{{{MAX_DIGITS + 1},}}', re.DOTALL)
 _ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|.)", re.DOTALL)
 SURROGATE_CHAR = re.compile("[\ud800-\udfff]")
 
@@ -60,11 +65,24 @@ def line_column(text: str, offset: int) -> tuple[int, int]:
 
 def check_json_text(text: str, *, max_bytes: int = MAX_VALUE_BYTES) -> None:
     """Raise :class:`TextLimitError` if JSON ``text`` is too long, nests deeper than
-    :data:`MAX_DEPTH`, or holds a string that is not valid Unicode (a lone surrogate)."""
+    :data:`MAX_DEPTH`, holds a string that is not valid Unicode (a lone surrogate) or a
+    number of more than :data:`MAX_DIGITS` digits."""
     if len(text) > max_bytes:
         raise TextLimitError(f"it is {len(text)} characters long; the limit is {max_bytes}", 0)
     _check_depth(text)
     _check_surrogates(text)
+    _check_numbers(text)
+
+
+def _check_numbers(text: str) -> None:
+    if len(text) <= MAX_DIGITS or not re.search(rf"\d{{{MAX_DIGITS + 1}}}", text):
+        return
+    for match in _LONG_NUMBER.finditer(text):
+        if not match.group().startswith('"'):  # digits in a string are text, not a number
+            raise TextLimitError(
+                f"a number has {len(match.group())} digits; the limit is {MAX_DIGITS}",
+                match.start(),
+            )
 
 
 def _check_depth(text: str) -> None:

@@ -183,7 +183,9 @@ async def test_a_blocking_evaluation_never_waits_for_the_loop_it_blocks() -> Non
     """The pool's one process is busy with an evaluation whose answer this event loop awaits;
     a synchronous caller on the same loop (a workflow's `subjects` expression) gets a process
     of its own instead of waiting for one that only the blocked loop could free."""
-    budget = ExpressionBudget(seconds=2.0, memory_mb=256, processes=1)
+    # a generous budget: the busy evaluation's time runs on while the loop is blocked, and a
+    # loaded machine may take seconds to start the one-off process (a deadlock never ends)
+    budget = ExpressionBudget(seconds=60.0, memory_mb=256, processes=1)
     evaluator = Evaluator(budget)
     busy = asyncio.create_task(evaluator.evaluate("${ [range(3e6)] | length }", {}))
     await asyncio.sleep(0)  # one turn: the task takes the only process (it spawns it at once)

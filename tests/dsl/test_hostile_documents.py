@@ -162,3 +162,63 @@ async def test_an_event_with_a_lone_surrogate_is_refused_when_published(tmp_path
     async with bf.Engine(tmp_path / "e.db", workflows=[runtime.workflow]) as engine:
         with pytest.raises(bf.SerializationError, match="lone surrogate"):
             await runtime.publish(engine, {"id": "1", "source": "s", "type": "t", "data": "\ud800"})
+
+
+# -- variables ----------------------------------------------------------------------------------
+
+LOOP = "for: {in: '${ .items }', each: order, at: n}\n    while: '${ $n < 3 }'\n    do:\n"
+TRY = "try:\n    - y:\n        set: {v: 1}\n    catch:\n      as: failure\n      do:\n"
+
+
+@pytest.mark.parametrize(
+    ("task", "pointer", "name"),
+    [
+        ("set: {v: '${ $foo }'}", "/do/0/x/set/v", "$foo"),
+        ("set: {v: '${ [$input, $inputs] }'}", "/do/0/x/set/v", "$inputs"),
+        (LOOP + "    - y:\n        set: {v: '${ $item }'}", "/do/0/x/do/0/y/set/v", "$item"),
+        ("for: {in: '${ [$order] }', each: order}\n    do:\n    - y:\n        set: {v: 1}",
+         "/do/0/x/for/in", "$order"),  # the loop's variables are not defined before it
+        (TRY + "      - z:\n          set: {v: '${ $error }'}", "/do/0/x/catch/do/0/z/set/v",
+         "$error"),
+        ("try:\n    - y:\n        set: {v: '${ $error }'}\n    catch: {}", "/do/0/x/try/0/y/set/v",
+         "$error"),  # the caught error is the catch's, not the try's
+    ],
+)  # fmt: skip
+def test_validate_refuses_an_undefined_variable_with_its_path(
+    task: str, pointer: str, name: str
+) -> None:
+    found = problems(HEADER + f"do:\n- x:\n    {task}\n")
+    assert len(found) == 1, found
+    assert f": {pointer}: " in found[0]
+    assert f"{name} is not defined" in found[0]
+    assert "the variables in scope here: $authorization, $context" in found[0]
+
+
+def test_variables_in_scope_are_accepted() -> None:
+    text = HEADER + (
+        "do:\n- x:\n    " + LOOP + "    - y:\n        set:\n"
+        "          v: '${ [$order, $n, $input, $context, $task, $workflow, $runtime] }'\n"
+        "          w: '${ [.[] as $x | $x] | reduce .[] as $y (0; . + $y) }'\n"
+        "          e: '${ $ENV | length }'\n"
+        "- t:\n    " + TRY + "      - z:\n          set: {v: '${ $failure.status }'}\n"
+        "- s:\n    set: {v: '${ \"$foo is text\" }'}\n"
+    )
+    load_document("flow.yaml", text=text)
+
+
+async def test_the_runtime_fails_an_undefined_variable_as_validate_does(tmp_path: Path) -> None:
+    import batonflow as bf
+    from batonflow.dsl import DslRuntime
+
+    runtime = DslRuntime()
+    document = {
+        "document": {"dsl": "1.0.3", "namespace": "test", "name": "undef", "version": "1.0.0"},
+        "do": [{"x": {"set": {"v": "${ $foo }"}}}],
+    }
+    async with bf.Engine(tmp_path / "r.db", workflows=[runtime.workflow]) as engine:
+        handle = await runtime.start(engine, document, {})
+        with pytest.raises(bf.RunFailed) as caught:
+            await handle.result()
+    assert "$foo is not defined" in str(caught.value)
+    found = problems(HEADER + "do:\n- x:\n    set: {v: '${ $foo }'}\n")
+    assert "$foo is not defined" in found[0]

@@ -18,6 +18,7 @@ import pytest
 from .test_hostile_documents import HEADER, alias_bomb
 
 BIN = Path(sys.executable).parent / "batonflow"
+_LISTEN = "- w:\n    listen:\n      to:\n        one:\n          with: {%s}\n"
 
 pytestmark = [pytest.mark.slow, pytest.mark.long]
 
@@ -107,12 +108,29 @@ def test_a_live_worker_survives_hostile_input_and_stops_on_sigterm(tmp_path: Pat
         assert "lone surrogate" in refused.stderr
         assert "Traceback" not in refused.stderr
 
+        # a listen filter whose pattern backtracks for ever decides nothing, freezes nothing
+        hostile = _document(tmp_path / "hear.yaml", "hear", _LISTEN % "type: '(a+)+$'")
+        plain = _document(tmp_path / "ear.yaml", "ear", _LISTEN % "source: 'https://shop.example/'")
+        deaf, hears = detach(hostile, "{}"), detach(plain, "{}")
+        _wait_for(env, deaf, "waiting")
+        _wait_for(env, hears, "waiting")
+        event = {
+            "id": "e1",
+            "source": "https://shop.example/",
+            "type": "a" * 64 + "!",
+            "data": {"n": 5},
+        }
+        sent = _cli(env, "events", "send", "--data", json.dumps(event))
+        assert sent.returncode == 0, sent.stderr
+        assert _wait_for(env, hears, "completed")["output"] == [{"n": 5}]
+        assert _show(env, deaf)["status"] == "waiting"
+
         # still serving, and every run reads back
         after = detach(good, '{"n": 21}')
         assert _wait_for(env, after, "completed")["output"] == {"v": 42}
         listed = _cli(env, "list", "--json")
         assert listed.returncode == 0, listed.stderr
-        assert len(json.loads(listed.stdout)) == 7
+        assert len(json.loads(listed.stdout)) == 9
         exported = _cli(env, "audit", "export")
         assert exported.returncode == 0, exported.stderr
 

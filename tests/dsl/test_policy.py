@@ -3,12 +3,14 @@ at run time."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
 import batonflow as bf
 from batonflow.dsl import DslValidationError, load_document
+from batonflow.dsl._expr import Evaluator, ExpressionBudget
 from batonflow.dsl._policy import duration_seconds, policy_of
 from batonflow.dsl._problems import WorkflowError
 from batonflow.dsl._runtime import DslRuntime, policy_for
@@ -36,7 +38,8 @@ def _doc(settings: str) -> str:
     return HEAD + "".join(f"      {line}\n" for line in settings.splitlines()) + BODY
 
 
-def test_settings_are_read() -> None:
+async def test_settings_are_read() -> None:
+    evaluator = Evaluator()
     document = load_document(
         "e.yaml",
         text=_doc("subjects: ${ [.from, .client_id] }\nretention: P6Y\ndeadline: PT4H\n"
@@ -46,11 +49,9 @@ def test_settings_are_read() -> None:
     assert policy.retention == 6 * 365 * 86400
     assert policy.deadline == 4 * 3600
     assert policy.egress == ("crm.example.test",)
-    assert policy.subjects_of({"from": "ann@example.test", "client_id": 42}) == (
-        "ann@example.test",
-        "42",
-    )
-    assert policy.subjects_of({"from": None, "client_id": None}) == ()
+    found = await policy.subjects_of({"from": "ann@example.test", "client_id": 42}, evaluator)
+    assert found == ("ann@example.test", "42")
+    assert await policy.subjects_of({"from": None, "client_id": None}, evaluator) == ()
 
 
 @pytest.mark.parametrize(
@@ -100,3 +101,38 @@ async def test_a_plain_store_refuses_runs_with_subjects(tmp_path: Path) -> None:
         with pytest.raises(bf.ConfigError, match="sealed store"):
             await runtime.start(engine, document, {"from": "ann@example.test"})
         assert await engine.store.list_runs() == []
+
+
+@pytest.mark.slow
+async def test_the_subjects_expression_runs_under_the_budget_off_the_loop(tmp_path: Path) -> None:
+    """A ``subjects`` expression is evaluated like any other: a pooled one (it iterates) gives
+    its subjects, a never-ending one refuses the run with its budget, and meanwhile the event
+    loop runs on (a synchronous evaluation would freeze it: no tick at all)."""
+    budget = ExpressionBudget(seconds=0.5, memory_mb=256, processes=2)
+    runtime = DslRuntime(expression_budget=budget)
+    store = wrap_store(bf.SQLiteStore(tmp_path / "p.db"))
+    many = load_document("e.yaml", text=_doc("subjects: '${ [.people[] | .email] }'")).raw
+    spin = load_document("e.yaml", text=_doc("subjects: '${ def f: f; f }'")).raw
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    async with bf.Engine(store, clock=FakeClock(), workflows=[runtime.workflow]) as engine:
+        people = {"people": [{"email": "ann@example.test"}, {"email": "bob@example.test"}]}
+        handle = await runtime.start(engine, many, people)
+        await handle.result()
+        run = await engine.get_run(handle.run_id)
+        assert run is not None
+        assert len(run.subjects) == 2
+        task = asyncio.create_task(ticker())
+        try:
+            with pytest.raises(WorkflowError, match=r"ran past its time budget of 0\.5s"):
+                await runtime.start(engine, spin, {})
+        finally:
+            task.cancel()
+        assert ticks >= 10  # ~50 in 0.5 s
+        assert len(await engine.store.list_runs()) == 1  # the refused run was not recorded

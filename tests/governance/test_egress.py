@@ -531,6 +531,12 @@ def document(url: str) -> dict[str, Any]:
         (["*"], "http://127.0.0.1:{port}/admin", "127.0.0.1 is a loopback address"),
         (["*"], "http://169.254.169.254/latest/meta-data/iam/", "169.254.169.254 is the cloud"),
         (["*"], "http://10.0.0.1/internal", "10.0.0.1 is a private address"),
+        # spellings httpx's URL parser refused outright: the policy judges them now
+        (["*"], "http://0177.0.0.1:{port}/admin", "127.0.0.1 is a loopback address"),
+        (["*"], "http://127.0.0.01:{port}/admin", "127.0.0.1 is a loopback address"),
+        (["*"], "http://0251.0376.0251.0376/", "169.254.169.254 is the cloud"),
+        (["*"], "http://0x7f.1:{port}/admin", "127.0.0.1 is a loopback address"),
+        (["*"], "http://2852039166/", "169.254.169.254 is the cloud"),
         (["api.example.test"], "http://evil.example.test/x", "host 'evil.example.test' is not on"),
     ],
 )
@@ -559,3 +565,25 @@ async def test_a_templated_url_cannot_reach_what_the_policy_refuses(
     assert reason in denied[0]["reason"]
     assert denied[0]["step"] == "/do/0/fetch"
     assert server.requests() == []
+
+
+@pytest.mark.parametrize(
+    ("url", "normal"),
+    [
+        ("http://0177.0.0.1/x", "http://127.0.0.1/x"),
+        ("http://0177.0.0.1:8080/x?q=0177.0.0.1", "http://127.0.0.1:8080/x?q=0177.0.0.1"),
+        ("https://user:pw@0x7f.1/", "https://user:pw@127.0.0.1/"),
+        ("http://2130706433", "http://127.0.0.1"),
+        ("http://0251.0376.0251.0376./", "http://169.254.169.254/"),
+        ("http://127.0.0.1/", "http://127.0.0.1/"),  # already canonical
+        ("http://api.example.test/0177.0.0.1", "http://api.example.test/0177.0.0.1"),
+        ("http://[::ffff:127.0.0.1]/", "http://[::ffff:127.0.0.1]/"),  # IPv6: the policy's
+        ("http://999.1.1.1/", "http://999.1.1.1/"),  # not an address: left to the parser
+        ("http://1e3/", "http://1e3/"),  # a host name, not a number
+        ("not a url", "not a url"),
+    ],
+)
+def test_ipv4_spellings_are_normalised_before_parsing(url: str, normal: str) -> None:
+    from batonflow._net import normal_url
+
+    assert normal_url(url) == normal

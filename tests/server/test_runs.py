@@ -143,3 +143,22 @@ async def test_pages_by_cursor(server: Server, token: str) -> None:
         assert set(seen) == ids
         bad = await client.get("/api/v1/runs", params={"cursor": "nonsense"})
         assert bad.status_code == 400
+
+
+async def test_a_hostile_cloudevent_is_a_client_error_not_a_crash(
+    server: Server, token: str
+) -> None:
+    """Deep nesting, a lone surrogate or a 5,000-digit number in a CloudEvent is refused as
+    bad input (400), never a RecursionError or ValueError answered as a 500."""
+    kind = {"content-type": "application/cloudevents+json"}
+    head = '{"specversion": "1.0", "id": "1", "source": "https://a.example/", "type": "t", "data": '
+    bodies = {
+        "deeper than 128": head + "[" * 100_000 + "]" * 100_000 + "}",
+        "lone surrogate": head + '"\\ud800"}',
+        "5000 digits": head + "9" * 5000 + "}",
+    }
+    async with server.client(token) as client:
+        for words, body in bodies.items():
+            answer = await client.post("/api/v1/events/cloudevents", content=body, headers=kind)
+            assert answer.status_code == 400, (words, answer.text)
+            assert words in answer.json()["detail"]

@@ -3,6 +3,7 @@ results and errors: machine output on stdout, every error on stderr as ``error: 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -83,6 +84,13 @@ def note(message: str) -> None:
 def fail(exc: BaseException) -> NoReturn:
     """Report ``exc`` on stderr and exit with its code from the table."""
     code = exit_code_for(exc)
+    undecodable = _undecodable_argument() if isinstance(exc, UnicodeError) else None
+    if undecodable is not None:  # bytes from the command line, not a bug of ours
+        print_error(
+            f"the argument '{undecodable}' holds bytes that are not UTF-8 text",
+            "batonflow reads ids, names and values as UTF-8; fix the terminal's encoding",
+        )
+        raise typer.Exit(int(ExitCode.USAGE))
     if code is ExitCode.INTERRUPTED:
         print_error("interrupted")
     elif code is ExitCode.INTERNAL:
@@ -100,6 +108,17 @@ def fail(exc: BaseException) -> NoReturn:
     else:
         print_error(str(exc) or type(exc).__name__)
     raise typer.Exit(int(code))
+
+
+def _undecodable_argument() -> str | None:
+    """The first command-line argument that is not UTF-8 (Python keeps its bytes as lone
+    surrogates, which cannot be stored or printed), shown with escapes; None if all are."""
+    for argument in sys.argv[1:]:
+        try:
+            argument.encode("utf-8")
+        except UnicodeEncodeError:
+            return argument.encode("utf-8", "backslashreplace").decode("utf-8")
+    return None
 
 
 @contextmanager
@@ -202,6 +221,10 @@ def resolve_db(db: str, *, must_exist: bool, read_only: bool = False) -> str:
         raise bf.ConfigError(f"--db: empty database path (set --db or {DB_ENV})")
     if text.startswith("sqlite:///"):
         path = Path(text.removeprefix("sqlite:///"))
+    elif text.startswith(("postgresql://", "postgres://")):
+        if read_only:
+            _check_postgres_readable(text)
+        return text
     elif "://" in text:
         return text  # bf.open_store says which schemes it supports
     else:
@@ -221,6 +244,16 @@ def resolve_db(db: str, *, must_exist: bool, read_only: bool = False) -> str:
     if read_only and path.exists():
         _check_readable(db, path)
     return text
+
+
+def _check_postgres_readable(url: str) -> None:
+    """The store's own rule (``check_readable``): refuse another program's schema, an empty
+    one, or an older store, before anything is created or migrated there."""
+    try:
+        from batonflow.store._postgres_conn import check_readable
+    except ImportError:  # psycopg missing: bf.open_store explains which extra to install
+        return
+    asyncio.run(check_readable(url))
 
 
 def _check_readable(db: str, path: Path) -> None:

@@ -170,7 +170,7 @@ async def submit(
         try:
             me = await session.acting(token, "run.start")
             name = wf.name_for(input)
-            stored, subjects = wf.prepare(input, setup.redactor().persist)
+            stored, subjects = await wf.prepare(input, setup.redactor().persist)
             return await record_pending(
                 store, wf, name, stored, subjects, me, idempotency_key=idempotency_key,
                 timeout=timeout,

@@ -5,7 +5,14 @@ from batonflow.core._clock import Clock, SystemClock
 from batonflow.core._context import Context, StepInfo, current_step
 from batonflow.core._engine import Engine
 from batonflow.core._handle import RunHandle
-from batonflow.core._hooks import FailedAttempt, Hook, RunEnded, RunStarted
+from batonflow.core._hooks import (
+    FailedAttempt,
+    Hook,
+    RunEnded,
+    RunStarted,
+    StoreFailing,
+    StoreRecovered,
+)
 from batonflow.core._loader import load_workflow
 from batonflow.core._queues import Queue, RateLimit
 from batonflow.core._retry import Retry
@@ -41,6 +48,8 @@ __all__ = [
     "Step",
     "StepInfo",
     "StepOptions",
+    "StoreFailing",
+    "StoreRecovered",
     "SystemClock",
     "TrailEntry",
     "Workflow",

@@ -29,7 +29,14 @@ from batonflow.core._around import Activation, Around, around
 from batonflow.core._clock import Clock, SystemClock
 from batonflow.core._context import LATEST_WAKE, Context, _Suspend, identifying
 from batonflow.core._handle import Final, RunHandle
-from batonflow.core._hooks import Hook, Hooks, RunEnded, RunStarted
+from batonflow.core._hooks import (
+    Hook,
+    Hooks,
+    RunEnded,
+    RunStarted,
+    StoreFailing,
+    StoreRecovered,
+)
 from batonflow.core._ids import time_ordered_id
 from batonflow.core._loader import load_workflow
 from batonflow.core._queues import Queue, queue_limits, served
@@ -156,6 +163,8 @@ class Engine:
         self.http = http
         self.around: tuple[Around, ...] = tuple(around)
         self._fenced: set[str] = set()  # runs stopped by their lease fence, to hand back
+        # runs whose hand-back the failing store refused: still ours, handed back once it works
+        self._unreleased: set[str] = set()
         self._unsubscribe: Callable[[], None] | None = None
         self._step_threads = step_threads
         self._workflows: dict[str, Workflow[Any, Any]] = {}
@@ -171,7 +180,8 @@ class Engine:
         self._threads: ThreadPoolExecutor | None = None
         self._open = False
         self._saturated = False
-        self._store_trouble = StoreTrouble()
+        self._store_trouble = StoreTrouble(self._store_failing, self._store_recovered)
+        self._failing_since: float | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def open(self) -> Engine:
@@ -284,7 +294,7 @@ class Engine:
         self._require_open()
         self.register(wf)
         name = wf.name_for(input)
-        input, tags = wf.prepare(input, self._redact)
+        input, tags = await wf.prepare(input, self._redact)
         if subjects is not None:
             tags = tuple(dict.fromkeys(subjects))
         self._check_sealed(wf, tags)
@@ -357,7 +367,7 @@ class Engine:
     ) -> None:
         self.register(wf)
         name = wf.name_for(input)
-        input, own = wf.prepare(input, self._redact)
+        input, own = await wf.prepare(input, self._redact)
         self._check_sealed(wf, own)
         subjects = (*ctx.run.subjects, *own)
         _, input_json = roundtrip(input, what=f"the input of child workflow {wf.name!r}")
@@ -622,7 +632,24 @@ class Engine:
         try:
             await self.store.release_run(run_id, self.owner, self.clock.now())
         except StoreError as exc:
-            log.warning("run %s: could not release: %s", run_id, exc)
+            # it still reads RUNNING under our lease, which no claim of ours takes: remember it
+            self._unreleased.add(run_id)
+            log.warning("run %s: could not release (will again): %s", run_id, exc)
+        else:
+            self._unreleased.discard(run_id)
+
+    async def _release_unreleased(self) -> bool:
+        """Hand back the runs a failing store would not let go of; False if it still fails."""
+        for run_id in sorted(self._unreleased):
+            if run_id in self._active:
+                continue
+            try:
+                await self.store.release_run(run_id, self.owner, self.clock.now())
+            except StoreError as exc:
+                self._store_trouble.failed(exc)
+                return False
+            self._unreleased.discard(run_id)
+        return True
 
     def _workflow_for(self, run: RunRecord) -> Workflow[Any, Any]:
         wf = self._workflows.get(run.workflow)
@@ -641,6 +668,17 @@ class Engine:
                 " pass it in Engine(workflows=[...])"
             )
         return wf
+
+    def _store_failing(self, error: str) -> None:
+        self._failing_since = now = self.clock.now()
+        if self.hooks:
+            self.hooks.store_failing(StoreFailing(error, now))
+
+    def _store_recovered(self, error: str) -> None:
+        now = self.clock.now()
+        since, self._failing_since = self._failing_since or now, None
+        if self.hooks:
+            self.hooks.store_recovered(StoreRecovered(error, since, now))
 
     async def _dispatch(self) -> None:
         while True:
@@ -665,6 +703,8 @@ class Engine:
             if room <= 0 or not self._open:  # closing: claim nothing more
                 return room
             if self._store_trouble.waiting() > 0:  # the store is failing: let it recover
+                return room
+            if self._unreleased and not await self._release_unreleased():
                 return room
             requested_at = time.monotonic()
             queued: dict[str, Any] = {}

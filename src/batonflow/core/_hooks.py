@@ -29,7 +29,14 @@ from batonflow.store import RunRecord, RunStatus
 if TYPE_CHECKING:
     from batonflow.core._engine import Engine
 
-__all__ = ["FailedAttempt", "Hook", "RunEnded", "RunStarted"]
+__all__ = [
+    "FailedAttempt",
+    "Hook",
+    "RunEnded",
+    "RunStarted",
+    "StoreFailing",
+    "StoreRecovered",
+]
 
 log = logging.getLogger("batonflow.engine")
 
@@ -69,6 +76,25 @@ class RunEnded:
     at: float
 
 
+@dataclass(frozen=True, slots=True)
+class StoreFailing:
+    """This engine's store began failing (a full disk, a lost database) at ``at``: runs are
+    handed back and claims pause, ``error`` says why. Told once per episode, until
+    :class:`StoreRecovered`."""
+
+    error: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoreRecovered:
+    """The store failing since ``since`` works again at ``at`` (``error``: what it was)."""
+
+    error: str
+    since: float
+    at: float
+
+
 class Hook:
     """Base class of engine hooks: every method does nothing; override the ones you need."""
 
@@ -85,6 +111,12 @@ class Hook:
         """Must return at once (see the module's docstring)."""
 
     def run_ended(self, event: RunEnded) -> None:
+        """Must return at once (see the module's docstring)."""
+
+    def store_failing(self, event: StoreFailing) -> None:
+        """Must return at once, and must not need the store (it is failing)."""
+
+    def store_recovered(self, event: StoreRecovered) -> None:
         """Must return at once (see the module's docstring)."""
 
 
@@ -126,6 +158,14 @@ class Hooks:
     def run_ended(self, event: RunEnded) -> None:
         for hook in self.all:
             _call(hook, "run_ended", event)
+
+    def store_failing(self, event: StoreFailing) -> None:
+        for hook in self.all:
+            _call(hook, "store_failing", event)
+
+    def store_recovered(self, event: StoreRecovered) -> None:
+        for hook in self.all:
+            _call(hook, "store_recovered", event)
 
 
 def _call(hook: Hook, name: str, event: object) -> None:

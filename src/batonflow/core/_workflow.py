@@ -109,8 +109,12 @@ def step_options(fn: Callable[..., Any]) -> tuple[Callable[..., Any], str, StepO
 Redact = Callable[[str, "str | None", Any], Any]
 
 #: ``prepare(input, redact) -> (input to store, data subjects)``, for workflows whose input is
-#: not the user's alone (the DSL's carries the document).
-Prepare = Callable[[Any, "Redact | None"], tuple[Any, tuple[str, ...]]]
+#: not the user's alone (the DSL's carries the document). It may be a coroutine function (the
+#: DSL's evaluates the document's ``subjects`` expression off the event loop).
+Prepare = Callable[
+    [Any, "Redact | None"],
+    "tuple[Any, tuple[str, ...]] | Awaitable[tuple[Any, tuple[str, ...]]]",
+]
 
 
 class Workflow(Generic[I, O]):
@@ -178,11 +182,14 @@ class Workflow(Generic[I, O]):
         output (before returning it), as the DSL interpreter does per document."""
         return self._prepare is not None
 
-    def prepare(self, input: Any, redact: Redact | None) -> tuple[Any, tuple[str, ...]]:
+    async def prepare(self, input: Any, redact: Redact | None) -> tuple[Any, tuple[str, ...]]:
         """A new run's input as it may be stored, and the data subjects it concerns (found
         before redaction, which may remove what names them)."""
         if self._prepare is not None:
-            return self._prepare(input, redact)
+            prepared = self._prepare(input, redact)
+            if inspect.isawaitable(prepared):
+                return await prepared
+            return prepared
         subjects = self.subjects_of(input)
         return (input if redact is None else redact(self.name, None, input)), subjects
 

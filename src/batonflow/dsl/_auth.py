@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 import httpx
 
+from batonflow._net import normal_url
 from batonflow.core import Clock, SystemClock
 from batonflow.dsl._problems import ErrorType, Problem, WorkflowError
 
@@ -76,7 +77,7 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
 
 def safe_url(url: httpx.URL | str) -> str:
     """A URL fit to show: no user info, and secret-looking query values masked."""
-    parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
+    parsed = url if isinstance(url, httpx.URL) else httpx.URL(normal_url(url))
     if parsed.userinfo:
         parsed = parsed.copy_with(username=None, password=None)
     if parsed.query and any(_SENSITIVE.search(key) for key in parsed.params):

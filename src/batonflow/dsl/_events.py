@@ -10,19 +10,20 @@ may have been meant for an earlier wait of the same task) and waits again if it 
 from __future__ import annotations
 
 import json
-import re
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import batonflow as bf
-from batonflow import _serde
+from batonflow import _limits, _serde
 from batonflow.dsl import _expr
 from batonflow.dsl._problems import ErrorType, Problem, WorkflowError
 
 if TYPE_CHECKING:
     from batonflow.dsl._interpreter import Interpreter, TaskCall
 
+_log = logging.getLogger("batonflow.dsl")
 TOPIC = "cloudevent"
 _REQUIRED = ("id", "source", "type")
 _HTTP_REQUIRED = ("id", "source", "type", "specversion")
@@ -53,8 +54,8 @@ def parse_cloudevent(headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
 
 
 def _json(body: bytes, what: str) -> Any:
-    try:
-        return json.loads(body)
+    try:  # within the input bounds: deep nesting would end in a RecursionError (a 500)
+        return _limits.loads(body.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise bf.ConfigError(f"{what} is not valid JSON: {exc}") from None
 
@@ -116,10 +117,13 @@ async def _attribute_matches(value: Any, wanted: Any, evaluator: _expr.Evaluator
     if isinstance(wanted, str):
         if not isinstance(value, str):
             return False
-        try:
-            return re.fullmatch(wanted, value) is not None
-        except re.error:
+        try:  # off the event loop and under the budget: a pattern may backtrack for ever
+            return await evaluator.matches(wanted, value)
+        except _expr.InvalidPattern:
             return value == wanted
+        except WorkflowError as over:
+            _log.warning("event filter %r skipped an event: %s", wanted, over.problem.detail)
+            return False
     return bool(value == wanted)
 
 

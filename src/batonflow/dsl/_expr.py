@@ -46,6 +46,7 @@ __all__ = [
     "Arguments",
     "Evaluator",
     "ExpressionBudget",
+    "InvalidPattern",
     "check",
     "check_template",
     "evaluate",
@@ -290,6 +291,22 @@ class Evaluator:
             outcome = _from_outcome(isolated)
         return _conclude(expression, outcome, instance)
 
+    async def matches(self, pattern: str, text: str) -> bool:
+        """Does the regular expression ``pattern`` (Python's ``re``) match the whole of
+        ``text``? Plain text (no special character) is compared here; any other pattern runs
+        in an evaluator process under the budget, since backtracking can take exponential
+        time (``(a+)+$``). Raises :class:`InvalidPattern` if it does not compile and
+        :class:`WorkflowError` (expression, 400) if it runs past the budget."""
+        if not _REGEX_SPECIAL.search(pattern):
+            return pattern == text
+        try:
+            outcome = await self.pool.run({"regex": pattern}, json.dumps(text))
+        except BudgetExceeded as over:
+            raise _failure(pattern, f"(a regular expression) {over}", None) from None
+        if outcome.error is not None:
+            raise InvalidPattern(outcome.error)
+        return outcome.results == [True]
+
     async def condition(
         self, expression: str, data: Any, arguments: Arguments | None = None,
         *, instance: str | None = None,
@@ -306,6 +323,13 @@ class Evaluator:
             for text, where in _expressions_in(value, instance)
         ]
         return _rebuild(value, iter(found))
+
+
+class InvalidPattern(ValueError):
+    """A regular expression that does not compile (the message is ``re``'s)."""
+
+
+_REGEX_SPECIAL = re.compile(r"[.^$*+?{}\[\]\\|()]")
 
 
 def _prepare(

@@ -27,6 +27,7 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
+from batonflow._net import normal_url
 from batonflow.dsl._auth import (
     AuthResolver,
     Credentials,
@@ -229,7 +230,7 @@ async def _credentials(
 
 def _build(client: httpx.AsyncClient, request: HttpRequest) -> httpx.Request:
     try:
-        url = httpx.URL(request.url)
+        url = httpx.URL(normal_url(request.url))
     except httpx.InvalidURL as exc:
         raise error(ErrorType.CONFIGURATION, f"invalid endpoint URI: {exc}") from None
     if url.scheme not in ("http", "https") or not url.host:

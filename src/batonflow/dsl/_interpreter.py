@@ -117,7 +117,7 @@ class Interpreter:
         }
         data = self.raw_input
         spec_input = self.document.get("input") or {}
-        self.validate(spec_input.get("schema"), data, "/input/schema", "workflow input")
+        await self.validate(spec_input.get("schema"), data, "/input/schema", "workflow input")
         if "from" in spec_input:
             args = _expr.Arguments(
                 workflow=self.workflow, runtime=self.runtime.descriptor, secrets=self.secrets
@@ -130,7 +130,7 @@ class Interpreter:
         spec_output = self.document.get("output") or {}
         if "as" in spec_output:
             data = await self.evaluate(spec_output["as"], data, self.arguments({}), "/output/as")
-        self.validate(spec_output.get("schema"), data, "/output/schema", "workflow output")
+        await self.validate(spec_output.get("schema"), data, "/output/schema", "workflow output")
         return data
 
     # -- task lists and flow directives -------------------------------------------------------
@@ -181,7 +181,9 @@ class Interpreter:
             if not await self.condition(task["if"], raw_input, args, f"{pointer}/if"):
                 return TaskResult(raw_input)  # skipped: the raw input becomes the output
         spec_input = task.get("input") or {}
-        self.validate(spec_input.get("schema"), raw_input, f"{pointer}/input/schema", "task input")
+        await self.validate(
+            spec_input.get("schema"), raw_input, f"{pointer}/input/schema", "task input"
+        )
         data = raw_input
         if "from" in spec_input:
             args = self.arguments(scope, task=descriptor)
@@ -214,7 +216,9 @@ class Interpreter:
         if "as" in spec:
             args = self.arguments(call.scope, task=call.descriptor, input=call.input)
             output = await self.evaluate(spec["as"], raw_output, args, f"{call.pointer}/output/as")
-        self.validate(spec.get("schema"), output, f"{call.pointer}/output/schema", "task output")
+        await self.validate(
+            spec.get("schema"), output, f"{call.pointer}/output/schema", "task output"
+        )
         return output
 
     async def export(self, call: TaskCall, output: Any) -> None:
@@ -225,7 +229,9 @@ class Interpreter:
                 spec["as"], output, args, f"{call.pointer}/export/as"
             )
         schema = spec.get("schema")
-        self.validate(schema, self.context, f"{call.pointer}/export/schema", "exported context")
+        await self.validate(
+            schema, self.context, f"{call.pointer}/export/schema", "exported context"
+        )
 
     # -- timeouts -------------------------------------------------------------------------------
     def timeout_of(self, task: dict[str, Any], pointer: str) -> float | None:
@@ -291,9 +297,9 @@ class Interpreter:
     ) -> bool:
         return await self.runtime.evaluator.condition(expression, data, args, instance=where)
 
-    def validate(self, schema: Any, value: Any, where: str, what: str) -> None:
+    async def validate(self, schema: Any, value: Any, where: str, what: str) -> None:
         if schema is not None:
-            self.runtime.schemas.validate(schema, value, where, what)
+            await self.runtime.schemas.validate(schema, value, where, what, self.runtime.evaluator)
 
 
 LEAF_KINDS = frozenset({"call", "set", "emit", "raise", "run"})

@@ -19,6 +19,7 @@ from urllib.parse import quote, urljoin
 
 import httpx
 
+from batonflow._net import normal_url
 from batonflow.dsl._auth import AuthResolver, error, safe_url
 from batonflow.dsl._http import (
     OUTPUTS,
@@ -221,7 +222,7 @@ class Operation:
         doc = self.document
         if doc.is_swagger:
             schemes = self.spec.get("schemes") or doc.data.get("schemes") or []
-            origin = httpx.URL(doc.url)
+            origin = httpx.URL(normal_url(doc.url))
             scheme = "https" if "https" in schemes else (schemes[0] if schemes else origin.scheme)
             host = doc.data.get("host") or origin.netloc.decode("ascii")
             base_path = str(doc.data.get("basePath") or "")

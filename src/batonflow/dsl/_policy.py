@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from batonflow.dsl._expr import check, evaluate, is_expression
+from batonflow.dsl._expr import Evaluator, check, is_expression
 from batonflow.dsl._model.errors import Finding
 from batonflow.dsl._problems import ErrorType, Problem, WorkflowError
 from batonflow.errors import ConfigError
@@ -58,20 +58,24 @@ class DocumentPolicy:
     egress: tuple[str, ...] = ()
     redaction: RedactionRules | None = None
 
-    def subjects_of(self, input: Any) -> tuple[str, ...]:
+    async def subjects_of(self, input: Any, evaluator: Evaluator) -> tuple[str, ...]:
         """The data subjects the ``subjects`` expression finds in a run's input (nulls, for
-        a field an input lacks, are skipped)."""
-        return self._strings(self.subjects, "subjects", input)
+        a field an input lacks, are skipped), evaluated by ``evaluator`` (under its budget,
+        off the event loop)."""
+        return await self._strings(self.subjects, "subjects", input, evaluator)
 
-    def identifiers_of(self, input: Any) -> tuple[str, ...]:
+    async def identifiers_of(self, input: Any, evaluator: Evaluator) -> tuple[str, ...]:
         """Everything that identifies the run's people: its subjects' ids and what the
         ``identifiers`` expression finds (names, numbers)."""
-        return (*self.subjects_of(input), *self._strings(self.identifiers, "identifiers", input))
+        subjects = await self.subjects_of(input, evaluator)
+        return (*subjects, *await self._strings(self.identifiers, "identifiers", input, evaluator))
 
-    def _strings(self, expression: str | None, key: str, input: Any) -> tuple[str, ...]:
+    async def _strings(
+        self, expression: str | None, key: str, input: Any, evaluator: Evaluator
+    ) -> tuple[str, ...]:
         if expression is None:
             return ()
-        found = evaluate(expression, input, instance=f"{POINTER}/{key}")
+        found = await evaluator.evaluate(expression, input, instance=f"{POINTER}/{key}")
         if found is None:
             return ()
         items = [i for i in (found if isinstance(found, list) else [found]) if i is not None]

@@ -184,8 +184,10 @@ class DslRuntime:
             engine.poke()
         return delivered
 
-    def _prepare(self, payload: Any, redact: bf.core.Redact | None) -> tuple[Any, tuple[str, ...]]:
-        stored, subjects = _prepare(payload, redact)
+    async def _prepare(
+        self, payload: Any, redact: bf.core.Redact | None
+    ) -> tuple[Any, tuple[str, ...]]:
+        stored, subjects = await _prepare(payload, redact, self.evaluator)
         if not subjects and self.missing_subjects == "refuse" and _declares_subjects(payload):
             raise WorkflowError(
                 Problem.of(
@@ -213,7 +215,7 @@ class DslRuntime:
         with (
             egress_scope(name, policy.egress, where=EGRESS_POINTER),
             redaction_scope(policy.redaction),
-            known_identifiers(policy.identifiers_of(payload.get("input"))),
+            known_identifiers(await policy.identifiers_of(payload.get("input"), self.evaluator)),
         ):
             output = await interpreter.run()
             return ctx.engine.redacted(WORKFLOW_NAME, OUTPUT, output)
@@ -235,14 +237,16 @@ def is_document_run(name: str) -> bool:
     return name == WORKFLOW_NAME or "/" in name
 
 
-def _prepare(payload: Any, redact: bf.core.Redact | None) -> tuple[Any, tuple[str, ...]]:
+async def _prepare(
+    payload: Any, redact: bf.core.Redact | None, evaluator: Evaluator
+) -> tuple[Any, tuple[str, ...]]:
     """A DSL run's input as stored and its data subjects: the document's
-    ``metadata.batonflow.subjects`` on the user's input, then its redaction rules on that input
-    (the document itself is left as written)."""
+    ``metadata.batonflow.subjects`` on the user's input (under the expression budget, off the
+    event loop), then its redaction rules on that input (the document is left as written)."""
     if not isinstance(payload, Mapping) or not isinstance(payload.get("definition"), Mapping):
         return payload, ()
     policy = policy_of(payload["definition"])
-    subjects = policy.subjects_of(payload.get("input"))
+    subjects = await policy.subjects_of(payload.get("input"), evaluator)
     if redact is None:
         return payload, subjects
     with redaction_scope(policy.redaction):

@@ -29,7 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Final
 
-__all__ = ["BudgetExceeded", "EvaluatorPool", "ExpressionBudget", "Outcome"]
+__all__ = ["BudgetExceeded", "EvaluatorPool", "ExpressionBudget", "Outcome", "Request"]
+
+#: What an evaluator process runs: a jq program's text, ``{"regex": pattern}`` (does the
+#: pattern match the whole of the string given as data?) or ``{"schema": document}`` (the
+#: first JSON Schema error of the data).
+Request = str | dict[str, Any]
 
 _CHILD: Final = str(Path(__file__).with_name("_sandbox_child.py"))
 _START_TIMEOUT: Final = 30.0  # seconds for a new process to be ready (a loaded machine)
@@ -92,7 +97,7 @@ class _Process:
         self.buffer = bytearray()
         self.ready = False
 
-    def send(self, program: str, data: str) -> None:
+    def send(self, program: Request, data: str) -> None:
         self.stdin.write(json.dumps(program).encode() + b"\n" + data.encode() + b"\n")
         self.stdin.flush()
 
@@ -189,14 +194,14 @@ class EvaluatorPool:
             process.kill()
 
     # -- evaluating ---------------------------------------------------------------------------
-    async def run(self, program: str, data: str) -> Outcome:
+    async def run(self, program: Request, data: str) -> Outcome:
         """Run ``program`` on ``data`` (JSON text). Raises :class:`BudgetExceeded`."""
         try:
             return await self._run_once(program, data)
         except _Gone:  # an idle process had died (killed from outside): once more, on a new one
             return await self._run_once(program, data)
 
-    async def _run_once(self, program: str, data: str) -> Outcome:
+    async def _run_once(self, program: Request, data: str) -> Outcome:
         process = await self._acquire()
         healthy = False
         try:
@@ -329,7 +334,7 @@ class _Gone(Exception):
     """The process was dead before the program was sent: nothing ran."""
 
 
-def _send(process: _Process, program: str, data: str) -> None:
+def _send(process: _Process, program: Request, data: str) -> None:
     try:
         process.send(program, data)
     except (BrokenPipeError, ConnectionResetError, ValueError):

@@ -6,7 +6,12 @@ space is capped (``RLIMIT_AS``) before jq is loaded, and it dies with its parent
 
 Protocol, one request at a time on stdin/stdout, newline-framed JSON:
 
-    parent -> child   the program text as a JSON string, then the input as JSON text
+    parent -> child   the program text as a JSON string, then the input as JSON text; or
+                      ``{"regex": pattern}``, then a JSON string: does the pattern match the
+                      whole string (Python's ``re``)? The reply's results are ``[true]`` or
+                      ``[false]``; a pattern that does not compile is an ``error``; or
+                      ``{"schema": document}``, then a value: its first JSON Schema error
+                      (``[{"path": [...], "message": ...}]``) or ``[null]``
     child -> parent   ``["ok", [results...]]`` (at most two results) or ``["error", message]``
                       or ``["memory", message]`` or ``["size", message]``
 
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import re
 import resource
 import sys
 from typing import Any
@@ -51,6 +57,17 @@ def _first_two(program: Any, text: str) -> list[Any]:
         del results
 
 
+def _schema_error(schema: Any, value: Any) -> dict[str, Any] | None:
+    """The first error of ``value`` against JSON Schema ``schema`` (checked by the parent),
+    as ``{"path": [...], "message": ...}``, or None. jsonschema is imported on first use."""
+    from jsonschema import Draft202012Validator
+
+    error = next(iter(Draft202012Validator(schema).iter_errors(value)), None)
+    if error is None:
+        return None
+    return {"path": [str(p) for p in error.absolute_path], "message": error.message}
+
+
 def main() -> None:
     memory, max_result = int(sys.argv[1]), int(sys.argv[2])
     if memory > 0:
@@ -70,13 +87,25 @@ def main() -> None:
         reply: list[Any]
         try:
             body = json.loads(head)
+            if isinstance(body, dict) and "schema" in body:  # its patterns may backtrack
+                reply = ["ok", [_schema_error(body["schema"], json.loads(data))]]
+                stdout.write(json.dumps(reply).encode("ascii") + b"\n")
+                stdout.flush()
+                continue
+            if isinstance(body, dict):  # a regular expression: backtracking can take for ever
+                text = json.loads(data)
+                found = isinstance(text, str) and re.fullmatch(body["regex"], text) is not None
+                reply = ["ok", [found]]
+                stdout.write(json.dumps(reply).encode("ascii") + b"\n")
+                stdout.flush()
+                continue
             program = cache.get(body)
             if program is None:
                 if len(cache) >= _CACHE_SIZE:
                     cache.clear()
                 program = cache[body] = jq.compile(body)
             reply = ["ok", _first_two(program, data.decode("utf-8", "surrogatepass"))]
-        except (ValueError, TypeError) as error:
+        except (ValueError, TypeError, re.error, RecursionError) as error:
             reply = ["error", str(error)]
         except MemoryError:
             reply = ["memory", "ran out of memory"]

@@ -7,6 +7,13 @@ Which strings are expressions: every strict-mode ``${ ... }`` string in the docu
 inside ``document`` (the header), any ``metadata`` and any ``schema`` (data, never evaluated);
 and the bare jq of the fields whose type *is* an expression (``if``, ``when``, ``while``,
 ``exceptWhen``, ``for.in``, ``input.from``, ``output.as``, ``export.as``).
+
+Which variables an expression may read: the runtime expression arguments (dsl.md "Runtime
+expression arguments": ``$context``, ``$input``, ...), a ``for`` task's ``each``/``at`` variables
+in its ``while`` and ``do`` (not in ``for.in``, evaluated before the loop), a subscription
+iterator's ``item``/``at`` throughout its ``foreach``, and a ``try`` task's ``catch.as`` variable
+inside its ``catch``; jq's own bindings (``. as $x``, ``def f($a)``) are
+jq's. Any other ``$name`` is a compile error at run time, so it is one here, with its path.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from batonflow.dsl._expr import check, is_expression
+from batonflow.dsl._expr import STANDARD_ARGUMENTS, check, is_expression
 from batonflow.dsl._model.errors import Finding
 from batonflow.dsl._yaml import join_pointer
 
@@ -27,40 +34,75 @@ _BARE = {"for": "in", "input": "from", "output": "as", "export": "as"}
 
 
 def expression_findings(document: dict[str, Any]) -> list[Finding]:
-    """A finding for every expression in ``document`` that does not compile."""
+    """A finding for every expression in ``document`` that does not compile, or that reads a
+    variable not in scope where it is."""
     findings = []
-    for pointer, text in _expressions(document):
-        problem = check(text)
+    for pointer, text, scope in _expressions(document):
+        problem = check(text, STANDARD_ARGUMENTS | scope)
         if problem is not None:
             message = problem.detail or "invalid runtime expression"
+            if " is not defined" in message:
+                shown = ", ".join(f"${name}" for name in sorted(STANDARD_ARGUMENTS | scope))
+                message += f"\n(the variables in scope here: {shown})"
             findings.append(Finding(pointer, message, "expression", text[:80]))
     return findings
 
 
-def _expressions(document: dict[str, Any]) -> Iterator[tuple[str, str]]:
+Found = Iterator[tuple[str, str, frozenset[str]]]
+
+
+def _expressions(document: dict[str, Any]) -> Found:
     for key, value in document.items():
         if key != "document" and key not in _NOT_EVALUATED:
-            yield from _walk(value, join_pointer("", key), key, key not in _DATA)
+            yield from _walk(value, join_pointer("", key), key, key not in _DATA, frozenset())
 
 
 def _walk(
-    value: Any, pointer: str, key: str | int | None, typed: bool
-) -> Iterator[tuple[str, str]]:
+    value: Any, pointer: str, key: str | int | None, typed: bool, scope: frozenset[str]
+) -> Found:
     """``typed``: outside data (call arguments, event attributes), where a field's name says
-    whether it is an expression."""
+    whether it is an expression. ``scope``: the task variables defined here."""
     if isinstance(value, str):
         if is_expression(value) or (typed and key in _CONDITIONS and value.strip()):
-            yield pointer, value
+            yield pointer, value, scope
     elif isinstance(value, dict):
         bare = _BARE.get(key) if typed and isinstance(key, str) else None
+        inner = _task_variables(value) if typed else {}
         for name, item in value.items():
             if name in _NOT_EVALUATED:
                 continue
             here = join_pointer(pointer, name)
+            seen = scope | inner.get(name, frozenset()) | _iterator_variables(name, item)
             if name == bare and isinstance(item, str) and item.strip():
-                yield here, item
+                yield here, item, seen
             else:
-                yield from _walk(item, here, name, typed and name not in _DATA)
+                yield from _walk(item, here, name, typed and name not in _DATA, seen)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            yield from _walk(item, join_pointer(pointer, index), index, typed)
+            yield from _walk(item, join_pointer(pointer, index), index, typed, scope)
+
+
+def _iterator_variables(name: str, value: Any) -> frozenset[str]:
+    """A subscription iterator's item and index (``listen``'s ``foreach``, and an AsyncAPI
+    call's ``subscription.foreach``), in scope throughout it."""
+    if name != "foreach" or not isinstance(value, dict):
+        return frozenset()
+    names = (value.get("item", "item"), value.get("at", "index"))
+    return frozenset(n for n in names if isinstance(n, str))
+
+
+def _task_variables(task: dict[str, Any]) -> dict[str, frozenset[str]]:
+    """The variables a task defines, by the field where they are in scope: a ``for`` task's
+    item and index in ``while`` and ``do``, a ``try`` task's caught error in ``catch``."""
+    loop, catch = task.get("for"), task.get("catch")
+    if isinstance(loop, dict) and "in" in loop:
+        names = frozenset(
+            name
+            for name in (loop.get("each", "item"), loop.get("at", "index"))
+            if isinstance(name, str)
+        )
+        return {"while": names, "do": names}
+    if "try" in task and isinstance(catch, dict):
+        name = catch.get("as", "error")
+        return {"catch": frozenset({name})} if isinstance(name, str) else {}
+    return {}

@@ -42,6 +42,8 @@ AlertKind = Literal[
     "approval.expiring",
     "approval.expired",
     "trigger.failed",
+    "store.failing",
+    "store.recovered",
 ]
 ALERT_KINDS: tuple[AlertKind, ...] = (
     "run.faulted",
@@ -50,6 +52,8 @@ ALERT_KINDS: tuple[AlertKind, ...] = (
     "approval.expiring",
     "approval.expired",
     "trigger.failed",
+    "store.failing",
+    "store.recovered",
 )
 
 #: CloudEvents ``source`` of alerts unless configured otherwise (a URI-reference).

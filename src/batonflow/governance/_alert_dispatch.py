@@ -115,6 +115,28 @@ class Dispatcher:
         outcomes = list(await asyncio.gather(*(self._send(ch, alert) for ch in chosen)))
         tried = {outcome["channel"] for outcome in outcomes}
         outcomes += [dict(o) for o in earlier if o.get("channel") not in tried]
+        return await self._conclude(alert, outcomes, round)
+
+    async def announce(self, alert: Alert) -> list[dict[str, Any]]:
+        """Deliver ``alert`` through every channel without recording anything first: for an
+        alert about the store itself, which cannot be written while it fails (so it may reach
+        a channel once per process that sees the failure). Returns the outcomes, for
+        :meth:`record_late` once the store works again."""
+        log.warning("ALERT %s: %s", alert.kind, alert.summary)
+        return list(await asyncio.gather(*(self._send(ch, alert) for ch in self.channels)))
+
+    async def record_late(self, alert: Alert, outcomes: Sequence[Mapping[str, Any]]) -> bool:
+        """Record an alert :meth:`announce` delivered (``alert.raised``, then its outcomes),
+        and leave what a channel did not get to the monitor's rounds; False if the record was
+        already there (nothing written). Raises what the store raises."""
+        if not await self.claim(alert):
+            return False
+        await self._conclude(alert, [dict(o) for o in outcomes], 0)
+        return True
+
+    async def _conclude(
+        self, alert: Alert, outcomes: list[dict[str, Any]], round: int
+    ) -> float | None:
         ok = [outcome["ok"] for outcome in outcomes]
         state = "sent" if all(ok) else "failed" if not any(ok) else "partly sent"
         data = {**alert.to_dict(), "state": state, "deliveries": outcomes}

@@ -10,6 +10,9 @@
   the runs this engine executes (no minute poll);
 - an approval nears its expiry: a wake-up ``expiring_within`` before it, for approvals this
   engine requests (:func:`watch_approval`);
+- the store fails (a full disk, a lost database): at once, sent before anything is recorded
+  (nothing can be), once per episode per process; recorded, and followed by
+  ``store.recovered``, when the store works again;
 - anything else (a trigger that failed): :func:`raise_alert`.
 
 Exactly once across processes: the alert record (insert-if-absent, see
@@ -28,7 +31,15 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from batonflow.core import Engine, FailedAttempt, Hook, RunEnded, RunStarted
+from batonflow.core import (
+    Engine,
+    FailedAttempt,
+    Hook,
+    RunEnded,
+    RunStarted,
+    StoreFailing,
+    StoreRecovered,
+)
 from batonflow.errors import ConfigError
 from batonflow.governance._alert_channels import ALERT_KINDS, Alert, AlertChannel, AlertKind
 from batonflow.governance._alert_dispatch import Dispatcher, clip
@@ -90,6 +101,8 @@ class AlertHook(Hook):
         self._submitted: set[str] = set()  # keys handed to a task already (not the decider)
         self._timers: _Timers | None = None
         self._engine: Engine | None = None
+        # store alerts sent while the store failed, with their delivery, to record afterwards
+        self._unrecorded: list[asyncio.Task[tuple[Alert, list[dict[str, Any]]]]] = []
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def opened(self, engine: Engine) -> None:
@@ -163,6 +176,41 @@ class AlertHook(Hook):
         timers.add(
             run.created_at + tolerance, f"run.overdue:{run.id}", self._overdue(run, tolerance)
         )
+
+    def store_failing(self, event: StoreFailing) -> None:
+        dispatcher, engine = self._dispatcher, self._engine
+        if dispatcher is None or engine is None:
+            log.error("ALERT store.failing (engine closed, not raised here): %s", event.error)
+            return
+        alert = store_failing_alert(event, dispatcher.id)
+
+        async def announce() -> tuple[Alert, list[dict[str, Any]]]:
+            return alert, await dispatcher.announce(alert)
+
+        task = asyncio.ensure_future(announce())
+        self._unrecorded.append(task)
+        self._track(task)
+
+    def store_recovered(self, event: StoreRecovered) -> None:
+        dispatcher = self._dispatcher
+        if dispatcher is None:
+            return
+        sent, self._unrecorded = self._unrecorded, []
+        self._track(self._recovered(dispatcher, event, sent))
+
+    async def _recovered(
+        self,
+        dispatcher: Dispatcher,
+        event: StoreRecovered,
+        sent: list[asyncio.Task[tuple[Alert, list[dict[str, Any]]]]],
+    ) -> None:
+        for task in sent:  # what was said while the store failed goes on the record now
+            alert, outcomes = await task
+            try:
+                await dispatcher.record_late(alert, outcomes)
+            except Exception:
+                log.exception("could not record alert %s after the store recovered", alert.key)
+        self.submit(store_recovered_alert(event, dispatcher.id))
 
     # -- raising --------------------------------------------------------------------------------
     def submit(self, alert: Alert) -> None:
@@ -287,6 +335,34 @@ class _Timers:
             finally:
                 for waiting in waits:
                     waiting.cancel()
+
+
+def store_failing_alert(event: StoreFailing, process: str) -> Alert:
+    """The alert that ``process``'s store began failing (its key names the process and the
+    moment, so each episode is one alert)."""
+    summary = (
+        f"the store is failing ({clip(event.error, 200)}): runs wait and retry, nothing"
+        f" recorded is lost; free disk space or restore the database ({process})"
+    )
+    details = {"error": clip(event.error, 1000), "process": process, "since": _iso(event.at)}
+    key = f"store.failing:{process}:{event.at:.3f}"
+    return Alert("store.failing", None, None, summary, event.at, key, details)
+
+
+def store_recovered_alert(event: StoreRecovered, process: str) -> Alert:
+    """The alert that the store failing since ``event.since`` works again: the resolution."""
+    summary = (
+        f"the store works again after {event.at - event.since:.0f}s of failures"
+        f" ({clip(event.error, 200)}); runs continue ({process})"
+    )
+    details = {
+        "error": clip(event.error, 1000),
+        "process": process,
+        "since": _iso(event.since),
+        "resolves": f"store.failing:{process}:{event.since:.3f}",
+    }
+    key = f"store.recovered:{process}:{event.since:.3f}"
+    return Alert("store.recovered", None, None, summary, event.at, key, details)
 
 
 def _hook(engine: Engine) -> AlertHook | None:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import httpx
 
+from batonflow._net import canonical_ipv4, normal_url
 from batonflow.errors import ConfigError
 
 __all__ = [
@@ -186,7 +187,7 @@ def _network(entry: str, where: str) -> Network:
 def _host_and_port(entry: str, where: str) -> tuple[str, int | None]:
     """The normalised (IDNA, lower-case, no trailing dot) host and the port of an entry."""
     try:
-        url = httpx.URL(f"http://{entry}/")
+        url = httpx.URL(normal_url(f"http://{entry}/"))
     except (httpx.InvalidURL, ValueError) as exc:
         raise ConfigError(f"{where}: {entry!r} is not a host name ({exc})") from None
     if url.path != "/" or url.query or url.userinfo or url.fragment:
@@ -209,20 +210,12 @@ def normal_host(url: httpx.URL) -> str:
     return canonical_address(host) or host
 
 
-_NUMERIC = re.compile(r"^(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]+)){0,3}$")
-
-
 def canonical_address(host: str) -> str | None:
     """The canonical text of ``host`` when it is an IP address in any spelling, else None."""
     if ":" in host:
         literal = _address(host.split("%")[0].strip("[]"))
         return None if literal is None else str(literal)
-    if not _NUMERIC.match(host):
-        return None
-    try:
-        return socket.inet_ntoa(socket.inet_aton(host))
-    except OSError:
-        return None
+    return canonical_ipv4(host)
 
 
 def parse_hosts(hosts: Any, where: str) -> tuple[HostPattern, ...]:

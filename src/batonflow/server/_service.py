@@ -64,7 +64,7 @@ class Service:
         from batonflow.cli._ops import record_pending
 
         name = wf.name_for(input)
-        stored, subjects = wf.prepare(input, self.setup.redactor().persist)
+        stored, subjects = await wf.prepare(input, self.setup.redactor().persist)
         details = await record_pending(
             self.store, wf, name, stored, subjects, started_by,
             idempotency_key=idempotency_key, timeout=timeout,

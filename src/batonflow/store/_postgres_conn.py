@@ -137,6 +137,7 @@ class Connections:
                 "SELECT pg_advisory_xact_lock(hashtextextended(%s, 7))",
                 (f"batonflow-migrate:{schema}",),
             )
+            await check_identity(conn, schema, self.url)
             await conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (only_row BOOLEAN PRIMARY KEY"
                 " DEFAULT TRUE CHECK (only_row), version INTEGER NOT NULL)"
@@ -313,3 +314,69 @@ class Connections:
 def redact(url: str) -> str:
     """``url`` without its password, for messages."""
     return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+async def _schema_tables(conn: Conn, schema: str) -> set[str]:
+    """The tables, views and sequences of ``schema`` (read from the catalog, nothing written)."""
+    rows = await (
+        await conn.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f')",
+            (schema,),
+        )
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
+async def check_identity(conn: Conn, schema: str, url: str) -> int:
+    """The batonflow schema version of ``schema`` (0: an empty schema), or a StoreError if the
+    schema holds another program's tables: no version table but other tables, or a version
+    table without ``runs``. Only reads, so a foreign schema is left as it was found (the rule
+    SQLite stores follow, see ``SQLiteStore._check_identity``)."""
+    tables = await _schema_tables(conn, schema)
+    version = 0
+    if VERSION_TABLE in tables:
+        row = await (await conn.execute(f"SELECT version FROM {VERSION_TABLE}")).fetchone()
+        version = row[0] if row else 0
+    if (VERSION_TABLE not in tables and tables) or (version > 0 and "runs" not in tables):
+        shown = ", ".join(sorted(tables)[:5])
+        raise StoreError(
+            f"{redact(url)}: schema {schema!r} holds tables that are not a batonflow store"
+            f" ({shown}); it was left unchanged. Give batonflow a schema of its own: add"
+            " ?options=-csearch_path%3Dbatonflow to the URL after CREATE SCHEMA batonflow"
+        )
+    return version
+
+
+async def check_readable(url: str, *, connect_timeout: float = 10.0) -> None:
+    """What a read-only command checks before it opens ``url``: the schema is a batonflow
+    store at this batonflow's version. Never creates or migrates anything (a writing command
+    upgrades an older store; an empty schema has no runs to read)."""
+    try:
+        conn = await psycopg.AsyncConnection.connect(
+            url, autocommit=True, connect_timeout=max(1, int(connect_timeout))
+        )
+    except psycopg.Error as exc:
+        raise StoreError(f"cannot connect to {redact(url)}: {exc}") from exc
+    try:
+        async with conn:
+            row = await (await conn.execute("SELECT current_schema()")).fetchone()
+            schema = row[0] if row else None
+            if schema is None:
+                raise ConfigError(
+                    f"{redact(url)}: the search_path names no existing schema; create it first"
+                )
+            version = await check_identity(conn, schema, url)
+    except psycopg.Error as exc:
+        raise StoreError(f"cannot read {redact(url)}: {exc}") from exc
+    if version == 0:
+        raise ConfigError(
+            f"{redact(url)}: schema {schema!r} holds no batonflow store yet; start a run"
+            " first, or point --db at the database that holds your runs"
+        )
+    if version < len(MIGRATIONS):
+        raise ConfigError(
+            f"{redact(url)}: the store has schema version {version}; this batonflow uses"
+            f" {len(MIGRATIONS)}. A read-only command does not upgrade it: run a command that"
+            " writes (`batonflow worker`, `batonflow run`) once to upgrade it"
+        )

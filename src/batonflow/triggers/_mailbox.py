@@ -250,7 +250,7 @@ class MailboxTrigger:
             input = message_input(raw, self.name)
             message_id, in_reply_to = input["message_id"], input["in_reply_to"]
             if self.settings.transform is not None:
-                input = _transformed(self.settings.transform, input)
+                input = await _transformed(self.settings.transform, input)
         except MailRefused as refused:
             await self._refused(engine, key, refused.reason)
             return {**base, "state": "refused", "reason": refused.reason}
@@ -390,12 +390,13 @@ class MailboxTrigger:
         }
 
 
-def _transformed(expression: str, mail: dict[str, Any]) -> Any:
-    """``expression`` (jq) applied to the mail input: the workflow's own input shape."""
-    from batonflow.dsl._expr import evaluate
+async def _transformed(expression: str, mail: dict[str, Any]) -> Any:
+    """``expression`` (jq) applied to the mail input: the workflow's own input shape (under
+    the expression budget, off the event loop)."""
+    from batonflow.dsl._expr import Evaluator
 
     try:
-        return evaluate(expression, mail, instance="transform")
+        return await Evaluator().evaluate(expression, mail, instance="transform")
     except Exception as exc:
         raise MailRefused(f"the mailbox's transform failed on this message: {exc}") from None
 

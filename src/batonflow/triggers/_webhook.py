@@ -292,9 +292,12 @@ class Webhooks:
         message_id = hook.verify(headers, body, now)
         input, event = _input(headers, body, kind)
         if hook.target.input_schema is not None:
+            from batonflow.dsl._expr import Evaluator
             from batonflow.dsl._schemas import first_error
 
-            found = first_error(hook.target.input_schema, input, "/input/schema")
+            found = await first_error(
+                hook.target.input_schema, input, "/input/schema", "input", Evaluator()
+            )
             if found is not None:
                 path, message = found
                 raise InputRefused(
