@@ -13,7 +13,7 @@ def acknowledge(email: dict[str, Any]) -> dict[str, Any]:
     return {"reply": f"Dear {email['from_name']}, we are looking into it."}
 
 
-@bf.workflow
+@bf.workflow(subjects=lambda email: email["from"])
 async def complaint(ctx: bf.Context, email: dict[str, Any]) -> dict[str, Any]:
     """A customer's complaint: the complaints team approves the reply before it goes out."""
     draft = await ctx.step(acknowledge, email)
