@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import time
+import urllib.parse
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,7 +38,7 @@ PEOPLE: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
     "ann": (("admin",), (), "ann@firm.example"),
     "olly": (("operator",), (), "olly@firm.example"),
     "vera": (("viewer",), (), "vera@firm.example"),
-    "carol": (("viewer",), ("complaints",), "carol@firm.example"),
+    "carol": (("operator",), ("complaints",), "carol@firm.example"),
     "dave": (("viewer",), ("finance",), "dave@firm.example"),
 }
 VIEWPORT = {"width": 1280, "height": 800}
@@ -120,7 +121,7 @@ def page(browser: Any, console: Server) -> Iterator[Any]:
 
 def sign_in_as(page: Any, name: str, password: str = PASSWORD, *, next_path: str = "/") -> None:
     """Sign in through the form, as a person would."""
-    page.goto(f"/sign-in?next={next_path}")
+    page.goto("/sign-in?" + urllib.parse.urlencode({"next": next_path}))
     page.get_by_label("Name").fill(name)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
@@ -153,14 +154,14 @@ def axe() -> Callable[[Any], None]:
 
 def save_screenshot(page: Any, name: str) -> None:
     """A full-page PNG ``<name>.png`` in ``$BATONFLOW_SCREENSHOTS`` (when set); run ids and
-    times are masked, so a new run of the tests does not change the picture."""
+    times and durations are masked, so a new run of the tests does not change the picture."""
     folder = os.environ.get("BATONFLOW_SCREENSHOTS")
     if not folder:
         return
     Path(folder).mkdir(parents=True, exist_ok=True)
     page.screenshot(
         path=str(Path(folder) / f"{name}.png"), full_page=True, animations="disabled",
-        mask=[page.locator(".mono, time")], mask_color="#d4d9de",
+        mask=[page.locator(".mono, time, .dur")], mask_color="#d4d9de",
     )  # fmt: skip
 
 

@@ -99,7 +99,7 @@ def test_a_failed_run_shows_its_error_timeline_and_retries_from_the_failed_step(
     timeline = page.get_by_role("img", name="Timeline of 1 steps")
     assert timeline.is_visible()
     step = page.locator("details.step", has_text="explode")
-    step.locator("summary").click()  # open the step's details: its input as stored
+    step.locator("summary").first.click()  # open the step's details: its input as stored
     assert '"the CRM said no"' in step.locator("pre").first.inner_text()
     axe(page)
     screenshot("run-faulted")
