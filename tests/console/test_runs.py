@@ -78,13 +78,16 @@ def test_a_viewer_sees_no_actions_and_a_forged_one_is_refused_in_words(
     assert reply.status == 403
     assert "vera may not run.cancel: it needs the role admin or operator" in reply.text()
     page.set_content(reply.text())
+    assert "recorded on the audit trail" in page.locator("main").inner_text()
+    axe(page)
+    screenshot("refused")
     assert wait_for_status(console, run_id, "waiting")["status"] == "waiting"
     page.goto(f"/runs/{run_id}")
     assert page.get_by_role("button", name="Cancel").count() == 0
     page.goto("/runs?status=nonsense")
     assert "status: expected one of pending" in page.get_by_text("status: expected").inner_text()
+    assert "audit trail" not in page.locator("main").inner_text()  # a typo is not a refusal
     axe(page)
-    screenshot("refused")
 
 
 def test_a_failed_run_shows_its_error_timeline_and_retries_from_the_failed_step(

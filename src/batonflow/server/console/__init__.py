@@ -51,7 +51,7 @@ def install(app: FastAPI) -> None:
 
     async def refused(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Refused)
-        return refusal(request, exc.title, exc.reason, status=exc.status)
+        return refusal(request, exc.title, exc.reason, status=exc.status, audited=exc.audited)
 
     app.add_exception_handler(SignInNeeded, need_sign_in)
     app.add_exception_handler(Refused, refused)

@@ -129,7 +129,7 @@ async def decide_one(approval_id: str, request: Request, me: Decider) -> Respons
             target, found.run_id, me, option, comment=comment, approval_id=found.id
         )
     except bf.ApprovalRefused as exc:
-        raise Refused("Your decision was refused", str(exc)) from None
+        raise Refused("Your decision was refused", str(exc), audited=True) from None
     except bf.EventTimeout as exc:  # expired meanwhile
         raise Refused("This approval expired", str(exc), status=409) from None
     service.poke()
@@ -145,7 +145,7 @@ async def correct(approval_id: str, request: Request, me: Decider) -> Response:
     try:
         await require(request, me, "label.correct")
     except bf.AccessDenied as exc:
-        raise Refused("You may not correct labels", str(exc)) from None
+        raise Refused("You may not correct labels", str(exc), audited=True) from None
     service = service_of(request)
     found = await _request(service, approval_id)
     step = str(form.get("step", "")) or None
@@ -198,6 +198,6 @@ async def link_decide(token: str, request: Request) -> Response:
         decision = await decide(target, found.run_id, who, option, comment=comment,
                                 approval_id=found.id)  # fmt: skip
     except bf.ApprovalRefused as exc:
-        raise Refused("Your decision was refused", str(exc)) from None
+        raise Refused("Your decision was refused", str(exc), audited=True) from None
     service.poke()
     return render(request, "decided.html", {"decision": decision, "title": found.title})

@@ -91,7 +91,7 @@ async def run_action(run_id: str, request: Request, me: Reader) -> Response:
     try:
         await require(request, me, _actions.ACTIONS[name].permission)
     except bf.AccessDenied as exc:
-        raise Refused("You may not do this", str(exc)) from None
+        raise Refused("You may not do this", str(exc), audited=True) from None
     reason = str(form.get("reason", "")).strip()[:500] or None
     response = RedirectResponse(f"/runs/{run_id}", status_code=303)
     try:
