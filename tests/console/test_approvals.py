@@ -126,3 +126,24 @@ def test_an_erased_subjects_run_shows_nothing_readable(
     assert "erin@customer.example" not in text
     assert "Pat" not in text
     axe(page)
+
+
+def test_the_inbox_works_on_a_phone(
+    page: Any, console: Server, sign_in: Callable[..., None], axe: Callable[[Any], None]
+) -> None:
+    run_id = start_run(console, "complaint", {**EMAIL, "from": "sam@customer.example"})
+    wait_for_status(console, run_id, "waiting")
+    page.set_viewport_size({"width": 390, "height": 844})
+    sign_in("carol", next_path="/approvals")
+    card = page.locator("article", has=page.locator(f"a[href='/runs/{run_id}']"))
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"the page is {width}px wide on a 390px screen"
+    approve = card.get_by_role("button", name="Approve")
+    box = approve.bounding_box()
+    assert box is not None
+    assert box["x"] + box["width"] <= 390
+    assert box["height"] >= 32  # big enough for a thumb
+    axe(page)
+    approve.click()
+    expect(page.get_by_role("status").first).to_contain_text("You decided 'approve'")
+    assert wait_for_status(console, run_id, "completed")["status"] == "completed"

@@ -121,3 +121,23 @@ def test_an_unknown_run_is_a_page_that_says_so(
     assert reply.status == 404
     assert "there is no run with id 'no-such-run'" in page.locator(".reason").inner_text()
     axe(page)
+
+
+def test_a_documents_run_shows_its_path_through_the_flow_and_the_routing_decision(
+    page: Any, console: Server, sign_in: Callable[..., None], axe: Callable[[Any], None],
+    screenshot: Callable[[str], None],
+) -> None:  # fmt: skip
+    run_id = start_run(console, "test/triage", {"amount": 500})
+    wait_for_status(console, run_id, "completed")
+    sign_in("vera", next_path=f"/runs/{run_id}")
+    graph = page.locator(".graph svg")
+    assert graph.is_visible()
+    on_path = graph.locator("rect.on-path")
+    assert on_path.count() == 4  # start, size, escalate and the end: not accept
+    routing = page.locator("section", has=page.get_by_role("heading", name="Routing decisions"))
+    row = routing.locator("tbody tr").first.inner_text()
+    assert "big" in row
+    assert ".amount > 100" in row
+    assert "escalate" in row
+    axe(page)
+    screenshot("run-document")
