@@ -147,3 +147,21 @@ def test_the_inbox_works_on_a_phone(
     approve.click()
     expect(page.get_by_role("status").first).to_contain_text("You decided 'approve'")
     assert wait_for_status(console, run_id, "completed")["status"] == "completed"
+
+
+def test_the_overview_lists_the_waiting_approval_with_its_expiry(
+    page: Any, console: Server, sign_in: Callable[..., None]
+) -> None:
+    run_id = start_run(console, "complaint", {**EMAIL, "from": "uma@customer.example"})
+    wait_for_status(console, run_id, "waiting")
+    sign_in("olly")
+    panel = page.locator("section", has=page.get_by_role("heading", name="Approvals waiting"))
+    assert "Reply to Pat: Refund please" in panel.inner_text()
+    assert "expires in 48.0 h" in panel.inner_text() or "expires in 47" in panel.inner_text()
+    assert page.locator("tr", has_text="complaint").locator("td").nth(2).inner_text() != "0"
+    panel.get_by_role("link", name="Reply to Pat: Refund please").first.click()
+    page.wait_for_load_state()
+    # olly is not in the complaints group: the link explains rather than decides
+    assert (
+        "olly is not one of the deciders (group complaints)" in page.locator(".reason").inner_text()
+    )
