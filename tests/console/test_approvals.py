@@ -150,11 +150,18 @@ def test_the_inbox_works_on_a_phone(
 
 
 def test_the_overview_lists_the_waiting_approval_with_its_expiry(
-    page: Any, console: Server, sign_in: Callable[..., None]
-) -> None:
+    page: Any, console: Server, sign_in: Callable[..., None], axe: Callable[[Any], None],
+    screenshot: Callable[[str], None],
+) -> None:  # fmt: skip
     run_id = start_run(console, "complaint", {**EMAIL, "from": "uma@customer.example"})
+    broken = start_run(console, "fragile", {"reason": "the CRM is down"})
     wait_for_status(console, run_id, "waiting")
+    wait_for_status(console, broken, "faulted")
     sign_in("olly")
+    failed = page.locator("section", has=page.get_by_role("heading", name="Failed runs"))
+    assert broken[:8] in failed.inner_text()
+    axe(page)
+    screenshot("overview")
     panel = page.locator("section", has=page.get_by_role("heading", name="Approvals waiting"))
     assert "Reply to Pat: Refund please" in panel.inner_text()
     assert "expires in 48.0 h" in panel.inner_text() or "expires in 47" in panel.inner_text()

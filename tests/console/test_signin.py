@@ -32,9 +32,8 @@ def test_a_visitor_is_sent_to_sign_in_and_comes_back(
 
 
 def test_the_overview_shows_what_needs_a_person(
-    page: Any, sign_in: Callable[..., None], axe: Callable[[Any], None],
-    screenshot: Callable[[str], None],
-) -> None:  # fmt: skip
+    page: Any, sign_in: Callable[..., None], axe: Callable[[Any], None]
+) -> None:
     sign_in("ann")
     heading = page.get_by_role("heading", level=1)
     assert heading.inner_text() == "Overview"
@@ -45,7 +44,6 @@ def test_the_overview_shows_what_needs_a_person(
     assert page.get_by_role("heading", name="Needs a person now").is_visible()
     assert page.get_by_role("heading", name="Runs by workflow").is_visible()
     axe(page)
-    screenshot("overview")
 
 
 def test_a_wrong_password_is_refused_in_words_and_audited(

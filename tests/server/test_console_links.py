@@ -1,6 +1,7 @@
-"""Decision links on the real store with a fake clock: signed (a changed byte is refused),
-expiring (at the approval's expiry, and never later than seven days), used once, and only
-while the approval is open in the round they were made for."""
+"""The console's decision links on the real stores with a fake clock: signed (a changed byte
+is refused), expiring (at the approval's expiry, and never later than seven days), used once,
+and only while the approval is open in the round they were made for. (Here, not in
+tests/console: async tests cannot share a thread with Playwright's sync API.)"""
 
 from __future__ import annotations
 
