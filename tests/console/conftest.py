@@ -106,8 +106,10 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         running.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium for one test module: Playwright's sync API keeps an event loop running on
+    this thread while it is started, which async tests of other modules must not meet."""
     if not CHROMIUM.exists():
         if os.environ.get("CI"):
             raise AssertionError(f"{CHROMIUM} is missing: `apt-get install -y chromium`")
