@@ -91,6 +91,6 @@ def attach(service: Any) -> None:
 
     setup = service.setup
     url = settings(setup.data, setup.source)
-    mailer = setup.mailer(setup.client(service.store)) if url else None
+    mailer = setup.mailer(setup.client(service.store)) if url and "email" in setup.data else None
     if url and mailer is not None:
         service.feed.observe(Notifier(service, mailer, url).see)
