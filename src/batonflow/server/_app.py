@@ -2,9 +2,10 @@
 
 Routers: the API under :data:`API_PREFIX` (runs, workflows, events, approvals, audit,
 subjects, connectors, alerts, identities and tokens, live streams), and the operational
-endpoints ``/healthz``, ``/readyz``, ``/metrics`` at the root. ``/`` is free for the web
-console; more routers (console, ``/hooks`` triggers) plug in through ``create_app(routers=...)``
-or ``app.include_router`` and reach the :class:`Service` as ``request.app.state.service``.
+endpoints ``/healthz``, ``/readyz``, ``/metrics`` at the root, and the web console at ``/``
+(``server/console``); more routers (``/hooks`` triggers) plug in through
+``create_app(routers=...)`` or ``app.include_router`` and reach the :class:`Service` as
+``request.app.state.service``.
 """
 
 from __future__ import annotations
@@ -99,6 +100,9 @@ def create_app(
     app.include_router(_hooks.router)  # signed by the sender, not authorised by a token
     for router in routers:
         app.include_router(router)
+    from batonflow.server import console
+
+    console.install(app)
     return app
 
 
@@ -154,6 +158,9 @@ async def _serve(
     await setup.record_policy(session.store, local_identity().name)
     feed.observe(app.state.metrics.see)
     app.state.metrics.watch(session.store)
+    from batonflow.server import console
+
+    console.attach(service)
     await feed.start()
 
 
