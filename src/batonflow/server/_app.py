@@ -1,6 +1,6 @@
 """The FastAPI application of ``batonflow serve``.
 
-Routers: the API under :data:`API_PREFIX` (runs, workflows, events, approvals, audit,
+Routers: the API under :data:`API_PREFIX` (runs, workflows, events, approvals, audit, triggers,
 subjects, connectors, alerts, identities and tokens, live streams), and the operational
 endpoints ``/healthz``, ``/readyz``, ``/metrics`` at the root. ``/`` is free for the web
 console; more routers (console, ``/hooks`` triggers) plug in through ``create_app(routers=...)``
@@ -32,6 +32,7 @@ from batonflow.server import (
     _live,
     _problems,
     _runs,
+    _triggers,
     _workflows,
 )
 from batonflow.server._catalog import Catalog
@@ -86,7 +87,9 @@ def create_app(
     _problems.install(app)
     app.add_middleware(Limits, max_body=options.max_body, timeout=options.request_timeout)
     api = APIRouter(prefix=API_PREFIX, responses=_problems.RESPONSES)
-    for module in (_runs, _live, _workflows, _events, _approvals, _audit, _governance, _identities):
+    modules = (_runs, _live, _workflows, _events, _approvals, _audit, _governance, _identities,
+               _triggers)  # fmt: skip
+    for module in modules:
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(_health.router, responses={401: _problems.RESPONSES[401]})
@@ -109,7 +112,7 @@ def _lifespan(setup: Setup, options: ServeOptions) -> Callable[[FastAPI], Any]:
             try:
                 await _serve(app, setup, session, engine, options)
                 if engine is not None:  # triggers start runs: where the workers are
-                    host = await _host_triggers(setup, session, engine, app.state.service)
+                    host = await _host_triggers(engine, app.state.service)
                 yield
             finally:
                 if host is not None:
@@ -137,20 +140,26 @@ async def _serve(
     feed = Feed(session.store, interval=options.feed_interval)
     clock = engine.clock.now if engine is not None else _now
     service = Service(setup, session, catalog, feed, Refusals(session.store, clock), engine)
+    service.triggers = tuple(_triggers_of(setup, session, catalog))
     app.state.service = service
     await setup.record_policy(session.store, local_identity().name)
     feed.observe(app.state.metrics.see)
     await feed.start()
 
 
-async def _host_triggers(setup: Setup, session: Any, engine: bf.Engine, service: Service) -> Any:
+def _triggers_of(setup: Setup, session: Any, catalog: Catalog) -> list[Any]:
     """The configured schedules and mailboxes, and the ``schedule`` of the documents folder's
-    documents, run beside the workers (each tick and message acted on once across every
-    ``serve`` process: the store decides); None when nothing is configured."""
+    documents."""
+    folder = [e.source for e in catalog.folder_documents() if e.source]
+    return list(setup.schedules(session.runtime, folder, session.client))
+
+
+async def _host_triggers(engine: bf.Engine, service: Service) -> Any:
+    """The service's triggers, run beside the workers (each tick and message acted on once
+    across every ``serve`` process: the store decides); None when nothing is configured."""
     from batonflow.triggers import TriggerHost
 
-    folder = [e.source for e in service.catalog.folder_documents() if e.source]
-    triggers = setup.schedules(session.runtime, folder, session.client)
+    triggers = service.triggers
     return await TriggerHost(engine, triggers).start() if triggers else None
 
 

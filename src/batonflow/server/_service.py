@@ -27,6 +27,8 @@ class Service:
     feed: Feed
     refusals: Refusals
     engine: bf.Engine | None = None
+    #: The configured triggers (hosted here when ``engine`` is set; described either way).
+    triggers: tuple[Any, ...] = ()
     started_at: float = field(default_factory=time.time)
 
     @property
