@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -89,13 +90,18 @@ class Requested(BaseModel):
 
 
 def _cursor(name: str) -> str:
-    return base64.urlsafe_b64encode(name.encode()).decode().rstrip("=")
+    return base64.urlsafe_b64encode(json.dumps([name]).encode()).decode().rstrip("=")
 
 
 def _after(cursor: str) -> str:
+    """The name a cursor this API gave out ends after."""
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except ValueError as exc:
+        raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
+        [name] = json.loads(raw)
+        if not isinstance(name, str):
+            raise TypeError(name)
+        return name
+    except (ValueError, TypeError) as exc:
         raise bf.ConfigError(f"cursor {cursor!r} is not one this API gave out") from exc
 
 
@@ -183,4 +189,3 @@ async def get_trigger(name: str, request: Request, me: Reader) -> TriggerOut:
 
 def _seconds(moment: dt.datetime) -> float:
     return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).timestamp()
-

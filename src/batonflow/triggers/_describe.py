@@ -64,11 +64,11 @@ class TriggerInfo:
         return data
 
 
-async def describe_triggers(
-    store: Store, triggers: Sequence[Any], now: float
-) -> list[TriggerInfo]:
+async def describe_triggers(store: Store, triggers: Sequence[Any], now: float) -> list[TriggerInfo]:
     """Every trigger in ``triggers`` (as configured), by name, as of ``now``."""
-    requests = _pending_requests([json.loads(d) for _, d in await store.list_records(REQUEST_RECORD)])
+    requests = _pending_requests(
+        [json.loads(d) for _, d in await store.list_records(REQUEST_RECORD)]
+    )
     found = [await _describe(store, t, now, requests.get(t.name, 0)) for t in triggers]
     return sorted(found, key=lambda info: info.name)
 
@@ -79,7 +79,7 @@ def find_trigger(triggers: Sequence[Any], name: str, *, schedules_only: bool = F
     for trigger in triggers:
         if trigger.name == name and (trigger.kind == "schedule" or not schedules_only):
             return trigger
-    names = [t.name for t in triggers if t.kind == "schedule" or not schedules_only]
+    names = sorted(t.name for t in triggers if t.kind == "schedule" or not schedules_only)
     what = "schedule" if schedules_only else "trigger"
     raise TriggerNotFound(
         f"no {what} named {name!r} (known: {', '.join(names) or 'none configured'}); triggers"
