@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import time
+import urllib.parse
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,10 +38,24 @@ PEOPLE: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
     "ann": (("admin",), (), "ann@firm.example"),
     "olly": (("operator",), (), "olly@firm.example"),
     "vera": (("viewer",), (), "vera@firm.example"),
-    "carol": (("viewer",), ("complaints",), "carol@firm.example"),
+    "carol": (("operator",), ("complaints",), "carol@firm.example"),
     "dave": (("viewer",), ("finance",), "dave@firm.example"),
 }
 VIEWPORT = {"width": 1280, "height": 800}
+#: A workflow document served from the documents folder: a switch whose path the run page marks.
+TRIAGE = """\
+document: {dsl: '1.0.0', namespace: test, name: triage, version: '1.0.0'}
+do:
+  - size:
+      switch:
+        - big: {when: '${ .amount > 100 }', then: escalate}
+        - small: {then: accept}
+  - escalate:
+      set: {route: escalated}
+      then: end
+  - accept:
+      set: {route: accepted}
+"""
 
 
 def in_thread(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -80,7 +95,9 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     where = tmp_path_factory.mktemp("console")
     db = str(where / "runs.db")
     tokens = in_thread(lambda: seed_people(db))
-    extra = ("--workflow", f"{FLOWS}:complaint")
+    (where / "workflows").mkdir()
+    (where / "workflows" / "triage.yaml").write_text(TRIAGE)
+    extra = ("--workflow", f"{FLOWS}:complaint", "--documents", str(where / "workflows"))
     running = Server(db, where, extra=extra).start()
     running.tokens = tokens  # type: ignore[attr-defined]
     try:
@@ -120,7 +137,7 @@ def page(browser: Any, console: Server) -> Iterator[Any]:
 
 def sign_in_as(page: Any, name: str, password: str = PASSWORD, *, next_path: str = "/") -> None:
     """Sign in through the form, as a person would."""
-    page.goto(f"/sign-in?next={next_path}")
+    page.goto("/sign-in?" + urllib.parse.urlencode({"next": next_path}))
     page.get_by_label("Name").fill(name)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
@@ -153,14 +170,14 @@ def axe() -> Callable[[Any], None]:
 
 def save_screenshot(page: Any, name: str) -> None:
     """A full-page PNG ``<name>.png`` in ``$BATONFLOW_SCREENSHOTS`` (when set); run ids and
-    times are masked, so a new run of the tests does not change the picture."""
+    times and durations are masked, so a new run of the tests does not change the picture."""
     folder = os.environ.get("BATONFLOW_SCREENSHOTS")
     if not folder:
         return
     Path(folder).mkdir(parents=True, exist_ok=True)
     page.screenshot(
         path=str(Path(folder) / f"{name}.png"), full_page=True, animations="disabled",
-        mask=[page.locator(".mono, time")], mask_color="#d4d9de",
+        mask=[page.locator(".mono, time, .dur")], mask_color="#d4d9de",
     )  # fmt: skip
 
 

@@ -104,10 +104,10 @@ def test_the_console_pages_carry_security_headers(console: Server) -> None:
     assert reply.headers["x-content-type-options"] == "nosniff"
     # the sign-in page never redirects off the site, whatever `next` says
     for target in ("https://evil.example/", "//evil.example/x"):
-        form = {"name": "nobody", "password": "x", "next": target}
-        login = httpx.Client(base_url=console.url)
-        login.get("/sign-in")
-        form["csrf"] = login.cookies["bf_csrf"]
-        reply = login.post("/sign-in", data=form)
+        with httpx.Client(base_url=console.url) as login:
+            login.get("/sign-in")
+            form = {"name": "nobody", "password": "x", "next": target,
+                    "csrf": login.cookies["bf_csrf"]}  # fmt: skip
+            reply = login.post("/sign-in", data=form)
         assert reply.status_code == 401
         assert 'name="next" value="/"' in reply.text

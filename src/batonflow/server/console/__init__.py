@@ -9,6 +9,7 @@ and the console conventions in ``docs/design.md``.
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from starlette.requests import Request
@@ -17,12 +18,12 @@ from starlette.responses import RedirectResponse, Response
 from batonflow.server.console._guard import Refused, SignInNeeded, sign_in_url
 from batonflow.server.console._render import refusal
 
-__all__ = ["AREAS", "install", "router"]
+__all__ = ["AREAS", "attach", "install", "router"]
 
 router = APIRouter(include_in_schema=False)
 
 #: The page modules (``_pages_<area>.py``) whose routes make up the console.
-AREAS: tuple[str, ...] = ("static", "signin", "overview", "runs", "run", "triggers")
+AREAS: tuple[str, ...] = ("static", "signin", "overview", "runs", "run", "approvals", "triggers")
 
 _HEADERS = {
     # scripts only from the console's own files; inline styles for drawn widths (no script)
@@ -50,7 +51,7 @@ def install(app: FastAPI) -> None:
 
     async def refused(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Refused)
-        return refusal(request, exc.title, exc.reason, status=exc.status)
+        return refusal(request, exc.title, exc.reason, status=exc.status, audited=exc.audited)
 
     app.add_exception_handler(SignInNeeded, need_sign_in)
     app.add_exception_handler(Refused, refused)
@@ -62,3 +63,15 @@ def install(app: FastAPI) -> None:
             for name, value in _HEADERS.items():
                 response.headers.setdefault(name, value)
         return response
+
+
+def attach(service: Any) -> None:
+    """Start what the console runs beside the service: approval e-mails with decision links,
+    when ``[email]`` and ``[console] url`` are configured."""
+    from batonflow.server.console._links import Notifier, settings
+
+    setup = service.setup
+    url = settings(setup.data, setup.source)
+    mailer = setup.mailer(setup.client(service.store)) if url else None
+    if url and mailer is not None:
+        service.feed.observe(Notifier(service, mailer, url).see)

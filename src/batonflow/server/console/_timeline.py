@@ -39,7 +39,8 @@ def timeline_svg(
         f' aria-labelledby="timeline-title" font-family="sans-serif" font-size="12">',
         f'<title id="timeline-title">Timeline of {len(shown)} steps over {_fmt(span)}</title>',
         f'<text x="{_LABEL}" y="14" fill="#4f5963">0</text>',
-        f'<text x="{_WIDTH - 90}" y="14" fill="#4f5963" text-anchor="end">{_fmt(span)}</text>',
+        f'<text class="dur" x="{_WIDTH - 90}" y="14" fill="#4f5963" text-anchor="end">'
+        f"{_fmt(span)}</text>",
     ]
     for row, step in enumerate(shown):
         y = _TOP + row * _ROW
@@ -56,7 +57,8 @@ def timeline_svg(
             f'<g class="step-{kind}"><text x="4" y="{y + 16}">{label}</text>'
             f'<rect x="{x:.1f}" y="{y + 4}" width="{width:.1f}" height="16" rx="3"'
             f' fill="{_COLOURS[kind]}"><title>{escape(kind)}: {escape(note)}</title></rect>'
-            f'<text x="{x + width + 4:.1f}" y="{y + 16}" fill="#1b1f24">{escape(note)}</text></g>'
+            f'<text class="dur" x="{x + width + 4:.1f}" y="{y + 16}" fill="#1b1f24">'
+            f"{escape(note)}</text></g>"
         )
     parts.append("</svg>")
     return "\n".join(parts)
