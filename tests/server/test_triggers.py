@@ -198,3 +198,25 @@ def test_cli_with_server(hosted: Server, token: str, tmp_path: Path) -> None:
     assert "no schedule named 'nighty'" in " ".join((missing.stderr + missing.stdout).split())
     filled = cli("backfill", "nightly", "--start", "2026-03-28", "--end", "2026-03-29")
     assert filled.returncode == 0, filled.stderr
+
+
+async def test_a_process_without_workers_describes_and_operates_them(
+    hosted: Server, server_db: str, tmp_path: Path
+) -> None:
+    """``serve --no-workers`` hosts no trigger, yet lists them and its pause reaches the
+    process that hosts them: both read and write the same store."""
+    operator = await make_token(server_db, "omar", ("operator",))
+    api_only = Server(server_db, tmp_path, ("--no-workers",)).start()
+    try:
+        async with api_only.client(operator) as client:
+            listed = (await client.get("/api/v1/triggers")).json()["items"]
+            assert [t["name"] for t in listed] == ["hourly", "nightly"]
+            paused = await client.post("/api/v1/triggers/hourly/pause", json={"reason": "move"})
+            assert paused.json()["changed"] is True
+    finally:
+        api_only.stop()
+    async with hosted.client(operator) as client:
+        hourly = (await client.get("/api/v1/triggers/hourly")).json()
+    assert (hourly["state"], hourly["paused_by"], hourly["pause_reason"]) == (
+        "paused", "omar", "move"
+    )  # fmt: skip
