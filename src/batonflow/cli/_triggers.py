@@ -4,7 +4,9 @@
 ``run`` hosts them (with an engine executing the runs they start, as ``batonflow worker
 --triggers`` does); the other commands read and write the database, so they work while a host
 runs: pause and resume take effect at the next tick, trigger-now and backfill at the host's
-next look (a few seconds).
+next look (a few seconds). With the root ``--server URL`` they act on that service's triggers
+through its API (``batonflow.Client``) instead. ``list`` shows :func:`describe_triggers`, the
+description the API and the console show.
 """
 
 from __future__ import annotations
