@@ -203,6 +203,48 @@ class Client:
         )
         return decision
 
+    # -- triggers (``batonflow triggers``) -----------------------------------------------------
+    async def list_triggers(self) -> list[dict[str, Any]]:
+        """Every trigger the service hosts, by name: state, next fire times, last success and
+        failure, backlog (all pages)."""
+        found: list[dict[str, Any]] = []
+        params: dict[str, Any] = {"limit": 500}
+        while True:
+            page: dict[str, Any] = await self._call("GET", "/triggers", params=params)
+            found += page["items"]
+            if not page.get("next_cursor"):
+                return found
+            params["cursor"] = page["next_cursor"]
+
+    async def get_trigger(self, name: str) -> dict[str, Any]:
+        trigger: dict[str, Any] = await self._call("GET", _trigger_path(name))
+        return trigger
+
+    async def pause_trigger(self, name: str, *, reason: str = "") -> dict[str, Any]:
+        """Pause trigger ``name``; the answer's ``changed`` is False if it was paused."""
+        body = {"reason": reason}
+        result: dict[str, Any] = await self._call("POST", _trigger_path(name, "pause"), json=body)
+        return result
+
+    async def resume_trigger(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("POST", _trigger_path(name, "resume"))
+        return result
+
+    async def trigger_now(self, name: str, *, overlap: str = "allow_all") -> dict[str, Any]:
+        """Ask for one run of schedule ``name`` now; the answer names the ``request``."""
+        path = _trigger_path(name, "trigger-now")
+        result: dict[str, Any] = await self._call("POST", path, json={"overlap": overlap})
+        return result
+
+    async def backfill_trigger(
+        self, name: str, *, start: str, end: str, overlap: str = "allow_all"
+    ) -> dict[str, Any]:
+        """Act on schedule ``name``'s ticks between ``start`` and ``end`` (ISO 8601)."""
+        body = {"start": start, "end": end, "overlap": overlap}
+        result: dict[str, Any] = await self._call("POST", _trigger_path(name, "backfill"),
+                                                  json=body)  # fmt: skip
+        return result
+
     async def _wait_for_end(self, run_id: str, timeout: float | None) -> None:
         """Follow the run's event stream until it ends (reconnecting where it left off)."""
         import asyncio
@@ -224,6 +266,14 @@ class Client:
                             return
 
         await asyncio.wait_for(follow(), timeout)
+
+
+def _trigger_path(name: str, action: str | None = None) -> str:
+    """A document's schedule is named ``namespace/name``: the slash stays a slash."""
+    from urllib.parse import quote
+
+    path = f"/triggers/{quote(name, safe='/')}"
+    return f"{path}/{action}" if action else path
 
 
 def _ends(line: str, run_id: str) -> bool:

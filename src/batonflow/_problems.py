@@ -79,6 +79,9 @@ OUTCOMES: dict[type[BaseException] | str, Outcome] = {
     e.RunCancelled: _o(ExitCode.RUN_CANCELLED, 409, "run-cancelled", "The run was cancelled"),
     e.AccessDenied: _o(ExitCode.FORBIDDEN, 403, "forbidden", "Not allowed"),
     "batonflow.server._problems:NotFound": _o(ExitCode.NOT_FOUND, 404, "not-found", "Not found"),
+    "batonflow.triggers._describe:TriggerNotFound": _o(
+        ExitCode.USAGE, 404, "not-found", "Not found"
+    ),
     "batonflow.server._problems:TooLarge": _o(
         ExitCode.USAGE, 413, "too-large", "The request body is too large"
     ),

@@ -31,6 +31,7 @@ from batonflow.triggers import (
     TriggerHost,
     workflow_target,
 )
+from batonflow.triggers._describe import describe_triggers
 from batonflow.triggers._mail_auth import MailAuth
 from conftest import EngineFactory
 
@@ -151,6 +152,7 @@ async def test_every_kind_of_message_gives_a_run_or_a_recorded_refusal(
         again = await trigger.check(engine)
         await trigger.close()
         status = await trigger.status(engine.store, engine.clock.now())
+        [described] = await describe_triggers(engine.store, [trigger], engine.clock.now())
         audit = {e.kind for e in await engine.store.read_audit()}
     states = [d["state"] for d in done]
     assert states == ["started"] * 6 + ["refused", "duplicate"]
@@ -178,6 +180,10 @@ async def test_every_kind_of_message_gives_a_run_or_a_recorded_refusal(
     assert "refused: the message has no headers" in channel.alerts[0].summary
     assert (status["state"], status["backlog"]) == ("active", 0)
     assert status["last_success"] is not None
+    assert (described.kind, described.backlog, described.overlap, described.next) == (
+        "mailbox", 0, None, ()
+    )  # fmt: skip
+    assert described.last_success == status["last_success"]
     assert {"trigger.mail.started", "trigger.mail.refused", "trigger.mail.duplicate"} <= audit
 
 

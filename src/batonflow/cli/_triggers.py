@@ -4,7 +4,9 @@
 ``run`` hosts them (with an engine executing the runs they start, as ``batonflow worker
 --triggers`` does); the other commands read and write the database, so they work while a host
 runs: pause and resume take effect at the next tick, trigger-now and backfill at the host's
-next look (a few seconds).
+next look (a few seconds). With the root ``--server URL`` they act on that service's triggers
+through its API (``batonflow.Client``) instead. ``list`` shows :func:`describe_triggers`, the
+description the API and the console show.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import typer
 from rich.table import Table
 
 import batonflow as bf
-from batonflow.cli import _ops, _setup, _worker
+from batonflow.cli import _ops, _remote, _setup, _worker
 from batonflow.cli._io import (
     DEFAULT_DB,
     cli_errors,
@@ -83,28 +85,23 @@ def _schedules(documents: list[str] | None, db: str) -> list[Any]:
 
 def _known(name: str, documents: list[str] | None, db: str, *, schedules_only: bool = True) -> None:
     """``name`` is a configured schedule (or, for pause and resume, any trigger)."""
-    names = [
-        t.name for t in _schedules(documents, db) if t.kind == "schedule" or not schedules_only
-    ]
-    if name not in names:
-        listed = ", ".join(names) or "none configured"
-        what = "schedule" if schedules_only else "trigger"
-        raise bf.ConfigError(
-            f"no {what} named {name!r} (known: {listed}); triggers are [triggers.schedules.NAME],"
-            " [triggers.mailboxes.NAME] and [triggers.webhooks.NAME] tables in batonflow.toml"
-            " and documents with a schedule or a webhook"
-        )
+    from batonflow.triggers._describe import find_trigger
+
+    find_trigger(_schedules(documents, db), name, schedules_only=schedules_only)
 
 
 @triggers_app.command("list")
 def list_triggers(
-    documents: Documents = None, db: Db = DEFAULT_DB, as_json: AsJson = False
+    documents: Documents = None, token: Token = None, db: Db = DEFAULT_DB, as_json: AsJson = False
 ) -> None:
-    """Each trigger's state, last success, backlog and next fire times."""
+    """Each trigger's state, last success, backlog and next fire times (with the root
+    --server: the service's triggers)."""
     with cli_errors():
-        path = resolve_db(db, must_exist=False)
-        schedules = _schedules(documents, db)
-        states = asyncio.run(_statuses(path, schedules))
+        if _remote.server() is not None:
+            states = asyncio.run(_remote_call(token, lambda client: client.list_triggers()))
+        else:
+            path = resolve_db(db, must_exist=False)
+            states = asyncio.run(_statuses(path, _schedules(documents, db)))
     if as_json:
         print_json(states)
         return
@@ -118,7 +115,8 @@ def list_triggers(
         when = f"[bold red]{s['when']}[/]" if s.get("unsigned") else s["when"]
         table.add_row(
             s["name"], when, f"[{colour}]{s['state']}[/]", s["last_success"] or "-",
-            str(s["backlog"]), str(s.get("failures", "-")), ", ".join(s["next"][:2]) or "-",
+            "-" if s["backlog"] is None else str(s["backlog"]), str(s.get("failures", "-")),
+            ", ".join(s["next"][:2]) or "-",
         )  # fmt: skip
     console().print(table)
     for s in states:
@@ -127,10 +125,15 @@ def list_triggers(
 
 
 async def _statuses(path: str, schedules: list[Any]) -> list[dict[str, Any]]:
-    from batonflow.triggers._host import statuses
+    from batonflow.triggers._describe import describe_triggers
 
     async with _ops.opened_store(path) as store:
-        return await statuses(store, schedules)
+        return [i.to_dict() for i in await describe_triggers(store, schedules, time.time())]
+
+
+async def _remote_call(token: str | None, call: Any) -> Any:
+    async with bf.Client(_remote.server() or "", token=token) as client:
+        return await call(client)
 
 
 @triggers_app.command()
@@ -146,9 +149,13 @@ def pause(
     from batonflow.triggers import _control
 
     with cli_errors():
-        _known(name, documents, db, schedules_only=False)
-        changed = _act(db, token, lambda store, me, now: _control.pause(
-            store, name, by=me, now=now, note=reason))  # fmt: skip
+        if _remote.server() is not None:
+            done = asyncio.run(_remote_call(token, lambda c: c.pause_trigger(name, reason=reason)))
+            changed = done["changed"]
+        else:
+            _known(name, documents, db, schedules_only=False)
+            changed = _act(db, token, lambda store, me, now: _control.pause(
+                store, name, by=me, now=now, note=reason))  # fmt: skip
     note(f"trigger {name!r} {'paused' if changed else 'was paused already'}")
 
 
@@ -161,9 +168,13 @@ def resume(
     from batonflow.triggers import _control
 
     with cli_errors():
-        _known(name, documents, db, schedules_only=False)
-        changed = _act(db, token, lambda store, me, now: _control.resume(
-            store, name, by=me, now=now))  # fmt: skip
+        if _remote.server() is not None:
+            done = asyncio.run(_remote_call(token, lambda c: c.resume_trigger(name)))
+            changed = done["changed"]
+        else:
+            _known(name, documents, db, schedules_only=False)
+            changed = _act(db, token, lambda store, me, now: _control.resume(
+                store, name, by=me, now=now))  # fmt: skip
     note(f"trigger {name!r} {'resumed' if changed else 'was not paused'}")
 
 
@@ -179,10 +190,15 @@ def trigger_now(
     from batonflow.triggers import _control
 
     with cli_errors():
-        _known(name, documents, db)
         policy = _policy(overlap)
-        key = _act(db, token, lambda store, me, now: _control.request_trigger(
-            store, name, by=me, now=now, overlap=policy))  # fmt: skip
+        if _remote.server() is not None:
+            done = asyncio.run(_remote_call(token, lambda c: c.trigger_now(
+                name, overlap=policy.value)))  # fmt: skip
+            key = done["request"]
+        else:
+            _known(name, documents, db)
+            key = _act(db, token, lambda store, me, now: _control.request_trigger(
+                store, name, by=me, now=now, overlap=policy))  # fmt: skip
     note(f"requested a run of {name!r} (request {key}); the process hosting triggers starts it")
 
 
@@ -201,11 +217,16 @@ def backfill(
     from batonflow.triggers import _control
 
     with cli_errors():
-        _known(name, documents, db)
         policy = _policy(overlap)
         first, last = _instant(start, "--start"), _instant(end, "--end")
-        key = _act(db, token, lambda store, me, now: _control.request_backfill(
-            store, name, start=first, end=last, by=me, now=now, overlap=policy))  # fmt: skip
+        if _remote.server() is not None:
+            done = asyncio.run(_remote_call(token, lambda c: c.backfill_trigger(
+                name, start=_iso(first), end=_iso(last), overlap=policy.value)))  # fmt: skip
+            key = done["request"]
+        else:
+            _known(name, documents, db)
+            key = _act(db, token, lambda store, me, now: _control.request_backfill(
+                store, name, start=first, end=last, by=me, now=now, overlap=policy))  # fmt: skip
     note(f"requested a backfill of {name!r} (request {key}); the process hosting triggers acts")
 
 
@@ -276,3 +297,7 @@ def _instant(text: str, option: str) -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
     return moment.timestamp()
+
+
+def _iso(at: float) -> str:
+    return dt.datetime.fromtimestamp(at, dt.UTC).isoformat()

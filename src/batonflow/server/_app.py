@@ -1,6 +1,6 @@
 """The FastAPI application of ``batonflow serve``.
 
-Routers: the API under :data:`API_PREFIX` (runs, workflows, events, approvals, audit,
+Routers: the API under :data:`API_PREFIX` (runs, workflows, events, approvals, audit, triggers,
 subjects, connectors, alerts, identities and tokens, live streams), and the operational
 endpoints ``/healthz``, ``/readyz``, ``/metrics`` at the root, and the web console at ``/``
 (``server/console``); more routers (``/hooks`` triggers) plug in through
@@ -35,6 +35,7 @@ from batonflow.server import (
     _live,
     _problems,
     _runs,
+    _triggers,
     _workflows,
 )
 from batonflow.server._catalog import Catalog
@@ -93,7 +94,9 @@ def create_app(
     _problems.install(app)
     app.add_middleware(Limits, max_body=options.max_body, timeout=options.request_timeout)
     api = APIRouter(prefix=API_PREFIX, responses=_problems.RESPONSES)
-    for module in (_runs, _live, _workflows, _events, _approvals, _audit, _governance, _identities):
+    modules = (_runs, _live, _workflows, _events, _approvals, _audit, _governance, _identities,
+               _triggers)  # fmt: skip
+    for module in modules:
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(_health.router, responses={401: _problems.RESPONSES[401]})
@@ -153,6 +156,7 @@ async def _serve(
         setup, session, catalog, feed, Refusals(session.store, clock), engine,
         tokens=TokenCache(clock, ttl=options.token_cache),
     )  # fmt: skip
+    service.configured = tuple(await _triggers_of(setup, session, catalog))
     app.state.service = service
     feed.observe(service.tokens.see)
     await setup.record_policy(session.store, local_identity().name)
@@ -164,24 +168,30 @@ async def _serve(
     await feed.start()
 
 
+async def _triggers_of(setup: Setup, session: Any, catalog: Catalog) -> list[Any]:
+    """The configured schedules, mailboxes and webhooks, and those of the latest version of
+    each document (the folder's and the deployed ones), as a process without workers sees them."""
+    latest = {e.name: e for e in await catalog.entries() if e.kind == "document"}
+    documents = [e.document for e in latest.values() if e.document is not None]
+    return list(setup.schedules(session.runtime, (), session.client, deployed=documents))
+
+
 async def _host_triggers(setup: Setup, session: Any, engine: bf.Engine, service: Service) -> Any:
     """The configured schedules, mailboxes and webhooks, and the ``schedule`` and webhook of
     the latest version of each document (the documents folder's and those deployed through
     the API: at once in the process that deploys it, within 30 s in the others), run beside
-    the workers (each tick, message and
-    ``webhook-id`` acted on once across every ``serve`` process: the store decides)."""
+    the workers (each tick, message and ``webhook-id`` acted on once across every ``serve``
+    process: the store decides)."""
     from batonflow.triggers import TriggerHost, Webhooks
 
     async def discover() -> list[Any]:
-        latest = {e.name: e for e in await service.catalog.entries() if e.kind == "document"}
-        documents = [e.document for e in latest.values() if e.document is not None]
-        return setup.schedules(session.runtime, (), session.client, deployed=documents)
+        return await _triggers_of(setup, session, service.catalog)
 
-    triggers = await discover()
+    triggers = list(service.configured)
     refusals = Refusals(session.store, engine.clock.now, kind="trigger.webhook.refused")
     service.webhooks = hooks = Webhooks.of(engine, triggers, refusals)
-    service.triggers = TriggerHost(engine, triggers, discover=discover, adopted=hooks.adopt)
-    return await service.triggers.start()
+    service.host = TriggerHost(engine, triggers, discover=discover, adopted=hooks.adopt)
+    return await service.host.start()
 
 
 def _now() -> float:

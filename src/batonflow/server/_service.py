@@ -32,9 +32,17 @@ class Service:
     refusals: Refusals
     engine: bf.Engine | None = None
     webhooks: Any = None  # the hooks this process answers (triggers._webhook.Webhooks)
-    triggers: Any = None  # the TriggerHost, with an engine: it adopts deployed documents
+    host: Any = None  # the TriggerHost, with an engine: it adopts deployed documents
+    #: The triggers configured when the process started (described even without workers).
+    configured: tuple[Any, ...] = ()
     started_at: float = field(default_factory=time.time)
     tokens: TokenCache = field(default_factory=lambda: TokenCache(time.time))
+
+    @property
+    def triggers(self) -> tuple[Any, ...]:
+        """The triggers this service describes: those its host runs (deployed documents'
+        included), else those configured (a ``--no-workers`` process hosts none)."""
+        return tuple(self.host.triggers) if self.host is not None else self.configured
 
     @property
     def store(self) -> bf.Store:
@@ -75,10 +83,10 @@ class Service:
     async def deployed(self) -> None:
         """A document was deployed: host its schedule or webhook here at once (the other
         processes find it within their refresh); a failure is logged, the deployment stands."""
-        if self.triggers is None:
+        if self.host is None:
             return
         try:
-            await self.triggers.refresh()
+            await self.host.refresh()
         except Exception:
             log.exception("hosting the triggers of a deployed document failed")
 

@@ -25,7 +25,7 @@ __all__ = ["AREAS", "attach", "install", "router"]
 router = APIRouter(include_in_schema=False)
 
 #: The page modules (``_pages_<area>.py``) whose routes make up the console.
-AREAS: tuple[str, ...] = ("static", "signin", "overview", "runs", "run", "approvals")
+AREAS: tuple[str, ...] = ("static", "signin", "overview", "runs", "run", "approvals", "triggers")
 
 _HEADERS = {
     # scripts only from the console's own files; inline styles for drawn widths (no script)

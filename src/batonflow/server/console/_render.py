@@ -32,6 +32,7 @@ NAV: tuple[tuple[str, str], ...] = (
     ("/subjects", "Data subjects"),
     ("/connectors", "Connectors"),
     ("/alerts", "Alerts"),
+    ("/triggers", "Triggers"),
     ("/identities", "Identities"),
 )
 
