@@ -115,7 +115,7 @@ def list_triggers(
         when = f"[bold red]{s['when']}[/]" if s.get("unsigned") else s["when"]
         table.add_row(
             s["name"], when, f"[{colour}]{s['state']}[/]", s["last_success"] or "-",
-            "-" if s["backlog"] is None else str(s["backlog"]), str(s.get("failures", "-")),
+            "-" if s["backlog"] is None else str(s["backlog"]), "-" if s.get("failures") is None else str(s["failures"]),
             ", ".join(s["next"][:2]) or "-",
         )  # fmt: skip
     console().print(table)

@@ -54,6 +54,8 @@ class TriggerOut(BaseModel):
     paused_by: str | None = None
     paused_at: str | None = None
     pause_reason: str | None = None
+    failures: int | None = Field(None, description="Refused deliveries (webhooks)")
+    unsigned: bool = Field(False, description="A webhook that checks no signature")
 
     @classmethod
     def of(cls, info: TriggerInfo) -> TriggerOut:

@@ -34,7 +34,8 @@ class TriggerInfo:
     """One trigger as an operator sees it. Instants are ISO 8601: ``next`` and ``last_*`` in
     UTC, ``next_local`` the same fire times in the schedule's ``zone``. ``backlog``: ticks due
     and not acted upon yet, a buffered tick and operator requests waiting (schedules), messages
-    not handled yet (mailboxes); None when unknown."""
+    not handled yet (mailboxes); None when unknown. ``failures``: refused deliveries
+    (webhooks; None for the other kinds); ``unsigned``: a webhook that checks no signature."""
 
     name: str
     kind: str
@@ -56,6 +57,8 @@ class TriggerInfo:
     paused_by: str | None
     paused_at: str | None
     pause_reason: str | None
+    failures: int | None = None
+    unsigned: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (``batonflow triggers list --json`` and the API answer this)."""
@@ -123,6 +126,8 @@ async def _describe(store: Store, trigger: Any, now: float, requests: int) -> Tr
         paused_by=paused.get("by"),
         paused_at=paused.get("at"),
         pause_reason=paused.get("note") or None,
+        failures=int(status["failures"]) if status.get("failures") is not None else None,
+        unsigned=bool(status.get("unsigned")),
     )
 
 
