@@ -115,13 +115,16 @@ def list_triggers(
         when = f"[bold red]{s['when']}[/]" if s.get("unsigned") else s["when"]
         table.add_row(
             s["name"], when, f"[{colour}]{s['state']}[/]", s["last_success"] or "-",
-            "-" if s["backlog"] is None else str(s["backlog"]), "-" if s.get("failures") is None else str(s["failures"]),
-            ", ".join(s["next"][:2]) or "-",
+            _or_dash(s["backlog"]), _or_dash(s.get("failures")), ", ".join(s["next"][:2]) or "-",
         )  # fmt: skip
     console().print(table)
     for s in states:
         if s["last_error"]:
             note(f"{s['name']}: {s['last_error']}")
+
+
+def _or_dash(count: int | None) -> str:
+    return "-" if count is None else str(count)
 
 
 async def _statuses(path: str, schedules: list[Any]) -> list[dict[str, Any]]:
