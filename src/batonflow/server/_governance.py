@@ -3,21 +3,18 @@ acknowledge): the functions ``batonflow subject|connector`` call, with the same 
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
-import batonflow as bf
 from batonflow.governance import erase_subject, export_subject, wrap_store
-from batonflow.governance._alert_dispatch import ALERT_RECORD
+from batonflow.governance._alert_state import AlertState, acknowledge_alert, list_alerts
 from batonflow.governance._connectors import ConnectorSwitches
 from batonflow.governance._identity import Identity
 from batonflow.server._auth import allowed, service_of
 from batonflow.server._models import Body
 from batonflow.server._problems import NotFound
-from batonflow.store import AuditEntry
 
 router = APIRouter(tags=["governance"])
 Reader = Annotated[Identity, Depends(allowed("read"))]
@@ -153,21 +150,18 @@ class AlertList(BaseModel):
     items: list[AlertOut]
 
 
-def _alert(key: str, data: dict[str, Any]) -> AlertOut:
+def _alert(state: AlertState) -> AlertOut:
     return AlertOut(
-        key=key, kind=data.get("kind"), state=str(data.get("state", "raised")),
-        summary=data.get("summary"), run_id=data.get("run_id"), data=data,
+        key=state.key, kind=state.kind, state=state.state, summary=state.summary,
+        run_id=state.run_id, data=state.data,
     )  # fmt: skip
 
 
 @router.get("/alerts", response_model=AlertList, tags=["alerts"])
 async def alerts(request: Request, me: Reader, open: bool = False) -> AlertList:
     """Alerts raised by the monitors; `open=true`: those not yet acknowledged."""
-    found = [
-        _alert(k, json.loads(t))
-        for k, t in await service_of(request).store.list_records(ALERT_RECORD)
-    ]
-    return AlertList(items=[a for a in found if not open or a.state != "acknowledged"])
+    found = await list_alerts(service_of(request).store, me, open_only=open)
+    return AlertList(items=[_alert(a) for a in found])
 
 
 @router.post("/alerts/{key:path}/acknowledge", response_model=AlertOut, tags=["alerts"])
@@ -176,16 +170,7 @@ async def acknowledge(
 ) -> AlertOut:
     """Mark an alert as seen by the caller (audited as `alert.acknowledged`)."""
     service = service_of(request)
-    text = await service.store.get_record(ALERT_RECORD, key)
-    if text is None:
+    state = await acknowledge_alert(service.store, key, me, now=service.now())
+    if state is None:
         raise NotFound(f"no alert {key!r}")
-    data = json.loads(text)
-    if data.get("state") == "acknowledged":
-        raise bf.InvalidTransition(f"alert {key!r} was acknowledged by {data.get('by')}")
-    now = service.now()
-    data = {**data, "state": "acknowledged", "by": me.name, "acknowledged_at": now}
-    entry = AuditEntry(
-        "alert.acknowledged", json.dumps({"alert": key}), run_id=data.get("run_id"), actor=me.name
-    )
-    await service.store.put_record(ALERT_RECORD, key, json.dumps(data), now, audit=[entry])
-    return _alert(key, data)
+    return _alert(state)
