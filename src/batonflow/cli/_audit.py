@@ -31,6 +31,8 @@ from batonflow.cli._options import AsJson, Db, Token
 from batonflow.governance import _audit
 from batonflow.governance._access import open_for_reading
 from batonflow.governance._identity import cli_identity
+from batonflow.governance._report import RunReport, build_report
+from batonflow.governance._report_render import report_html, report_text
 from batonflow.store import AuditRecord
 
 audit_app = typer.Typer(
@@ -229,3 +231,36 @@ async def _export(
                 return await view.open_json(record.data_json, record.run_id or "")
 
         return await _audit.export(view, handle, fmt=fmt, where=where, opener=opener)
+
+
+@audit_app.command("report")
+def report(
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run to report on.")],
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", metavar="FILE", help="Also write a printable HTML page to FILE."),
+    ] = None,
+    db: Db = DEFAULT_DB,
+    token: Token = None,
+) -> None:
+    """The story of one run in plain words: what came in, each step and decision with times
+    and actors, approvals and votes, model calls, errors, what went out, redactions and
+    erasure, and whether the audit chain holds for the entries it cites.
+
+    Personal data shows for the operator and admin roles only; the reading is recorded. Exit
+    code 3 for an unknown run.
+    """
+    with cli_errors():
+        path = resolve_db(db, must_exist=True, read_only=True)
+        built = asyncio.run(_report(path, run_id, token))
+        sys.stdout.write(report_text(built))
+        if html is not None:
+            with private_file(html) as handle:
+                handle.write(report_html(built))
+            note(f"wrote {html}")
+
+
+async def _report(path: str, run_id: str, token: str | None) -> RunReport:
+    async with opened_store(path) as store:
+        reader = await cli_identity(store, token)
+        return await build_report(store, reader, run_id, now=time.time())
