@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime as dt
 import sys
 import time
@@ -29,7 +28,7 @@ from batonflow.cli._io import (
 from batonflow.cli._ops import opened_store
 from batonflow.cli._options import AsJson, Db, Token
 from batonflow.governance import _audit
-from batonflow.governance._access import open_for_reading
+from batonflow.governance._audit_query import open_export
 from batonflow.governance._identity import cli_identity
 from batonflow.governance._report import RunReport, build_report
 from batonflow.governance._report_render import report_html, report_text
@@ -214,15 +213,8 @@ async def _export(
 ) -> int:
     async with opened_store(path) as store:
         reader = await cli_identity(store, token)
-        keys = getattr(store, "keys", None)  # a sealed store: subjects are keyed references
-        if subject is not None:
-            ref = await keys.ref(subject) if keys is not None else subject
-            where = dataclasses.replace(where, subject=ref)
-        runs = [where.run_id] if where.run_id else []
-        if where.subject is not None:
-            runs += [r.id for r in await store.list_runs(subject=where.subject, limit=100_000)]
-        view = await open_for_reading(
-            store, reader, what="audit export", runs=runs, now=time.time(), always_record=True
+        view, where = await open_export(
+            store, reader, where, subject=subject, what="audit export", now=time.time()
         )
         opener = None
         if hasattr(view, "open_json"):

@@ -10,13 +10,16 @@ page reads, and the cursor says where the next page resumes, so a page always co
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from batonflow.errors import ConfigError
-from batonflow.governance._audit import _belongs
+from batonflow.governance._access import open_for_reading
+from batonflow.governance._audit import AuditFilter, _belongs
+from batonflow.governance._identity import Identity
 from batonflow.store import AuditRecord, Store
 
-__all__ = ["AuditPage", "AuditQuery", "audit_page", "head_seq"]
+__all__ = ["AuditPage", "AuditQuery", "audit_page", "head_seq", "open_export"]
 
 _WINDOW = 1000
 
@@ -122,3 +125,27 @@ async def _run_page(store: Store, query: AuditQuery, before: int | None, limit: 
     found = [r for r in records if (before is None or r.seq < before) and query.matches(r)]
     page = found[:limit]
     return AuditPage(tuple(page), page[-1].seq if len(found) > limit else None)
+
+
+async def open_export(
+    store: Store,
+    reader: Identity,
+    where: AuditFilter,
+    *,
+    subject: str | None,
+    what: str,
+    now: float,
+) -> tuple[Store, AuditFilter]:
+    """What an export of ``where`` (plus the data subject ``subject``, as the workflow names
+    them) reads through, and the filter with the subject as stored: personal data opens only
+    for a role allowed to read it, and every export is on the trail with who made it. The
+    CLI, the API and the console export through this."""
+    keys = getattr(store, "keys", None)  # a sealed store: subjects are keyed references
+    if subject is not None:
+        ref = await keys.ref(subject) if keys is not None else subject
+        where = dataclasses.replace(where, subject=ref)
+    runs = [where.run_id] if where.run_id else []
+    if where.subject is not None:
+        runs += [r.id for r in await store.list_runs(subject=where.subject, limit=100_000)]
+    view = await open_for_reading(store, reader, what=what, runs=runs, now=now, always_record=True)
+    return view, where
