@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from batonflow.governance import erase_subject, export_subject, wrap_store
 from batonflow.governance._alert_state import AlertState, acknowledge_alert, list_alerts
-from batonflow.governance._connectors import ConnectorSwitches
+from batonflow.governance._connectors import ConnectorSwitches, check_switchable
 from batonflow.governance._identity import Identity
 from batonflow.server._auth import allowed, service_of
 from batonflow.server._models import Body
@@ -113,10 +113,9 @@ async def disable(
 ) -> ConnectorOut:
     """Switch a connector or provider off: runs that need it wait (they neither fail nor
     skip the call) until it is enabled."""
-    from batonflow.cli._connectors import _check_name
-
-    _check_name(name)
-    switches = ConnectorSwitches(service_of(request).store)
+    service = service_of(request)
+    check_switchable(name, service.setup.egress()[1].names())
+    switches = ConnectorSwitches(service.store)
     state, _ = await switches.disable(name, me.name, body.reason if body else None)
     return _connector(state)
 
@@ -126,9 +125,7 @@ async def enable(
     name: str, request: Request, me: Annotated[Identity, Depends(allowed("connector.switch"))]
 ) -> ConnectorOut:
     """Switch a connector or provider on again."""
-    from batonflow.cli._connectors import _check_name
-
-    _check_name(name)
+    check_switchable(name, service_of(request).setup.egress()[1].names())
     state, _ = await ConnectorSwitches(service_of(request).store).enable(name, me.name)
     service_of(request).poke()
     return _connector(state)
