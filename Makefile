@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck bench clean
+.PHONY: demo test check lint typecheck bench screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+## The console's pictures in docs/console.md: its browser tests, saving full-page screenshots.
+screenshots: $(STAMP)
+	BATONFLOW_SCREENSHOTS=docs/console $(BIN)/pytest tests/console -q -p no:cacheprovider
 
 ## Side-by-side benchmark against DBOS and LangGraph (own venv: bench/.venv).
 bench: $(STAMP)

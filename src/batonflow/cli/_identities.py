@@ -9,6 +9,7 @@ only its SHA-256.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -46,6 +47,7 @@ from batonflow.governance._identity import (
     revoke_token,
     set_identity_disabled,
 )
+from batonflow.governance._passwords import set_password
 from batonflow.store import Store
 
 __all__ = [
@@ -221,6 +223,34 @@ def identity_enable(
 ) -> None:
     """Enable a disabled identity again."""
     _switch(name, False, db, token, as_json)
+
+
+@identity_app.command("set-password")
+def identity_set_password(
+    name: Annotated[str, typer.Argument(metavar="NAME", show_default=False)],
+    password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--password-stdin",
+            help="Read the password from the first line of standard input instead of asking.",
+        ),
+    ] = False,
+    db: Db = DEFAULT_DB,
+    token: Token = None,
+) -> None:
+    """Set the password NAME signs in to the web console with (admins for anyone, anyone for
+    themself; at least 12 characters). Clears a lockout after failed sign-ins."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    with cli_errors(), refusals():
+        path = resolve_db(db, must_exist=True)
+        run_as(
+            path, token,
+            lambda store, actor: set_password(store, name, password, actor=actor, now=time.time()),
+        )  # fmt: skip
+    console().print(f"{name} can sign in to the console with this password", markup=False)
 
 
 # -- tokens -------------------------------------------------------------------------------------

@@ -2,9 +2,10 @@
 
 Routers: the API under :data:`API_PREFIX` (runs, workflows, events, approvals, audit,
 subjects, connectors, alerts, identities and tokens, live streams), and the operational
-endpoints ``/healthz``, ``/readyz``, ``/metrics`` at the root. ``/`` is free for the web
-console; more routers (console, ``/hooks`` triggers) plug in through ``create_app(routers=...)``
-or ``app.include_router`` and reach the :class:`Service` as ``request.app.state.service``.
+endpoints ``/healthz``, ``/readyz``, ``/metrics`` at the root, and the web console at ``/``
+(``server/console``); more routers (``/hooks`` triggers) plug in through
+``create_app(routers=...)`` or ``app.include_router`` and reach the :class:`Service` as
+``request.app.state.service``.
 """
 
 from __future__ import annotations
@@ -92,6 +93,9 @@ def create_app(
     app.include_router(_health.router, responses={401: _problems.RESPONSES[401]})
     for router in routers:
         app.include_router(router)
+    from batonflow.server import console
+
+    console.install(app)
     return app
 
 

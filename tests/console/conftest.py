@@ -1,0 +1,155 @@
+"""The console's browser test harness: a real ``batonflow serve`` on loopback over a temporary
+SQLite store, Playwright driving the system Chromium, axe-core for accessibility, and
+screenshots for ``docs/console.md`` when ``BATONFLOW_SCREENSHOTS=<dir>`` is set."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+import batonflow as bf
+from batonflow.governance._identity import create_identity, get_identity, local_identity
+from batonflow.governance._passwords import set_password
+from server.harness import Server
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+
+T = TypeVar("T")
+CHROMIUM = Path("/usr/bin/chromium")
+FLOWS = Path(__file__).resolve().with_name("flows.py")
+PASSWORD = "correct horse battery staple"
+#: The people of the tests: name -> (roles, groups, e-mail).
+PEOPLE: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
+    "ann": (("admin",), (), "ann@firm.example"),
+    "olly": (("operator",), (), "olly@firm.example"),
+    "vera": (("viewer",), (), "vera@firm.example"),
+    "carol": (("viewer",), ("complaints",), "carol@firm.example"),
+    "dave": (("viewer",), ("finance",), "dave@firm.example"),
+}
+VIEWPORT = {"width": 1280, "height": 800}
+
+
+def in_thread(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run ``work()`` to the end on a loop of its own thread: Playwright's sync API keeps a
+    loop running on the test's thread, where ``asyncio.run`` is refused."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(work())).result()
+
+
+async def seed_people(db: str, people: dict[str, Any] = PEOPLE) -> None:
+    """Every person of :data:`PEOPLE` with the password :data:`PASSWORD`."""
+    store = bf.open_store(db)
+    await store.open()
+    try:
+        now = time.time()
+        for name, (roles, groups, email) in people.items():
+            admin = await get_identity(store, "ann") or local_identity()
+            if await get_identity(store, name) is None:
+                await create_identity(
+                    store, name, actor=admin, now=now, roles=roles, groups=groups, email=email
+                )
+            admin = await get_identity(store, "ann") or admin
+            await set_password(store, name, PASSWORD, actor=admin, now=now)
+    finally:
+        await store.close()
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One ``batonflow serve`` per test module, its people seeded before it starts."""
+    where = tmp_path_factory.mktemp("console")
+    db = str(where / "runs.db")
+    in_thread(lambda: seed_people(db))
+    extra = ("--workflow", f"{FLOWS}:complaint")
+    running = Server(db, where, extra=extra).start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            raise AssertionError(f"{CHROMIUM} is missing: `apt-get install -y chromium`")
+        pytest.skip(f"the console's browser tests need Chromium at {CHROMIUM}")
+    with playwright_sync.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser: Any, console: Server) -> Iterator[Any]:
+    """A fresh browser context (no cookies) on the module's server, fixed size and zone."""
+    context = browser.new_context(
+        base_url=console.url, viewport=VIEWPORT, locale="en-GB", timezone_id="UTC",
+        reduced_motion="reduce",
+    )  # fmt: skip
+    context.set_default_timeout(15_000)
+    tab = context.new_page()
+    try:
+        yield tab
+    finally:
+        context.close()
+
+
+def sign_in_as(page: Any, name: str, password: str = PASSWORD, *, next_path: str = "/") -> None:
+    """Sign in through the form, as a person would."""
+    page.goto(f"/sign-in?next={next_path}")
+    page.get_by_label("Name").fill(name)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_load_state()
+
+
+@pytest.fixture
+def sign_in(page: Any) -> Callable[..., None]:
+    return lambda name, **kw: sign_in_as(page, name, **kw)
+
+
+def check_accessibility(page: Any) -> None:
+    """axe-core on the current page: no serious or critical violation."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page)
+    bad = [v for v in results.response["violations"] if v.get("impact") in ("serious", "critical")]
+    details = "\n".join(
+        f"{v['id']} ({v['impact']}): {v['help']} at "
+        + ", ".join(str(n["target"]) for n in v["nodes"][:5])
+        for v in bad
+    )
+    assert not bad, f"accessibility violations on {page.url}:\n{details}"
+
+
+@pytest.fixture
+def axe() -> Callable[[Any], None]:
+    return check_accessibility
+
+
+def save_screenshot(page: Any, name: str) -> None:
+    """A full-page PNG ``<name>.png`` in ``$BATONFLOW_SCREENSHOTS`` (when set); run ids and
+    times are masked, so a new run of the tests does not change the picture."""
+    folder = os.environ.get("BATONFLOW_SCREENSHOTS")
+    if not folder:
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    page.screenshot(
+        path=str(Path(folder) / f"{name}.png"), full_page=True, animations="disabled",
+        mask=[page.locator(".mono, time")], mask_color="#d4d9de",
+    )  # fmt: skip
+
+
+@pytest.fixture
+def screenshot(page: Any) -> Callable[[str], None]:
+    return lambda name: save_screenshot(page, name)
