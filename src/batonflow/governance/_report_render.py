@@ -22,7 +22,9 @@ def when(at: float | None) -> str:
     return dt.datetime.fromtimestamp(at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _shown(value: Any) -> str:
+def _shown(value: Any, *, missing: str = "nothing") -> str:
+    if value is None:
+        return missing
     if isinstance(value, dict) and "$withheld" in value:
         return "(personal data withheld: reading it needs the operator or admin role)"
     if isinstance(value, dict) and "$erased" in value:
@@ -82,8 +84,12 @@ def report_text(report: RunReport) -> str:
         out.append(f"  {when(line.at)}  #{line.seq:<6} {_who(line):<16} {line.text}")
     if report.error is not None:
         out += ["", "The run's error:", _indent(_shown(report.error))]
-    out += ["", "What went out:", _indent(_shown(report.sent))]
+    out += ["", "What went out:", _indent(_shown(report.sent, missing=_nothing_out(report)))]
     return "\n".join(out) + "\n"
+
+
+def _nothing_out(report: RunReport) -> str:
+    return f"nothing (the run is {report.status})"
 
 
 def _indent(text: str) -> str:
@@ -123,7 +129,7 @@ def report_html(report: RunReport) -> str:
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>Report on run {escape(report.run_id)}</title><style>{_CSS}</style></head>"
-        f"<body><main><h1>Report on run {escape(report.run_id)}</h1>"
+        f'<body><main><h1>Report on run <span class="mono">{escape(report.run_id)}</span></h1>'
         f"<p{chain_class}>{escape(_chain_sentence(report))}</p>"
         f"<h2>Summary</h2><dl>{facts}</dl>"
         f"<h2>What came in</h2><pre>{escape(_shown(report.received))}</pre>"
@@ -131,6 +137,7 @@ def report_html(report: RunReport) -> str:
         ' about this run, oldest first</caption><thead><tr><th scope="col">Time</th>'
         '<th scope="col">Entry</th><th scope="col">Actor</th><th scope="col">What'
         f"</th></tr></thead><tbody>{rows}</tbody></table>{error}"
-        f"<h2>What went out</h2><pre>{escape(_shown(report.sent))}</pre>"
+        f"<h2>What went out</h2><pre>{escape(_shown(report.sent, missing=_nothing_out(report)))}"
+        "</pre>"
         "</main></body></html>\n"
     )
