@@ -30,17 +30,23 @@ def raise_alert(console: Server, key: str, summary: str) -> None:
     in_thread(put)
 
 
-def acknowledged_by(console: Server) -> list[str | None]:
+def audit_actors(console: Server, kind: str) -> list[str | None]:
+    """Who acted in each audit entry of ``kind``, oldest first."""
+
     async def read() -> list[str | None]:
         store = bf.open_store(console.db)
         await store.open()
         try:
             found = await store.read_audit(limit=100_000)
-            return [e.actor for e in found if e.kind == "alert.acknowledged"]
+            return [e.actor for e in found if e.kind == kind]
         finally:
             await store.close()
 
     return in_thread(read)
+
+
+def acknowledged_by(console: Server) -> list[str | None]:
+    return audit_actors(console, "alert.acknowledged")
 
 
 def test_an_operator_acknowledges_an_open_alert(

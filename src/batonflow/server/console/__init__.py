@@ -22,7 +22,9 @@ __all__ = ["AREAS", "install", "router"]
 router = APIRouter(include_in_schema=False)
 
 #: The page modules (``_pages_<area>.py``) whose routes make up the console.
-AREAS: tuple[str, ...] = ("static", "signin", "overview", "audit", "alerts", "subjects")
+AREAS: tuple[str, ...] = (
+    "static", "signin", "overview", "audit", "alerts", "subjects", "connectors",
+)  # fmt: skip
 
 _HEADERS = {
     # scripts only from the console's own files; inline styles for drawn widths (no script)
