@@ -5,17 +5,25 @@ screenshots for ``docs/console.md`` when ``BATONFLOW_SCREENSHOTS=<dir>`` is set.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
+import urllib.parse
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import pytest
 
 import batonflow as bf
-from batonflow.governance._identity import create_identity, get_identity, local_identity
+from batonflow.governance._identity import (
+    create_identity,
+    create_token,
+    get_identity,
+    local_identity,
+)
 from batonflow.governance._passwords import set_password
 from server.harness import Server
 
@@ -30,7 +38,7 @@ PEOPLE: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
     "ann": (("admin",), (), "ann@firm.example"),
     "olly": (("operator",), (), "olly@firm.example"),
     "vera": (("viewer",), (), "vera@firm.example"),
-    "carol": (("viewer",), ("complaints",), "carol@firm.example"),
+    "carol": (("operator",), ("complaints",), "carol@firm.example"),
     "dave": (("viewer",), ("finance",), "dave@firm.example"),
 }
 VIEWPORT = {"width": 1280, "height": 800}
@@ -43,8 +51,9 @@ def in_thread(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
         return pool.submit(lambda: asyncio.run(work())).result()
 
 
-async def seed_people(db: str, people: dict[str, Any] = PEOPLE) -> None:
-    """Every person of :data:`PEOPLE` with the password :data:`PASSWORD`."""
+async def seed_people(db: str, people: dict[str, Any] = PEOPLE) -> dict[str, str]:
+    """Every person of :data:`PEOPLE` with the password :data:`PASSWORD`; API tokens of
+    each, by name (to start runs as a program would)."""
     store = bf.open_store(db)
     await store.open()
     try:
@@ -57,6 +66,11 @@ async def seed_people(db: str, people: dict[str, Any] = PEOPLE) -> None:
                 )
             admin = await get_identity(store, "ann") or admin
             await set_password(store, name, PASSWORD, actor=admin, now=now)
+        ann = await get_identity(store, "ann")
+        assert ann is not None
+        return {
+            name: (await create_token(store, name, actor=ann, now=now)).token for name in people
+        }
     finally:
         await store.close()
 
@@ -66,9 +80,10 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One ``batonflow serve`` per test module, its people seeded before it starts."""
     where = tmp_path_factory.mktemp("console")
     db = str(where / "runs.db")
-    in_thread(lambda: seed_people(db))
+    tokens = in_thread(lambda: seed_people(db))
     extra = ("--workflow", f"{FLOWS}:complaint")
     running = Server(db, where, extra=extra).start()
+    running.tokens = tokens  # type: ignore[attr-defined]
     try:
         yield running
     finally:
@@ -106,7 +121,7 @@ def page(browser: Any, console: Server) -> Iterator[Any]:
 
 def sign_in_as(page: Any, name: str, password: str = PASSWORD, *, next_path: str = "/") -> None:
     """Sign in through the form, as a person would."""
-    page.goto(f"/sign-in?next={next_path}")
+    page.goto("/sign-in?" + urllib.parse.urlencode({"next": next_path}))
     page.get_by_label("Name").fill(name)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
@@ -139,17 +154,64 @@ def axe() -> Callable[[Any], None]:
 
 def save_screenshot(page: Any, name: str) -> None:
     """A full-page PNG ``<name>.png`` in ``$BATONFLOW_SCREENSHOTS`` (when set); run ids and
-    times are masked, so a new run of the tests does not change the picture."""
+    times and durations are masked, so a new run of the tests does not change the picture."""
     folder = os.environ.get("BATONFLOW_SCREENSHOTS")
     if not folder:
         return
     Path(folder).mkdir(parents=True, exist_ok=True)
     page.screenshot(
         path=str(Path(folder) / f"{name}.png"), full_page=True, animations="disabled",
-        mask=[page.locator(".mono, time")], mask_color="#d4d9de",
+        mask=[page.locator(".mono, time, .dur")], mask_color="#d4d9de",
     )  # fmt: skip
 
 
 @pytest.fixture
 def screenshot(page: Any) -> Callable[[str], None]:
     return lambda name: save_screenshot(page, name)
+
+
+def api(console: Server, name: str = "ann") -> httpx.Client:
+    """The HTTP API of the module's server, as ``name`` (a program's view, to set up runs)."""
+    token = console.tokens[name]  # type: ignore[attr-defined]
+    return httpx.Client(
+        base_url=console.url, headers={"Authorization": f"Bearer {token}"}, timeout=20.0
+    )
+
+
+def start_run(console: Server, workflow: str, data: Any, *, name: str = "ann") -> str:
+    with api(console, name) as client:
+        reply = client.post("/api/v1/runs", json={"workflow": workflow, "input": data})
+        assert reply.status_code == 201, reply.text
+        run_id: str = reply.json()["id"]
+        return run_id
+
+
+def wait_for_status(console: Server, run_id: str, *statuses: str, timeout: float = 20.0) -> dict:
+    """Poll the API (a real process: there is no clock to inject) until the run has one of
+    ``statuses``."""
+    deadline = time.monotonic() + timeout
+    with api(console) as client:
+        while True:
+            run: dict[str, Any] = client.get(f"/api/v1/runs/{run_id}").json()
+            if run["status"] in statuses:
+                return run
+            if time.monotonic() > deadline:
+                raise AssertionError(f"run {run_id} stayed {run['status']}, not {statuses}")
+            time.sleep(0.05)
+
+
+def audit_of(console: Server, kind: str) -> list[dict[str, Any]]:
+    """The module's audit entries of ``kind``: ``actor``, ``run_id`` and the entry's data."""
+
+    async def read() -> list[dict[str, Any]]:
+        store = bf.open_store(console.db)
+        await store.open()
+        try:
+            found = [e for e in await store.read_audit(limit=100_000) if e.kind == kind]
+            return [
+                {"actor": e.actor, "run_id": e.run_id, **json.loads(e.data_json)} for e in found
+            ]
+        finally:
+            await store.close()
+
+    return in_thread(read)

@@ -3,29 +3,14 @@ sessions, CSRF on every form, refusals explained and audited, and the overview p
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 
-import batonflow as bf
 from server.harness import Server
 
-from .conftest import PASSWORD, in_thread
-
-
-def _audit(console: Server, kind: str) -> list[dict[str, Any]]:
-    async def read() -> list[dict[str, Any]]:
-        store = bf.open_store(console.db)
-        await store.open()
-        try:
-            found = [e for e in await store.read_audit(limit=100_000) if e.kind == kind]
-            return [{"actor": e.actor, **json.loads(e.data_json)} for e in found]
-        finally:
-            await store.close()
-
-    return in_thread(read)
+from .conftest import PASSWORD, audit_of
 
 
 def test_a_visitor_is_sent_to_sign_in_and_comes_back(
@@ -43,7 +28,7 @@ def test_a_visitor_is_sent_to_sign_in_and_comes_back(
     session = cookies["bf_session"]
     assert session["httpOnly"]
     assert session["sameSite"] == "Lax"
-    assert any(e["actor"] == "olly" for e in _audit(console, "console.signed_in"))
+    assert any(e["actor"] == "olly" for e in audit_of(console, "console.signed_in"))
 
 
 def test_the_overview_shows_what_needs_a_person(
@@ -71,7 +56,7 @@ def test_a_wrong_password_is_refused_in_words_and_audited(
     alert = page.get_by_role("alert")
     assert "do not match" in alert.inner_text()
     axe(page)
-    refused = _audit(console, "console.sign_in_refused")
+    refused = audit_of(console, "console.sign_in_refused")
     assert any(e["name"] == "vera" and e["reason"] == "wrong password" for e in refused)
 
 
@@ -87,7 +72,7 @@ def test_sign_out_ends_the_session_everywhere(
     reply = httpx.get(console.url + "/", cookies={"bf_session": token}, follow_redirects=False)
     assert reply.status_code == 303
     assert reply.headers["location"].startswith("/sign-in")
-    assert any(e["actor"] == "vera" for e in _audit(console, "console.signed_out"))
+    assert any(e["actor"] == "vera" for e in audit_of(console, "console.signed_out"))
 
 
 def test_a_form_post_without_its_csrf_token_is_refused(
@@ -106,7 +91,7 @@ def test_a_form_post_without_its_csrf_token_is_refused(
     )  # fmt: skip
     assert reply.status == 400
     assert "another site" in reply.text()
-    refused = _audit(console, "api.refused")
+    refused = audit_of(console, "api.refused")
     assert any(e["path"] == "/sign-out" and e["actor"] == "olly" for e in refused)
 
 

@@ -56,6 +56,7 @@ class StepOut(BaseModel):
     wake_at: float | None = None
     topic: str | None = None
     child_id: str | None = None
+    input: Any = None
     output: Any = None
     error: dict[str, Any] | None = None
 
@@ -64,8 +65,8 @@ class StepOut(BaseModel):
         return cls(
             step_id=s.step_id, kind=s.kind.value, name=s.name, status=s.status.value,
             attempts=s.attempts, started_at=s.started_at, finished_at=s.finished_at,
-            wake_at=s.wake_at, topic=s.topic, child_id=s.child_id, output=_json(s.output_json),
-            error=_json(s.error_json),
+            wake_at=s.wake_at, topic=s.topic, child_id=s.child_id, input=_json(s.input_json),
+            output=_json(s.output_json), error=_json(s.error_json),
         )  # fmt: skip
 
 

@@ -35,6 +35,7 @@ from batonflow.server._models import (
     Status,
     StepOut,
 )
+from batonflow.server._service import Service
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 Reader = Annotated[Identity, Depends(allowed("read"))]
@@ -127,13 +128,16 @@ async def _find(
 async def get_run(run_id: str, request: Request, me: Reader) -> RunDetail:
     """A run in full: steps, failed attempts, events, approvals, model calls with tokens and
     cost, routing decisions."""
-    service = service_of(request)
+    return await run_detail(service_of(request), run_id, me, what="api run")
+
+
+async def run_detail(service: Service, run_id: str, me: Identity, *, what: str) -> RunDetail:
+    """A run in full, read as ``me`` (the console's run page shows the same; ``what`` names
+    the reader on the audit trail)."""
     if await service.store.get_run(run_id) is None:
         raise bf.RunNotFound(f"no run with id {run_id!r}")
     # Personal data opens only for a role allowed to read it, and the reading is audited.
-    store = await open_for_reading(
-        service.store, me, what="api run", runs=[run_id], now=service.now()
-    )
+    store = await open_for_reading(service.store, me, what=what, runs=[run_id], now=service.now())
     run = await store.get_run(run_id)
     if run is None:
         raise bf.RunNotFound(f"no run with id {run_id!r}")

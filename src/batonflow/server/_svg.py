@@ -16,9 +16,12 @@ _NODE = re.compile(r'^\s*(?:subgraph\s+)?(\w+)\W{1,2}"(.*?)"\W{1,2}\s*$')
 _ROUND = re.compile(r"^\s*(\w+)\(\((\w+)\)\)\s*$")
 _EDGE = re.compile(r"^\s*(\w+) -->(?:\|(.*?)\|)? (\w+)\s*$")
 _W, _H, _GAP_X, _GAP_Y = 180, 48, 30, 50
+_PLAIN = 'fill="#eef3fb" stroke="#36c"'
+_MARKED = 'fill="#d9f2df" stroke="#1a6b32" stroke-width="3" class="on-path"'
 
 
-def svg_of(mermaid: str) -> str:
+def svg_of(mermaid: str, marked: frozenset[str] = frozenset()) -> str:
+    """The picture; nodes named in ``marked`` (a run's path) are drawn highlighted."""
     labels: dict[str, str] = {}
     edges: list[tuple[str, str, str | None]] = []
     title = ""
@@ -46,7 +49,10 @@ def svg_of(mermaid: str) -> str:
         if source in places and target in places:
             parts.append(_edge(places[source], places[target], label))
     for node, (x, y) in places.items():
-        parts.append(_box(x, y, labels.get(node, node), rounded=node in ("start", "finish")))
+        parts.append(
+            _box(x, y, labels.get(node, node), rounded=node in ("start", "finish"),
+                 marked=node in marked)
+        )  # fmt: skip
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 
@@ -81,7 +87,7 @@ def _places(rows: list[list[str]]) -> dict[str, tuple[int, int]]:
     return places
 
 
-def _box(x: int, y: int, label: str, *, rounded: bool) -> str:
+def _box(x: int, y: int, label: str, *, rounded: bool, marked: bool = False) -> str:
     radius = _H // 2 if rounded else 6
     lines = label.split("\n")[:2]
     texts = "".join(
@@ -90,8 +96,9 @@ def _box(x: int, y: int, label: str, *, rounded: bool) -> str:
     )
     top = y + _H // 2 - (len(lines) - 1) * 7 + 4
     return (
-        f'<rect x="{x}" y="{y}" width="{_W}" height="{_H}" rx="{radius}" fill="#eef3fb"'
-        f' stroke="#36c"/><text x="{x + _W // 2}" y="{top}" text-anchor="middle">{texts}</text>'
+        f'<rect x="{x}" y="{y}" width="{_W}" height="{_H}" rx="{radius}"'
+        f" {_MARKED if marked else _PLAIN}/>"
+        f'<text x="{x + _W // 2}" y="{top}" text-anchor="middle">{texts}</text>'
     )
 
 

@@ -23,8 +23,8 @@ router = APIRouter(include_in_schema=False)
 
 #: The page modules (``_pages_<area>.py``) whose routes make up the console.
 AREAS: tuple[str, ...] = (
-    "static", "signin", "overview", "audit", "alerts", "subjects", "connectors", "workflows",
-    "identities",
+    "static", "signin", "overview", "runs", "run", "approvals",
+    "audit", "alerts", "subjects", "connectors", "workflows", "identities",
 )  # fmt: skip
 
 _HEADERS = {

@@ -1,0 +1,114 @@
+"""``/runs``: the runs, newest first, filtered and paged by cursor (the store's indexed
+``list_runs``, as the API pages), with bulk cancel, suspend, resume and retry as one form post
+(the API's :mod:`batonflow.server._actions`, so the same status table and roles apply)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from fastapi import Depends, Query
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+import batonflow as bf
+from batonflow.governance._identity import Identity, can
+from batonflow.server import _actions
+from batonflow.server._auth import require, service_of
+from batonflow.server._runs import _cursor, _decode_cursor
+from batonflow.server.console import router
+from batonflow.server.console._guard import Refused, posted, signed_in
+from batonflow.server.console._pages_signin import safe_next
+from batonflow.server.console._render import flash, render
+
+PAGE = 50
+#: At most this many runs are acted on by one bulk post (a page and a bit).
+BULK_LIMIT = 200
+_STATUSES = [s.value for s in bf.RunStatus]
+Q = Annotated[str | None, Query(max_length=300)]
+
+
+def _day(text: str | None, field: str, *, end: bool = False) -> float | None:
+    """A ``YYYY-MM-DD`` (UTC) from a date input as an instant; the day after it for ``end``."""
+    if not text:
+        return None
+    try:
+        day = dt.datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=dt.UTC)
+    except ValueError:
+        raise Refused(
+            "This filter is not a date", f"{field}: expected a date like 2026-12-07, got {text!r}",
+            status=400,
+        ) from None  # fmt: skip
+    return (day + dt.timedelta(days=1 if end else 0)).timestamp()
+
+
+@router.get("/runs")
+async def runs(
+    request: Request,
+    me: Annotated[Identity, Depends(signed_in())],
+    status: Q = None,
+    workflow: Q = None,
+    subject: Q = None,
+    since: Q = None,
+    until: Q = None,
+    text: Q = None,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    limit: Annotated[int, Query(ge=1, le=BULK_LIMIT)] = PAGE,
+) -> Response:
+    service = service_of(request)
+    if status and status not in _STATUSES:
+        raise Refused(
+            "This filter is not a status",
+            f"status: expected one of {', '.join(_STATUSES)}, got {status!r}", status=400,
+        )  # fmt: skip
+    try:
+        before = _decode_cursor(cursor) if cursor else None
+    except bf.ConfigError as exc:
+        raise Refused("This page link is broken", str(exc), status=400) from None
+    found = await service.store.list_runs(
+        status=bf.RunStatus(status) if status else None, workflow=workflow or None,
+        subject=subject or None, since=_day(since, "since"), until=_day(until, "until", end=True),
+        text=text or None, limit=limit + 1, before=before,
+    )  # fmt: skip
+    page = found[:limit]
+    query = {"status": status, "workflow": workflow, "subject": subject, "since": since,
+             "until": until, "text": text, "limit": limit if limit != PAGE else None}  # fmt: skip
+    more = {**query, "cursor": _cursor(page[-1])} if len(found) > limit and page else None
+    workflows = sorted({e.name for e in await service.catalog.entries()})
+    context: dict[str, Any] = {
+        "runs": page, "query": query, "more": more, "first": bool(cursor),
+        "statuses": _STATUSES, "workflows": workflows,
+        "actions": [a for a, x in _actions.ACTIONS.items() if can(me, x.permission)],
+        "back": str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""),
+    }  # fmt: skip
+    return render(request, "runs.html", context)
+
+
+@router.post("/runs/actions")
+async def bulk(request: Request, me: Annotated[Identity, Depends(signed_in())]) -> Response:
+    """One action on the runs ticked in the list; each run's outcome is counted, a run the
+    action does not apply to is named, not fatal."""
+    form = await posted(request)
+    name = str(form.get("action", ""))
+    if name not in _actions.ACTIONS:
+        raise Refused("Unknown action", f"action: expected one of {', '.join(_actions.ACTIONS)},"
+                      f" got {name!r}", status=400)  # fmt: skip
+    try:
+        await require(request, me, _actions.ACTIONS[name].permission)
+    except bf.AccessDenied as exc:
+        raise Refused("You may not do this", str(exc)) from None
+    ids = [str(v) for v in form.getlist("run")][:BULK_LIMIT]
+    service = service_of(request)
+    chosen = [r for r in [await service.store.get_run(i) for i in ids] if r is not None]
+    reason = str(form.get("reason", "")).strip() or None
+    results = await _actions.act_on_many(service, chosen, name, me, reason)
+    done = sum(1 for r in results if r["ok"])
+    message = f"{name}: {done} of {len(ids)} runs"
+    skipped = [r for r in results if not r["ok"]]
+    if skipped:
+        message += "; not applicable to " + ", ".join(
+            f"{r['id'][:8]} ({r['status']})" for r in skipped[:10]
+        )
+    response = RedirectResponse(safe_next(str(form.get("back", "/runs"))), status_code=303)
+    flash(request, response, message)
+    return response
