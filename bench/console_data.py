@@ -120,6 +120,7 @@ def _promote(partial: Path, path: Path) -> None:
         if Path(f"{partial}{suffix}").exists():
             Path(f"{partial}{suffix}").rename(f"{path}{suffix}")
     partial.rename(path)
+    Path(f"{partial}.engine-lock").unlink(missing_ok=True)  # the builder's, released
 
 
 def main() -> None:
