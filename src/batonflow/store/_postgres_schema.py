@@ -165,6 +165,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TRIGGER audit_appended AFTER INSERT ON audit FOR EACH STATEMENT
         EXECUTE FUNCTION batonflow_audit_appended();
     """,
+    # the runs list filtered by workflow, newest first, without sorting every matching run
+    """
+    CREATE INDEX runs_by_workflow_created ON runs (workflow, created_at, id);
+    """,
 )
 
 
