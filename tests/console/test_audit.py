@@ -9,11 +9,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
+import pytest
+
 from server.harness import Server, make_token
 
-from .conftest import in_thread
+from .conftest import PASSWORD, in_thread, seed_people
 
-EMAIL = {"from_name": "Jane", "subject": "double charge", "body": "I was charged twice"}
+EMAIL = {
+    "from": "jane@example.com",
+    "from_name": "Jane",
+    "subject": "double charge",
+    "body": "I was charged twice",
+}
 
 
 def start_complaint(console: Server) -> str:
@@ -58,7 +66,9 @@ def test_the_audit_page_verifies_filters_and_reports_one_run(
     assert page.get_by_role("heading", level=1).inner_text() == f"Report on run {run_id}"
     story = page.get_by_role("table").inner_text()
     assert "The run of complaint started by ann." in story
-    assert "Asked for approval" in story
+    assert "Approval requested (its details are withheld or erased)." in story  # Jane's data
+    assert "Reply to Jane" not in story
+    assert "personal data withheld" in page.locator("main").inner_text()
     assert "The audit chain verifies from its start" in page.locator("main").inner_text()
     axe(page)
     screenshot("audit-report")
@@ -104,3 +114,36 @@ def test_a_report_on_an_unknown_run_and_a_bad_date_are_refused_in_words(
 def test_a_visitor_must_sign_in_to_read_the_trail(page: Any) -> None:
     page.goto("/audit/export?format=csv")
     assert "/sign-in" in page.url
+
+
+def test_a_long_trail_is_verified_on_request_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``VERIFY_AT_ONCE`` entries the page offers a button instead of hashing the whole
+    trail on every visit (in process: the threshold is lowered for the test)."""
+    from batonflow.configuration import Setup
+    from batonflow.server._app import ServeOptions, create_app
+    from batonflow.server.console import _pages_audit
+
+    monkeypatch.setattr(_pages_audit, "VERIFY_AT_ONCE", 0)
+    monkeypatch.chdir(tmp_path)  # no ./batonflow.toml
+    db = str(tmp_path / "runs.db")
+    in_thread(lambda: seed_people(db))
+    app = create_app(Setup.load(None), ServeOptions(db=db, workers=False))
+    in_thread(lambda: _visit(app))
+
+
+async def _visit(app: Any) -> None:
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://console") as client:
+            await client.get("/sign-in")
+            form = {"name": "vera", "password": PASSWORD, "next": "/audit",
+                    "csrf": client.cookies["bf_csrf"]}  # fmt: skip
+            assert (await client.post("/sign-in", data=form)).status_code == 303
+            page = (await client.get("/audit")).text
+            assert "Verify the chain now" in page
+            assert "verified" not in page
+            page = (await client.get("/audit?verify=true")).text
+            assert "Verify the chain now" not in page
+            assert "verified</strong>" in page

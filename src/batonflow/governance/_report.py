@@ -206,6 +206,12 @@ def _approval(data: Any) -> str:
     return f"approval {title!r}" if isinstance(title, str) else "the approval"
 
 
+def _quorum(data: Any) -> str:
+    options = _get(data, "options")
+    among = f" among {', '.join(str(o) for o in options)}" if isinstance(options, list) else ""
+    return f"{_get(data, 'quorum', 1)} decision(s){among}"
+
+
 def _model(data: Any) -> str:
     provider, model = _get(data, "provider"), _get(data, "model")
     name = "/".join(str(p) for p in (provider, model) if p) or "a model"
@@ -259,10 +265,7 @@ _SENTENCES: dict[str, Any] = {
     "step.child_started": lambda d, a: f"Child run {_get(d, 'child_id', '?')} started.",
     "event.received": lambda d, a: f"Event {_get(d, 'topic', '?')!r} arrived{_by(a)}.",
     "event.consumed": lambda d, a: "The run took the event.",
-    "approval.requested": lambda d, a: (
-        f"Asked for {_approval(d)}: {_get(d, 'quorum', 1)} decision(s) among "
-        f"{', '.join(str(o) for o in _get(d, 'options', []) or [])}."
-    ),
+    "approval.requested": lambda d, a: f"Asked for {_approval(d)}: {_quorum(d)}.",
     "approval.decision": lambda d, a: (
         f"{a or _get(d, 'by', 'someone')} decided {_get(d, 'option', '?')!r}"
         + (f" ({_get(d, 'comment')})" if _get(d, "comment") else "")
@@ -292,7 +295,10 @@ _SENTENCES: dict[str, Any] = {
 def describe(kind: str, data: Any, actor: str | None = None) -> str:
     """An audit entry in one plain sentence (the kind itself for kinds without one)."""
     sentence = _SENTENCES.get(kind)
+    generic = f"{kind.replace('.', ' ').replace('_', ' ').capitalize()}{_by(actor)}"
+    if is_hidden(data):  # sealed whole: withheld from this reader, or erased
+        return f"{generic} (its details are withheld or erased)."
     if sentence is None:
-        return f"{kind.replace('.', ' ').replace('_', ' ').capitalize()}{_by(actor)}."
+        return f"{generic}."
     text: str = sentence(data, actor)
     return text

@@ -18,7 +18,7 @@ from starlette.responses import HTMLResponse, Response
 import batonflow as bf
 from batonflow.governance._access import open_for_reading
 from batonflow.governance._audit import AuditFilter, verify_chain
-from batonflow.governance._audit_query import AuditQuery, audit_page, open_export
+from batonflow.governance._audit_query import AuditQuery, audit_page, head_seq, open_export
 from batonflow.governance._identity import Identity
 from batonflow.governance._report import build_report, describe
 from batonflow.governance._report_render import report_html
@@ -31,6 +31,8 @@ from batonflow.server.console._render import render
 Reader = Annotated[Identity, Depends(signed_in())]
 Q = Annotated[str | None, Query(max_length=500)]
 PAGE = 50
+#: Up to this many entries the page verifies the chain on every visit; past it, on request.
+VERIFY_AT_ONCE = 20_000
 
 
 def _day(text: str | None, field: str, *, end: bool = False) -> float | None:
@@ -65,6 +67,7 @@ async def audit(
     since: Q = None,
     until: Q = None,
     before: Annotated[int | None, Query(ge=1)] = None,
+    verify: bool = False,
 ) -> Response:
     service = service_of(request)
     store = service.store
@@ -83,8 +86,11 @@ async def audit(
     shown = {"run": run, "subject": subject, "actor": actor, "kind": kind, "since": since,
              "until": until}  # fmt: skip
     more = {**shown, "before": page.next_before} if page.next_before else None
+    # Verifying reads and hashes every entry: on a long trail it waits for the button.
+    entries = await head_seq(store)
+    chain = await verify_chain(store) if verify or entries <= VERIFY_AT_ONCE else None
     context: dict[str, Any] = {
-        "chain": await verify_chain(store), "rows": rows, "query": shown, "more": more,
+        "chain": chain, "entries": entries, "rows": rows, "query": shown, "more": more,
         "first": before is not None,
     }  # fmt: skip
     return render(request, "audit.html", context)
