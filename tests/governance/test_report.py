@@ -17,7 +17,7 @@ from batonflow.governance._approval import decide
 from batonflow.governance._identity import Identity, create_identity
 from batonflow.governance._report import build_report, describe
 from batonflow.governance._report_render import report_html, report_text
-from batonflow.governance._subjects import erase_subject
+from batonflow.governance._subjects import erase_subject, wrap_store
 from batonflow.testing import FakeClock
 from conftest import EngineFactory
 
@@ -132,7 +132,9 @@ async def test_after_erasure_the_report_says_so_and_shows_nothing_readable(
     async with make_engine(workflows=[complaint]) as engine:
         run_id = await answered(engine, clock)
         await clock.advance(3600)
-        await erase_subject(engine.store, "jane@example.test", actor="dpo", now=clock.now())
+        await erase_subject(
+            wrap_store(engine.store), "jane@example.test", actor="dpo", now=clock.now()
+        )
         report = await build_report(engine.store, SETUP, run_id, now=clock.now())
     text = report_text(report)
     assert "jane@example.test" not in text
@@ -148,12 +150,13 @@ def tamper(store_url: str, statement: str) -> None:
     if store_url.startswith("postgresql"):
         import psycopg
 
-        with psycopg.connect(store_url, autocommit=True) as conn:
-            conn.execute(statement)  # type: ignore[arg-type]
+        with psycopg.connect(store_url, autocommit=True) as pg:
+            pg.execute(statement.encode())
         return
-    with sqlite3.connect(store_url) as conn:
-        conn.execute(statement)
-    conn.close()
+    db = sqlite3.connect(store_url)
+    with db:
+        db.execute(statement)
+    db.close()
 
 
 async def test_a_tampered_trail_is_named_in_the_report(
