@@ -82,8 +82,11 @@ def test_find_export_and_erase_a_data_subject(
     assert "Larch Close" not in report
     assert "Jane Doe" not in report
     assert "the data subject's key was destroyed" in report
-    page.goto(f"/audit?run={run_id}")
-    assert "Larch Close" not in page.locator("main").inner_text()
+    for path in (f"/audit?run={run_id}", f"/runs/{run_id}", f"/runs?subject={JANE['from']}"):
+        page.goto(path)
+        shown = page.locator("main").inner_text()
+        assert "Larch Close" not in shown, path
+        assert "Jane Doe" not in shown, path
 
 
 def test_a_viewer_may_search_but_not_export_or_erase_and_forms_need_their_token(
