@@ -178,6 +178,13 @@ class Setup:
                 where = f"{self.source}: providers.{name}.base_url"
                 policy = policy.allowing([host], where)
                 connectors = connectors.with_connector(name, [host])
+        console = self.data.get("console", {})
+        oidc = console.get("oidc", {}) if isinstance(console, Mapping) else {}
+        for name, entry in oidc.items() if isinstance(oidc, Mapping) else ():
+            issuer = entry.get("issuer") if isinstance(entry, Mapping) else None
+            host = urlsplit(issuer).hostname if isinstance(issuer, str) else None
+            if host:  # a console sign-in provider is one of the operator's services
+                policy = policy.allowing([host], f"{self.source}: console.oidc.{name}.issuer")
         return policy, connectors
 
     def client(self, store: bf.Store, clock: bf.Clock | None = None) -> httpx.AsyncClient:

@@ -42,6 +42,20 @@ PEOPLE: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
     "dave": (("viewer",), ("finance",), "dave@firm.example"),
 }
 VIEWPORT = {"width": 1280, "height": 800}
+#: A workflow document served from the documents folder: a switch whose path the run page marks.
+TRIAGE = """\
+document: {dsl: '1.0.0', namespace: test, name: triage, version: '1.0.0'}
+do:
+  - size:
+      switch:
+        - big: {when: '${ .amount > 100 }', then: escalate}
+        - small: {then: accept}
+  - escalate:
+      set: {route: escalated}
+      then: end
+  - accept:
+      set: {route: accepted}
+"""
 
 
 def in_thread(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -81,7 +95,9 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     where = tmp_path_factory.mktemp("console")
     db = str(where / "runs.db")
     tokens = in_thread(lambda: seed_people(db))
-    extra = ("--workflow", f"{FLOWS}:complaint")
+    (where / "workflows").mkdir()
+    (where / "workflows" / "triage.yaml").write_text(TRIAGE)
+    extra = ("--workflow", f"{FLOWS}:complaint", "--documents", str(where / "workflows"))
     running = Server(db, where, extra=extra).start()
     running.tokens = tokens  # type: ignore[attr-defined]
     try:
@@ -90,8 +106,10 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         running.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium for one test module: Playwright's sync API keeps an event loop running on
+    this thread while it is started, which async tests of other modules must not meet."""
     if not CHROMIUM.exists():
         if os.environ.get("CI"):
             raise AssertionError(f"{CHROMIUM} is missing: `apt-get install -y chromium`")

@@ -126,3 +126,49 @@ def test_an_erased_subjects_run_shows_nothing_readable(
     assert "erin@customer.example" not in text
     assert "Pat" not in text
     axe(page)
+
+
+def test_the_inbox_works_on_a_phone(
+    page: Any, console: Server, sign_in: Callable[..., None], axe: Callable[[Any], None]
+) -> None:
+    run_id = start_run(console, "complaint", {**EMAIL, "from": "sam@customer.example"})
+    wait_for_status(console, run_id, "waiting")
+    page.set_viewport_size({"width": 390, "height": 844})
+    sign_in("carol", next_path="/approvals")
+    card = page.locator("article", has=page.locator(f"a[href='/runs/{run_id}']"))
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"the page is {width}px wide on a 390px screen"
+    approve = card.get_by_role("button", name="Approve")
+    box = approve.bounding_box()
+    assert box is not None
+    assert box["x"] + box["width"] <= 390
+    assert box["height"] >= 32  # big enough for a thumb
+    axe(page)
+    approve.click()
+    expect(page.get_by_role("status").first).to_contain_text("You decided 'approve'")
+    assert wait_for_status(console, run_id, "completed")["status"] == "completed"
+
+
+def test_the_overview_lists_the_waiting_approval_with_its_expiry(
+    page: Any, console: Server, sign_in: Callable[..., None], axe: Callable[[Any], None],
+    screenshot: Callable[[str], None],
+) -> None:  # fmt: skip
+    run_id = start_run(console, "complaint", {**EMAIL, "from": "uma@customer.example"})
+    broken = start_run(console, "fragile", {"reason": "the CRM is down"})
+    wait_for_status(console, run_id, "waiting")
+    wait_for_status(console, broken, "faulted")
+    sign_in("olly")
+    failed = page.locator("section", has=page.get_by_role("heading", name="Failed runs"))
+    assert broken[:8] in failed.inner_text()
+    axe(page)
+    screenshot("overview")
+    panel = page.locator("section", has=page.get_by_role("heading", name="Approvals waiting"))
+    assert "Reply to Pat: Refund please" in panel.inner_text()
+    assert "expires in 48.0 h" in panel.inner_text() or "expires in 47" in panel.inner_text()
+    assert page.locator("tr", has_text="complaint").locator("td").nth(2).inner_text() != "0"
+    panel.get_by_role("link", name="Reply to Pat: Refund please").first.click()
+    page.wait_for_load_state()
+    # olly is not in the complaints group: the link explains rather than decides
+    assert (
+        "olly is not one of the deciders (group complaints)" in page.locator(".reason").inner_text()
+    )

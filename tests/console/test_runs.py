@@ -78,13 +78,16 @@ def test_a_viewer_sees_no_actions_and_a_forged_one_is_refused_in_words(
     assert reply.status == 403
     assert "vera may not run.cancel: it needs the role admin or operator" in reply.text()
     page.set_content(reply.text())
+    assert "recorded on the audit trail" in page.locator("main").inner_text()
+    axe(page)
+    screenshot("refused")
     assert wait_for_status(console, run_id, "waiting")["status"] == "waiting"
     page.goto(f"/runs/{run_id}")
     assert page.get_by_role("button", name="Cancel").count() == 0
     page.goto("/runs?status=nonsense")
     assert "status: expected one of pending" in page.get_by_text("status: expected").inner_text()
+    assert "audit trail" not in page.locator("main").inner_text()  # a typo is not a refusal
     axe(page)
-    screenshot("refused")
 
 
 def test_a_failed_run_shows_its_error_timeline_and_retries_from_the_failed_step(
@@ -118,3 +121,23 @@ def test_an_unknown_run_is_a_page_that_says_so(
     assert reply.status == 404
     assert "there is no run with id 'no-such-run'" in page.locator(".reason").inner_text()
     axe(page)
+
+
+def test_a_documents_run_shows_its_path_through_the_flow_and_the_routing_decision(
+    page: Any, console: Server, sign_in: Callable[..., None], axe: Callable[[Any], None],
+    screenshot: Callable[[str], None],
+) -> None:  # fmt: skip
+    run_id = start_run(console, "test/triage", {"amount": 500})
+    wait_for_status(console, run_id, "completed")
+    sign_in("vera", next_path=f"/runs/{run_id}")
+    graph = page.locator(".graph svg")
+    assert graph.is_visible()
+    on_path = graph.locator("rect.on-path")
+    assert on_path.count() == 4  # start, size, escalate and the end: not accept
+    routing = page.locator("section", has=page.get_by_role("heading", name="Routing decisions"))
+    row = routing.locator("tbody tr").first.inner_text()
+    assert "big" in row
+    assert ".amount > 100" in row
+    assert "escalate" in row
+    axe(page)
+    screenshot("run-document")

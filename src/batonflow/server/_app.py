@@ -144,6 +144,9 @@ async def _serve(
     app.state.service = service
     await setup.record_policy(session.store, local_identity().name)
     feed.observe(app.state.metrics.see)
+    from batonflow.server import console
+
+    console.attach(service)
     await feed.start()
 
 

@@ -165,7 +165,8 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TRIGGER audit_appended AFTER INSERT ON audit FOR EACH STATEMENT
         EXECUTE FUNCTION batonflow_audit_appended();
     """,
-    # the runs list filtered by workflow, newest first, without sorting every matching run
+    # 4: the console's runs list filters by workflow (status has runs_by_status), newest first,
+    # paged by (created_at, id): one index range a page at any size
     """
     CREATE INDEX runs_by_workflow_created ON runs (workflow, created_at, id);
     """,

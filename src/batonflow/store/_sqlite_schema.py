@@ -120,8 +120,8 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (kind, key)
     ) WITHOUT ROWID;
     """,
-    # 4: the runs list filtered by status or workflow, newest first, without sorting every
-    # matching run (the console's runs page over 100,000 runs; docs/design.md 97)
+    # 4: the console's runs list filters by status or workflow, newest first, paged by
+    # (created_at, id): an index for each keeps a page one index range at any size
     """
     CREATE INDEX runs_by_status_created ON runs (status, created_at, id);
     CREATE INDEX runs_by_workflow_created ON runs (workflow, created_at, id);

@@ -9,15 +9,18 @@ and the console conventions in ``docs/design.md``.
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from batonflow.server.console._guard import Refused, SignInNeeded, sign_in_url
 from batonflow.server.console._render import refusal
 
-__all__ = ["AREAS", "install", "router"]
+__all__ = ["AREAS", "attach", "install", "router"]
 
 router = APIRouter(include_in_schema=False)
 
@@ -53,15 +56,44 @@ def install(app: FastAPI) -> None:
 
     async def refused(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Refused)
-        return refusal(request, exc.title, exc.reason, status=exc.status)
+        return refusal(request, exc.title, exc.reason, status=exc.status, audited=exc.audited)
 
     app.add_exception_handler(SignInNeeded, need_sign_in)
     app.add_exception_handler(Refused, refused)
 
-    @app.middleware("http")
-    async def headers(request: Request, call_next: object) -> Response:
-        response: Response = await call_next(request)  # type: ignore[operator]
-        if not request.url.path.startswith(("/api/", "/hooks/")):
-            for name, value in _HEADERS.items():
-                response.headers.setdefault(name, value)
-        return response
+    app.add_middleware(_SecurityHeaders)
+
+
+class _SecurityHeaders:
+    """The console's headers on every response outside the API and hooks (plain ASGI, so
+    streamed responses pass through untouched)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path.startswith(("/api/", "/hooks/")):
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in _HEADERS.items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+def attach(service: Any) -> None:
+    """Start what the console runs beside the service: approval e-mails with decision links,
+    when ``[email]`` and ``[console] url`` are configured."""
+    from batonflow.server.console._links import Notifier, settings
+
+    setup = service.setup
+    url = settings(setup.data, setup.source)
+    mailer = setup.mailer(setup.client(service.store)) if url else None
+    if url and mailer is not None:
+        service.feed.observe(Notifier(service, mailer, url).see)

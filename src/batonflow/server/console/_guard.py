@@ -35,11 +35,14 @@ class SignInNeeded(Exception):
 class Refused(Exception):
     """The console refuses: the handler renders the refusal page with ``reason``."""
 
-    def __init__(self, title: str, reason: str, status: int = 403) -> None:
+    def __init__(
+        self, title: str, reason: str, status: int = 403, *, audited: bool = False
+    ) -> None:
         super().__init__(reason)
         self.title = title
         self.reason = reason
         self.status = status
+        self.audited = audited  # the page says so only when the trail really has it
 
 
 async def current_session(request: Request) -> Session | None:
@@ -62,7 +65,7 @@ def signed_in(action: str = "read") -> Callable[[Request], Awaitable[Identity]]:
         try:
             await require(request, session.identity, action)
         except bf.AccessDenied as exc:
-            raise Refused("You may not do this", str(exc)) from None
+            raise Refused("You may not do this", str(exc), audited=True) from None
         return session.identity
 
     return visitor
@@ -77,7 +80,7 @@ async def posted(request: Request) -> FormData:
         where = {"method": request.method, "path": request.url.path, "reason": str(exc)}
         actor = session.identity.name if session else None
         await service_of(request).refusals.record(where, actor)
-        raise Refused("This form was refused", str(exc), status=400) from None
+        raise Refused("This form was refused", str(exc), status=400, audited=True) from None
 
 
 def sign_in_url(next_path: str) -> str:

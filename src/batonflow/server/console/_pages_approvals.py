@@ -30,6 +30,7 @@ from batonflow.governance._approval import (
 from batonflow.governance._identity import Identity, can
 from batonflow.server._auth import require, service_of
 from batonflow.server._service import Service
+from batonflow.server.console import _links as links
 from batonflow.server.console import router
 from batonflow.server.console._guard import Refused, posted, signed_in
 from batonflow.server.console._render import flash, render
@@ -128,7 +129,7 @@ async def decide_one(approval_id: str, request: Request, me: Decider) -> Respons
             target, found.run_id, me, option, comment=comment, approval_id=found.id
         )
     except bf.ApprovalRefused as exc:
-        raise Refused("Your decision was refused", str(exc)) from None
+        raise Refused("Your decision was refused", str(exc), audited=True) from None
     except bf.EventTimeout as exc:  # expired meanwhile
         raise Refused("This approval expired", str(exc), status=409) from None
     service.poke()
@@ -144,7 +145,7 @@ async def correct(approval_id: str, request: Request, me: Decider) -> Response:
     try:
         await require(request, me, "label.correct")
     except bf.AccessDenied as exc:
-        raise Refused("You may not correct labels", str(exc)) from None
+        raise Refused("You may not correct labels", str(exc), audited=True) from None
     service = service_of(request)
     found = await _request(service, approval_id)
     step = str(form.get("step", "")) or None
@@ -159,3 +160,44 @@ async def correct(approval_id: str, request: Request, me: Decider) -> Response:
     flash(request, response, f"Label corrected from {done.previous!r} to {done.label!r}:"
           " the classifier learns from it.")  # fmt: skip
     return response
+
+
+@router.get("/approvals/link/{token}")
+async def link_page(token: str, request: Request) -> Response:
+    """Where an approval e-mail's link leads: the approval and a form. Opening it decides
+    nothing (mail scanners open links)."""
+    service = service_of(request)
+    try:
+        link, found = await links.read_link(service.store, token, service.now())
+        who = await links.identity_of(service.store, link)
+    except links.BadLink as exc:
+        raise Refused("This link cannot be used", str(exc), status=410) from None
+    item = (await _open(service, who, [found]))[0]
+    item.can_correct = False
+    context = {"item": item, "now": service.now(), "link_for": who.name,
+               "decide_action": f"/approvals/link/{token}"}  # fmt: skip
+    return render(request, "approval.html", context)
+
+
+@router.post("/approvals/link/{token}")
+async def link_decide(token: str, request: Request) -> Response:
+    """The decision, as the identity the link was sent to; the link is then used up."""
+    form = await posted(request)
+    service = service_of(request)
+    now = service.now()
+    try:
+        link, found = await links.read_link(service.store, token, now)
+        who = await links.identity_of(service.store, link)
+        await links.use_link(service.store, link, now)
+    except links.BadLink as exc:
+        raise Refused("This link cannot be used", str(exc), status=410) from None
+    option = str(form.get("option", "")).strip()
+    comment = str(form.get("comment", "")).strip()[:10_000] or None
+    target = service.engine if service.engine is not None else service.store
+    try:
+        decision = await decide(target, found.run_id, who, option, comment=comment,
+                                approval_id=found.id)  # fmt: skip
+    except bf.ApprovalRefused as exc:
+        raise Refused("Your decision was refused", str(exc), audited=True) from None
+    service.poke()
+    return render(request, "decided.html", {"decision": decision, "title": found.title})

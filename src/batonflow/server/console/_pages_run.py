@@ -38,7 +38,7 @@ def _missing(run_id: str) -> Refused:
     return Refused("No such run", f"there is no run with id {run_id!r}", status=404)
 
 
-async def _graph(request: Request, workflow: str, steps: list[Any]) -> str | None:
+async def _graph(request: Request, workflow: str, steps: list[Any], done: bool) -> str | None:
     """The document's flow with the tasks this run reached marked; None for Python workflows."""
     from batonflow.dsl._graph import _node_id, mermaid
 
@@ -50,7 +50,8 @@ async def _graph(request: Request, workflow: str, steps: list[Any]) -> str | Non
     if entry.document is None:
         return None
     reached = {_node_id(s.name[len(_TASK_MARK) :]) for s in steps if s.name.startswith(_TASK_MARK)}
-    return svg_of(mermaid(entry.document), frozenset({"start", *reached}))
+    ends = {"finish"} if done else set()
+    return svg_of(mermaid(entry.document), frozenset({"start", *reached, *ends}))
 
 
 @router.get("/runs/{run_id}")
@@ -72,7 +73,9 @@ async def run_page(run_id: str, request: Request, me: Reader) -> Response:
         "status": status.value,
         "open": not status.is_terminal and status is not bf.RunStatus.FAULTED,
         "timeline": timeline_svg(detail.steps, detail.attempts, detail.created_at, now),
-        "graph": await _graph(request, detail.workflow, detail.steps),
+        "graph": await _graph(
+            request, detail.workflow, detail.steps, status is bf.RunStatus.COMPLETED
+        ),
         "actions": actions,
         "withheld": bool(record.subjects) and not can(me, "personal.read"),
         "after": trail[-1].seq if trail else 0,
@@ -91,7 +94,7 @@ async def run_action(run_id: str, request: Request, me: Reader) -> Response:
     try:
         await require(request, me, _actions.ACTIONS[name].permission)
     except bf.AccessDenied as exc:
-        raise Refused("You may not do this", str(exc)) from None
+        raise Refused("You may not do this", str(exc), audited=True) from None
     reason = str(form.get("reason", "")).strip()[:500] or None
     response = RedirectResponse(f"/runs/{run_id}", status_code=303)
     try:

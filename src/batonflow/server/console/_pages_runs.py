@@ -96,7 +96,7 @@ async def bulk(request: Request, me: Annotated[Identity, Depends(signed_in())]) 
     try:
         await require(request, me, _actions.ACTIONS[name].permission)
     except bf.AccessDenied as exc:
-        raise Refused("You may not do this", str(exc)) from None
+        raise Refused("You may not do this", str(exc), audited=True) from None
     ids = [str(v) for v in form.getlist("run")][:BULK_LIMIT]
     service = service_of(request)
     chosen = [r for r in [await service.store.get_run(i) for i in ids] if r is not None]

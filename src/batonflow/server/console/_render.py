@@ -121,6 +121,9 @@ def render(
     return response
 
 
-def refusal(request: Request, title: str, reason: str, *, status: int = 403) -> HTMLResponse:
+def refusal(
+    request: Request, title: str, reason: str, *, status: int = 403, audited: bool = False
+) -> HTMLResponse:
     """The standard refusal page: what was refused and why, in words, and what to do next."""
-    return render(request, "refused.html", {"title": title, "reason": reason}, status=status)
+    context = {"title": title, "reason": reason, "audited": audited}
+    return render(request, "refused.html", context, status=status)
