@@ -30,6 +30,7 @@ import ceiling
 import pg_run
 import prefill
 import strace_pass
+from console_section import carry_over
 from machine import machine
 from report import render
 
@@ -124,7 +125,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def main() -> int:
     args = parse()
     if args.from_json:
-        args.out.write_text(render(json.loads(args.from_json.read_text())))
+        new = render(json.loads(args.from_json.read_text()))
+        args.out.write_text(carry_over(args.out.read_text() if args.out.exists() else "", new))
         log(f"wrote {args.out} from {args.from_json}")
         return 0
     wanted = args.systems.split(",")
@@ -172,7 +174,8 @@ def main() -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(data, indent=2) + "\n")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render(data))
+    previous = args.out.read_text() if args.out.exists() else ""
+    args.out.write_text(carry_over(previous, render(data)))  # the console section stays
     log(f"wrote {args.out} and {args.json} in {env['wall_s']} s")
     failed = [f"{k}/{m}" for k, r in results.items() for m in MODES if "error" in r.get(m, {})]
     if failed:

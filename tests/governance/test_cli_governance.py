@@ -104,3 +104,21 @@ def test_a_policy_change_is_on_the_trail_with_who_acted_under_it(tmp_path: Path)
     assert second["previous"] == first["sha256"]
     assert second["policy"]["governance"]["egress"]["allow"][-1] == "api.openai.com"
     assert all(r.actor and r.actor.startswith("local:") for r in changes)
+
+
+def test_audit_report_tells_a_run_and_writes_a_private_printable_page(tmp_path: Path) -> None:
+    db = str(tmp_path / "runs.db")
+    started = json.loads(ok(cli("run", f"{FLOWS}:approval", "-i", '{"name": "a"}', "--db", db,
+                                "--json")).stdout)  # fmt: skip
+    page = tmp_path / "report.html"
+    told = ok(cli("audit", "report", started["id"], "--html", str(page), "--db", db))
+    assert f"Report on run {started['id']}" in told.stdout
+    assert "The run of approval started by local:" in told.stdout
+    assert "The audit chain verifies from its start" in told.stdout
+    assert "<h2>What happened, in order</h2>" in page.read_text()
+    assert page.stat().st_mode & 0o777 == 0o600
+    kinds = [e.kind for e in _trail(Path(db))]
+    assert kinds[-1] == "data.read"
+    unknown = cli("audit", "report", "nope", "--db", db)
+    assert unknown.exit_code == ExitCode.NOT_FOUND, unknown.stderr
+    assert "no run with id 'nope'" in unknown.stderr

@@ -27,6 +27,7 @@ from batonflow.governance._identity import (
     local_identity,
     revoke_token,
     set_identity_disabled,
+    set_identity_roles,
 )
 
 NOW = 1_700_000_000.0
@@ -164,6 +165,26 @@ async def test_the_cli_acts_as_the_local_admin_until_identities_exist(
     assert (await cli_identity(store, issued.token)).name == "root"
     monkeypatch.setenv(TOKEN_ENV, issued.token)
     assert (await cli_identity(store, None)).name == "root"
+
+
+async def test_roles_change_audited_and_no_admin_locks_itself_out(store: bf.Store) -> None:
+    root = await admin(store)
+    ops = await create_identity(store, "ops", actor=root, now=NOW, roles=["viewer"])
+    token = await create_token(store, "ops", actor=root, now=NOW)
+    assert not can(await authenticate(store, token.token), "run.cancel")
+    changed = await set_identity_roles(store, "ops", ["operator", "viewer"], actor=root, now=NOW)
+    assert changed.roles == ("operator", "viewer")
+    assert can(await authenticate(store, token.token), "run.cancel")  # its token, at once
+    entry = [e for e in await store.read_audit() if e.kind == "identity.roles_changed"][-1]
+    assert (entry.actor, json.loads(entry.data_json)["from"]) == ("root", ["viewer"])
+    with pytest.raises(AccessDenied):
+        await set_identity_roles(store, "root", [], actor=ops, now=NOW)
+    with pytest.raises(bf.ConfigError, match="cannot take the admin role from itself"):
+        await set_identity_roles(store, "root", ["viewer"], actor=root, now=NOW)
+    with pytest.raises(bf.ConfigError, match="unknown role 'boss'"):
+        await set_identity_roles(store, "ops", ["boss"], actor=root, now=NOW)
+    with pytest.raises(bf.ConfigError, match="no identity named 'nobody'"):
+        await set_identity_roles(store, "nobody", ["viewer"], actor=root, now=NOW)
 
 
 def test_identity_records_round_trip() -> None:

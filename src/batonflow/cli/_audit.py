@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime as dt
 import sys
 import time
@@ -29,9 +28,11 @@ from batonflow.cli._io import (
 from batonflow.cli._ops import opened_store
 from batonflow.cli._options import AsJson, Db, Token
 from batonflow.governance import _audit
-from batonflow.governance._access import open_for_reading
 from batonflow.governance._anchor import verify_configured
+from batonflow.governance._audit_query import open_export
 from batonflow.governance._identity import cli_identity
+from batonflow.governance._report import RunReport, build_report
+from batonflow.governance._report_render import report_html, report_text
 from batonflow.store import AuditRecord
 
 audit_app = typer.Typer(
@@ -233,15 +234,8 @@ async def _export(
 ) -> int:
     async with opened_store(path) as store:
         reader = await cli_identity(store, token)
-        keys = getattr(store, "keys", None)  # a sealed store: subjects are keyed references
-        if subject is not None:
-            ref = await keys.ref(subject) if keys is not None else subject
-            where = dataclasses.replace(where, subject=ref)
-        runs = [where.run_id] if where.run_id else []
-        if where.subject is not None:
-            runs += [r.id for r in await store.list_runs(subject=where.subject, limit=100_000)]
-        view = await open_for_reading(
-            store, reader, what="audit export", runs=runs, now=time.time(), always_record=True
+        view, where = await open_export(
+            store, reader, where, subject=subject, what="audit export", now=time.time()
         )
         opener = None
         if hasattr(view, "open_json"):
@@ -250,3 +244,36 @@ async def _export(
                 return await view.open_json(record.data_json, record.run_id or "")
 
         return await _audit.export(view, handle, fmt=fmt, where=where, opener=opener)
+
+
+@audit_app.command("report")
+def report(
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run to report on.")],
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", metavar="FILE", help="Also write a printable HTML page to FILE."),
+    ] = None,
+    db: Db = DEFAULT_DB,
+    token: Token = None,
+) -> None:
+    """The story of one run in plain words: what came in, each step and decision with times
+    and actors, approvals and votes, model calls, errors, what went out, redactions and
+    erasure, and whether the audit chain holds for the entries it cites.
+
+    Personal data shows for the operator and admin roles only; the reading is recorded. Exit
+    code 3 for an unknown run.
+    """
+    with cli_errors():
+        path = resolve_db(db, must_exist=True, read_only=True)
+        built = asyncio.run(_report(path, run_id, token))
+        sys.stdout.write(report_text(built))
+        if html is not None:
+            with private_file(html) as handle:
+                handle.write(report_html(built))
+            note(f"wrote {html}")
+
+
+async def _report(path: str, run_id: str, token: str | None) -> RunReport:
+    async with opened_store(path) as store:
+        reader = await cli_identity(store, token)
+        return await build_report(store, reader, run_id, now=time.time())

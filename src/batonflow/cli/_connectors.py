@@ -13,7 +13,6 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-import batonflow as bf
 from batonflow.cli import _ops, _render, _setup
 from batonflow.cli._io import (
     DEFAULT_DB,
@@ -24,7 +23,11 @@ from batonflow.cli._io import (
     resolve_db,
 )
 from batonflow.cli._options import AsJson, Db, Token
-from batonflow.governance._connectors import ConnectorState, ConnectorSwitches, connector_name
+from batonflow.governance._connectors import (
+    ConnectorState,
+    ConnectorSwitches,
+    check_switchable,
+)
 
 __all__ = ["connector_app"]
 
@@ -108,18 +111,7 @@ async def _switch(
 
 
 def _check_name(name: str) -> None:
-    """A typo must not silently switch off nothing: the name is a configured connector or
-    provider, or a host name (a host nobody names is its own connector)."""
-    connector_name(name)  # its syntax first, with that error
-    known = _setup.current().egress()[1].names()
-    host_like = "." in name or name == "localhost" or ":" in name
-    if name.lower() in {k.lower() for k in known} or host_like:
-        return
-    listed = ", ".join(sorted(known)) or "none configured"
-    raise bf.ConfigError(
-        f"no connector named {name!r} (known: {listed}; name a host, such as"
-        " crm.example.com, or add it under [governance.connectors] in the configuration)"
-    )
+    check_switchable(name, _setup.current().egress()[1].names())
 
 
 def _report(state: ConnectorState, changed: bool, as_json: bool, db: str) -> None:

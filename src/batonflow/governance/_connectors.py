@@ -33,6 +33,7 @@ from batonflow.store import AuditEntry, Store
 
 __all__ = [
     "CONNECTOR_KIND",
+    "check_switchable",
     "ConnectorMap",
     "ConnectorState",
     "ConnectorSwitches",
@@ -228,3 +229,19 @@ class ConnectorSwitches:
         await self._store.put_record(CONNECTOR_KIND, clean, record, now, audit=[entry])
         self._snapshot[clean] = state  # this process sees its own change at once
         return state, True
+
+
+def check_switchable(name: str, known: Iterable[str]) -> str:
+    """``name`` if it may be switched: a configured connector or provider (``known``) or a
+    host name (a host nobody names is its own connector). A typo must not silently switch off
+    nothing: anything else is a ConfigError listing what is known."""
+    clean = connector_name(name)  # its syntax first, with that error
+    names = list(known)
+    host_like = "." in name or name == "localhost" or ":" in name
+    if name.lower() in {k.lower() for k in names} or host_like:
+        return clean
+    listed = ", ".join(sorted(names)) or "none configured"
+    raise ConfigError(
+        f"no connector named {name!r} (known: {listed}; name a host, such as"
+        " crm.example.com, or add it under [governance.connectors] in the configuration)"
+    )

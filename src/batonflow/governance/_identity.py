@@ -449,6 +449,27 @@ async def set_identity_disabled(
     return changed
 
 
+async def set_identity_roles(
+    store: Store, name: str, roles: Sequence[str], *, actor: Identity, now: float
+) -> Identity:
+    """Give an identity exactly ``roles`` (``identity.roles_changed``, with before and after).
+    An admin cannot take the admin role from itself: the store could be left without one."""
+    authorize(actor, "identity.manage")
+    current = await get_identity(store, name)
+    if current is None:
+        raise ConfigError(f"no identity named {name!r}")
+    wanted = _check_roles(roles)
+    if current.name == actor.name and "admin" in current.roles and "admin" not in wanted:
+        raise ConfigError("an identity cannot take the admin role from itself")
+    changed = Identity(**{**_fields(current), "roles": wanted})
+    data = {"name": name, "from": list(current.roles), "to": list(wanted)}
+    await store.put_record(
+        IDENTITY_KIND, name, json.dumps(changed.to_dict(), separators=(",", ":")), now,
+        audit=[_audit("identity.roles_changed", actor, data)],
+    )  # fmt: skip
+    return changed
+
+
 def _fields(identity: Identity) -> dict[str, Any]:
     return {f: getattr(identity, f) for f in Identity.__slots__}
 

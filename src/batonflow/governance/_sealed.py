@@ -484,3 +484,12 @@ def _unb64(text: str, what: str) -> bytes:
         return base64.b64decode(text, validate=True)
     except (ValueError, TypeError):
         raise StoreError(f"{what} is not valid base64") from None
+
+
+def same_subject(subject_id: str, typed: str) -> bool:
+    """Is ``typed`` the same data subject as ``subject_id`` (as :func:`normalise_subject`
+    compares them)? The confirmation an erasure asks a person to type."""
+    try:
+        return normalise_subject(subject_id) == normalise_subject(typed)
+    except ConfigError:
+        return False

@@ -16,8 +16,8 @@ from pydantic import BaseModel
 
 import batonflow as bf
 from batonflow.governance import _audit
-from batonflow.governance._access import open_for_reading
 from batonflow.governance._anchor import verify_configured
+from batonflow.governance._audit_query import open_export
 from batonflow.governance._identity import Identity
 from batonflow.server._auth import allowed, service_of
 
@@ -92,25 +92,16 @@ async def export(
     """The matching entries, oldest first, streamed: CloudEvents JSON Lines or CSV. Payloads
     of runs with data subjects are shown decrypted while the subject's key exists."""
     service = service_of(request)
-    store = service.store
     where = _audit.AuditFilter(run_id=run_id, workflow=workflow, since=since, until=until)
-    keys = getattr(store, "keys", None)
-    if subject is not None:
-        ref = await keys.ref(subject) if keys is not None else subject
-        where = dataclasses.replace(where, subject=ref)
-    runs = [where.run_id] if where.run_id else []
-    if where.subject is not None:
-        runs += [r.id for r in await store.list_runs(subject=where.subject, limit=100_000)]
-    # As `batonflow audit export`: personal data opens only for a role allowed to read it, and
-    # every export is on the trail with who made it.
-    view = await open_for_reading(
-        store, me, what="api audit export", runs=runs, now=service.now(), always_record=True
+    view, where = await open_export(
+        service.store, me, where, subject=subject, what="api audit export", now=service.now()
     )
     media = "application/x-ndjson" if format == "jsonl" else "text/csv"
-    return StreamingResponse(_lines(view, where, format), media_type=media)
+    return StreamingResponse(export_lines(view, where, format), media_type=media)
 
 
-async def _lines(store: bf.Store, where: _audit.AuditFilter, fmt: str) -> AsyncIterator[str]:
+async def export_lines(store: bf.Store, where: _audit.AuditFilter, fmt: str) -> AsyncIterator[str]:
+    """The export's lines (``jsonl`` or ``csv``), for a streamed download (API and console)."""
     opener = getattr(store, "open_json", None)
     if fmt == "csv":
         yield _csv_row(_audit.CSV_COLUMNS)

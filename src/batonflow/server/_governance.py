@@ -3,22 +3,19 @@ acknowledge): the functions ``batonflow subject|connector`` call, with the same 
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
-import batonflow as bf
 from batonflow.governance import erase_subject, export_subject, wrap_store
-from batonflow.governance._alert_dispatch import ALERT_RECORD
-from batonflow.governance._connectors import ConnectorSwitches
+from batonflow.governance._alert_state import AlertState, acknowledge_alert, list_alerts
+from batonflow.governance._connectors import ConnectorSwitches, check_switchable
 from batonflow.governance._identity import Identity
 from batonflow.server._auth import allowed, service_of
 from batonflow.server._models import Body
 from batonflow.server._paging import Cursor, Limit, Paged, page
 from batonflow.server._problems import NotFound
-from batonflow.store import AuditEntry
 
 router = APIRouter(tags=["governance"])
 Reader = Annotated[Identity, Depends(allowed("read"))]
@@ -120,10 +117,9 @@ async def disable(
 ) -> ConnectorOut:
     """Switch a connector or provider off: runs that need it wait (they neither fail nor
     skip the call) until it is enabled."""
-    from batonflow.cli._connectors import _check_name
-
-    _check_name(name)
-    switches = ConnectorSwitches(service_of(request).store)
+    service = service_of(request)
+    check_switchable(name, service.setup.egress()[1].names())
+    switches = ConnectorSwitches(service.store)
     state, _ = await switches.disable(name, me.name, body.reason if body else None)
     return _connector(state)
 
@@ -133,9 +129,7 @@ async def enable(
     name: str, request: Request, me: Annotated[Identity, Depends(allowed("connector.switch"))]
 ) -> ConnectorOut:
     """Switch a connector or provider on again."""
-    from batonflow.cli._connectors import _check_name
-
-    _check_name(name)
+    check_switchable(name, service_of(request).setup.egress()[1].names())
     state, _ = await ConnectorSwitches(service_of(request).store).enable(name, me.name)
     service_of(request).poke()
     return _connector(state)
@@ -157,10 +151,10 @@ class AlertList(Paged):
     items: list[AlertOut]
 
 
-def _alert(key: str, data: dict[str, Any]) -> AlertOut:
+def _alert(state: AlertState) -> AlertOut:
     return AlertOut(
-        key=key, kind=data.get("kind"), state=str(data.get("state", "raised")),
-        summary=data.get("summary"), run_id=data.get("run_id"), data=data,
+        key=state.key, kind=state.kind, state=state.state, summary=state.summary,
+        run_id=state.run_id, data=state.data,
     )  # fmt: skip
 
 
@@ -169,11 +163,7 @@ async def alerts(
     request: Request, me: Reader, open: bool = False, limit: Limit = 100, cursor: Cursor = None
 ) -> AlertList:
     """Alerts raised by the monitors, by key; `open=true`: those not yet acknowledged."""
-    found = [
-        _alert(k, json.loads(t))
-        for k, t in await service_of(request).store.list_records(ALERT_RECORD)
-    ]
-    found = [a for a in found if not open or a.state != "acknowledged"]
+    found = [_alert(a) for a in await list_alerts(service_of(request).store, me, open_only=open)]
     chosen, after = page(found, lambda a: a.key, limit, cursor)
     return AlertList(items=chosen, next_cursor=after)
 
@@ -184,16 +174,7 @@ async def acknowledge(
 ) -> AlertOut:
     """Mark an alert as seen by the caller (audited as `alert.acknowledged`)."""
     service = service_of(request)
-    text = await service.store.get_record(ALERT_RECORD, key)
-    if text is None:
+    state = await acknowledge_alert(service.store, key, me, now=service.now())
+    if state is None:
         raise NotFound(f"no alert {key!r}")
-    data = json.loads(text)
-    if data.get("state") == "acknowledged":
-        raise bf.InvalidTransition(f"alert {key!r} was acknowledged by {data.get('by')}")
-    now = service.now()
-    data = {**data, "state": "acknowledged", "by": me.name, "acknowledged_at": now}
-    entry = AuditEntry(
-        "alert.acknowledged", json.dumps({"alert": key}), run_id=data.get("run_id"), actor=me.name
-    )
-    await service.store.put_record(ALERT_RECORD, key, json.dumps(data), now, audit=[entry])
-    return _alert(key, data)
+    return _alert(state)

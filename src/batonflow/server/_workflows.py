@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from batonflow.governance._identity import Identity
 from batonflow.server._auth import allowed, service_of
 from batonflow.server._paging import Cursor, Limit, Paged, page
+from batonflow.server._service import Service
 from batonflow.server._svg import svg_of
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
@@ -80,10 +81,16 @@ def _order(entry: Any) -> str:
 @router.post("/validate", response_model=Validation)
 async def validate(text: DocumentText, me: Reader) -> Validation:
     """Check a document (syntax, schema, flow, references) without keeping it."""
+    return validation_of(text)
+
+
+def validation_of(text: str, where: str = "document") -> Validation:
+    """The verdict on a document's text: its problems with file, line, column and field, or
+    its name, version and task count (the API and the console show the same)."""
     from batonflow.dsl import DslValidationError, load_document
 
     try:
-        document = load_document("document", text=text)
+        document = load_document(where, text=text)
     except DslValidationError as exc:
         return Validation(valid=False, problems=[_problem(p) for p in exc.problems])
     header = document.model.document
@@ -145,11 +152,15 @@ async def dataflow(
 ) -> dict[str, Any]:
     """Which services and models a document can reach, which input fields go to each, where
     people decide, how long run data is kept (the structure in docs/dataflow.md)."""
+    return await dataflow_of(service_of(request), workflow, version)
+
+
+async def dataflow_of(service: Service, workflow: str, version: str | None) -> dict[str, Any]:
+    """The data-flow report of a deployed or folder document (as ``batonflow dataflow``)."""
     from batonflow.dsl import load_document
     from batonflow.dsl._dataflow.meta import load_dataflow_config
     from batonflow.dsl._dataflow.report import analyse_dataflow
 
-    service = service_of(request)
     entry = await service.catalog.document(workflow, version)
     source = service.setup.source
     settings = load_dataflow_config(source) if source != "<defaults>" else None

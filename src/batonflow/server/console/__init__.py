@@ -25,7 +25,10 @@ __all__ = ["AREAS", "attach", "install", "router"]
 router = APIRouter(include_in_schema=False)
 
 #: The page modules (``_pages_<area>.py``) whose routes make up the console.
-AREAS: tuple[str, ...] = ("static", "signin", "overview", "runs", "run", "approvals", "triggers")
+AREAS: tuple[str, ...] = (
+    "static", "signin", "overview", "runs", "run", "approvals", "triggers",
+    "audit", "alerts", "subjects", "connectors", "workflows", "identities",
+)  # fmt: skip
 
 _HEADERS = {
     # scripts only from the console's own files; inline styles for drawn widths (no script)
