@@ -29,15 +29,15 @@ def test_the_runs_list_filters_and_pages_by_cursor(
     page.get_by_label("Status").select_option("faulted")
     page.get_by_role("button", name="Filter").click()
     page.wait_for_url("**status=faulted**")
-    assert broken[:8] in page.locator("table tbody").inner_text()
-    assert greeted[0][:8] not in page.locator("table tbody").inner_text()
+    assert broken[-8:] in page.locator("table tbody").inner_text()
+    assert greeted[0][-8:] not in page.locator("table tbody").inner_text()
 
     # two at a time: the cursor walks the greet runs, newest first, without repeats
     page.goto("/runs?workflow=greet&limit=2")
     seen = page.locator("table tbody a.mono").all_inner_texts()
     page.get_by_role("link", name="Older runs").click()
     seen += page.locator("table tbody a.mono").all_inner_texts()
-    assert seen == [r[:8] for r in reversed(greeted)][: len(seen)]
+    assert seen == [r[-8:] for r in reversed(greeted)][: len(seen)]
     assert len(seen) == 3
     assert page.get_by_role("link", name="Older runs").count() == 0
 
@@ -58,7 +58,7 @@ def test_bulk_cancel_applies_the_status_table_and_says_what_it_skipped(
     page.wait_for_load_state()
     message = page.get_by_role("status").first.inner_text()
     assert "cancel: 2 of 3 runs" in message
-    assert f"{done[:8]} (completed)" in message
+    assert f"{done[-8:]} (completed)" in message
     for run_id in waiting:
         assert wait_for_status(console, run_id, "cancelled")["status"] == "cancelled"
 

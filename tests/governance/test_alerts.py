@@ -186,13 +186,13 @@ async def test_faulted_run_alerts_webhook_and_mail_once(
         [alert] = await monitor.check()
         assert await monitor.check() == []  # the same fault is raised once
 
-        short = run.run_id[:8]
+        short = run.run_id[-8:]
         assert (alert.kind, alert.run_id, alert.workflow) == (
             "run.faulted",
             run.run_id,
             "client-enquiries",
         )
-        assert alert.summary == f"run {short}… (client-enquiries) faulted"
+        assert alert.summary == f"run …{short} (client-enquiries) faulted"
         assert "CrmDown: CRM answered 503" in alert.details["error"]
 
         [(headers, _)] = hook.received
@@ -213,7 +213,7 @@ async def test_faulted_run_alerts_webhook_and_mail_once(
         [envelope] = mailbox.envelopes
         assert envelope.rcpt_tos == ["ops@firm.test", "lead@firm.test"]
         [mail] = mailbox.messages()
-        assert mail["Subject"] == f"[batonflow] run {short}… (client-enquiries) faulted"
+        assert mail["Subject"] == f"[batonflow] run …{short} (client-enquiries) faulted"
         assert (mail["From"], mail["X-Batonflow-Alert"]) == ("batonflow@firm.test", alert.key)
         body = mail.get_payload(decode=True).decode()
         assert f"Run:      {run.run_id}" in body
@@ -380,7 +380,7 @@ async def test_expiring_approval_alerts_once(
         assert await monitor.check() == []
         assert (alert.kind, alert.workflow) == ("approval.expiring", "complaints")
         assert alert.summary == (
-            f"approval 'Refund over limit' on run {run.run_id[:8]}… (complaints) expires in 45m"
+            f"approval 'Refund over limit' on run …{run.run_id[-8:]} (complaints) expires in 45m"
         )
         [mail] = mailbox.messages()
         assert mail["Subject"] == f"[batonflow] {alert.summary}"

@@ -40,6 +40,7 @@ from typing import Any
 
 from batonflow.core import Context, Engine, audit, current_step, takes_context
 from batonflow.core import step as as_step
+from batonflow.core._ids import short_run_id
 from batonflow.errors import ConfigError, EventTimeout
 from batonflow.governance._alert_hook import submit_alert, watch_approval
 from batonflow.governance._approval import (
@@ -187,7 +188,8 @@ def _expired_alert(engine: Engine, expired: ApprovalRequest, next_round: Approva
     who = next_round.approvers.describe()
     then = f"asked {who} again" if next_round.approvers == expired.approvers else f"sent to {who}"
     summary = (
-        f"approval {expired.title[:80]!r} on run {expired.run_id[:8]}… ({expired.workflow})"
+        f"approval {expired.title[:80]!r} on run …{short_run_id(expired.run_id)}"
+        f" ({expired.workflow})"
         f" expired undecided: {then}; the run keeps waiting"
     )
     details = {

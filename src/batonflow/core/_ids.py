@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["time_ordered_id"]
+__all__ = ["short_run_id", "time_ordered_id"]
 
 
 def time_ordered_id(now: float) -> str:
@@ -19,3 +19,9 @@ def time_ordered_id(now: float) -> str:
     rand_a, rand_b = rand >> 68, rand & ((1 << 62) - 1)  # 12 and 62 random bits
     value = (millis << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b
     return f"{value:032x}"
+
+
+def short_run_id(run_id: str) -> str:
+    """The run id as people read it in lists and messages: its last eight hex digits, which
+    are random (the first ones are the creation time, shared by runs of the same minute)."""
+    return run_id[-8:]

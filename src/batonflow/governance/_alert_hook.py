@@ -40,6 +40,7 @@ from batonflow.core import (
     StoreFailing,
     StoreRecovered,
 )
+from batonflow.core._ids import short_run_id
 from batonflow.errors import ConfigError
 from batonflow.governance._alert_channels import ALERT_KINDS, Alert, AlertChannel, AlertKind
 from batonflow.governance._alert_dispatch import Dispatcher, clip
@@ -155,7 +156,7 @@ class AlertHook(Hook):
         run = event.run
         error = error_details(event.error).get("error", "?")
         summary = (
-            f"step {event.step!r} of run {run.id[:8]}… ({run.workflow}) has failed"
+            f"step {event.step!r} of run …{short_run_id(run.id)} ({run.workflow}) has failed"
             f" {event.attempt} attempts and keeps retrying: {clip(str(error), 200)}"
         )
         details = {

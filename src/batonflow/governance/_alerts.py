@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from batonflow.core import Clock
+from batonflow.core._ids import short_run_id
 from batonflow.errors import ConfigError
 from batonflow.governance._alert_channels import Alert, AlertChannel, AlertKind
 from batonflow.governance._alert_dispatch import Dispatcher, clip
@@ -327,7 +328,7 @@ def error_details(error: Any) -> dict[str, Any]:
 
 
 def _short(run_id: str) -> str:
-    return run_id if len(run_id) <= 8 else f"{run_id[:8]}…"
+    return run_id if len(run_id) <= 8 else f"…{short_run_id(run_id)}"
 
 
 def _iso(at: float) -> str:

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 import batonflow as bf
+from batonflow.core._ids import short_run_id
 from batonflow.governance._identity import Identity, can
 from batonflow.server import _actions
 from batonflow.server._auth import require, service_of
@@ -107,7 +108,7 @@ async def bulk(request: Request, me: Annotated[Identity, Depends(signed_in())]) 
     skipped = [r for r in results if not r["ok"]]
     if skipped:
         message += "; not applicable to " + ", ".join(
-            f"{r['id'][:8]} ({r['status']})" for r in skipped[:10]
+            f"{short_run_id(r['id'])} ({r['status']})" for r in skipped[:10]
         )
     response = RedirectResponse(safe_next(str(form.get("back", "/runs"))), status_code=303)
     flash(request, response, message)

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 import batonflow as bf
+from batonflow.core._ids import short_run_id
 from batonflow.server.console._session import CSRF_COOKIE, Session, csrf_token, set_cookie
 
 __all__ = ["FLASH_COOKIE", "NAV", "flash", "refusal", "render", "templates"]
@@ -78,7 +79,7 @@ def _environment() -> Environment:
     env.filters["when"] = _when
     env.filters["duration"] = _duration
     env.filters["pretty"] = _pretty
-    env.filters["short"] = lambda run_id: str(run_id)[:8]
+    env.filters["short"] = lambda run_id: short_run_id(str(run_id))
     env.filters["urlencode_query"] = lambda q: urllib.parse.urlencode(
         {k: v for k, v in q.items() if v not in (None, "")}
     )
