@@ -170,7 +170,7 @@ def test_run_of_a_faulted_workflow_exits_4_and_shows_the_failed_attempts(cli: Cl
     assert shown["error"] == {  # an RFC 9457 problem, the class beside it
         "type": "urn:batonflow:error:builtins.ValueError",
         "status": 500,
-        "title": "Inappropriate argument value (of correct type).",
+        "title": "ValueError",
         "detail": "cannot handle the truth",
         "class": "builtins:ValueError",
         "step": "1",

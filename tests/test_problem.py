@@ -17,7 +17,7 @@ def test_a_python_error_gets_a_type_from_its_class_and_a_status_from_the_tree() 
     problem = bf.problem_of(ConnectionError("CRM refused the connection"))
     assert problem["type"] == "urn:batonflow:error:builtins.ConnectionError"
     assert problem["status"] == 502
-    assert problem["title"] == "Connection error."
+    assert problem["title"] == "ConnectionError"
     assert problem["detail"] == "CRM refused the connection"
     assert problem["class"] == "builtins:ConnectionError"
     assert "instance" not in problem

@@ -142,7 +142,11 @@ def _from_record(recorded: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _title(name: str) -> str:
-    """The class's summary (its docstring's first paragraph on one line), else its name."""
+    """The class's summary (its docstring's first paragraph on one line), else its name.
+    Python's own classes go by name: their docstrings ("Inappropriate argument value (of
+    correct type).") say less to a reader than ``ValueError``."""
+    if name.startswith("builtins:"):
+        return name.partition(":")[2]
     cls = _known_class(name)
     doc = (cls.__doc__ or "") if cls is not None else ""
     summary = " ".join(doc.strip().split("\n\n")[0].split()).replace("``", "")

@@ -170,17 +170,53 @@ def axe() -> Callable[[Any], None]:
     return check_accessibility
 
 
+#: Puts sample values in place of what changes from one test run to the next (run ids, instants,
+#: durations), remembering the page's own text so that it can be put back after the picture.
+_STEADY = r"""() => {
+  const tails = new Map();
+  const tail = (real) => {
+    if (!tails.has(real)) tails.set(real, ((0x3fa1c000 + (tails.size + 1) * 0x9e3779) >>> 0)
+      .toString(16).padStart(8, "0").slice(-8));
+    return tails.get(real);
+  };
+  const kept = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const parent = node.parentElement;
+    let text = node.nodeValue
+      .replace(/\b[0-9a-f]{32}\b/g, (id) => "0193a7c2e45a7b9d2e4f6a8c" + tail(id.slice(-8)))
+      .replace(/\b\d{4}-\d{2}-\d{2}([ T])\d{2}:\d{2}(:\d{2}(\.\d+)?)?/g,
+               (_, sep, secs) => "2026-12-07" + sep + "09:30" + (secs ? ":00" : ""));
+    if (parent && parent.closest(".mono")) {
+      text = text.replace(/\b[0-9a-f]{8}\b/g, (short) => tail(short));
+    }
+    if (parent && parent.closest(".dur")) text = text.replace(/\d+(\.\d+)?/g, "0.4");
+    if (text !== node.nodeValue) { kept.push([node, node.nodeValue]); node.nodeValue = text; }
+  }
+  window.__batonflowKept = kept;
+}"""
+_RESTORE = """() => {
+  for (const [node, text] of window.__batonflowKept || []) node.nodeValue = text;
+  window.__batonflowKept = [];
+}"""
+
+
 def save_screenshot(page: Any, name: str) -> None:
-    """A full-page PNG ``<name>.png`` in ``$BATONFLOW_SCREENSHOTS`` (when set); run ids and
-    times and durations are masked, so a new run of the tests does not change the picture."""
+    """A full-page PNG ``<name>.png`` in ``$BATONFLOW_SCREENSHOTS`` (when set). Run ids, times
+    and durations show sample values while the picture is taken, so a new run of the tests does
+    not change it and a reader sees a page as it looks, not grey bars; the page gets its own
+    text back afterwards, for the rest of the test."""
     folder = os.environ.get("BATONFLOW_SCREENSHOTS")
     if not folder:
         return
     Path(folder).mkdir(parents=True, exist_ok=True)
-    page.screenshot(
-        path=str(Path(folder) / f"{name}.png"), full_page=True, animations="disabled",
-        mask=[page.locator(".mono, time, .dur")], mask_color="#d4d9de",
-    )  # fmt: skip
+    page.evaluate(_STEADY)
+    try:
+        page.screenshot(
+            path=str(Path(folder) / f"{name}.png"), full_page=True, animations="disabled"
+        )
+    finally:
+        page.evaluate(_RESTORE)
 
 
 @pytest.fixture
