@@ -54,7 +54,7 @@ def test_every_list_pages_the_same_way_in_the_schema() -> None:
             assert "next_cursor" in components[name]["properties"], path
     assert set(lists) == {
         "/api/v1/runs", "/api/v1/workflows", "/api/v1/approvals", "/api/v1/alerts",
-        "/api/v1/connectors", "/api/v1/identities", "/api/v1/tokens",
+        "/api/v1/connectors", "/api/v1/identities", "/api/v1/tokens", "/api/v1/triggers",
     }  # fmt: skip
     for path, parameters in lists.items():
         assert {"limit", "cursor"} <= parameters, path
