@@ -52,7 +52,9 @@ REFUSED = [
      "$context, $runtime, $secrets, $task, $workflow"),
 ]  # fmt: skip
 
-ACCEPTED = HEADER + """\
+ACCEPTED = (
+    HEADER
+    + """\
 input: {from: '${ [$secrets, $workflow.id, $runtime.name] | {v: 1} }'}
 do:
 - first:
@@ -70,6 +72,7 @@ do:
         set: {n: '${ [$n, $input.v] }'}
 output: {as: '${ {context: $context, task: ($runtime.name != null), w: $workflow.id} }'}
 """
+)
 
 
 def problems(text: str) -> list[str]:
