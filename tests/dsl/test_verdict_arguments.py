@@ -108,6 +108,35 @@ def test_a_listen_until_condition_reads_no_input() -> None:
     load_document("flow.yaml", text=HEADER + listen.replace("CONDITION", "length > $context.count"))
 
 
+@pytest.mark.parametrize(
+    ("body", "pointer"),
+    [
+        ("do:\n- x:\n    listen:\n      to:\n        one: {with: {type: '${ . == $input.t }'}}\n",
+         "/do/0/x/listen/to/one/with/type"),
+        ("do:\n- x:\n    listen:\n      to:\n        all:\n        - with: {type: t}\n"
+         "          correlate: {k: {from: '${ .data[$task.name] }'}}\n",
+         "/do/0/x/listen/to/all/0/correlate/k/from"),
+        ("schedule:\n  on:\n    any:\n    - with: {data: '${ .n > $context.n }'}\n"
+         "do:\n- x:\n    set: {v: 1}\n",
+         "/schedule/on/any/0/with/data"),
+    ],
+)  # fmt: skip
+def test_an_event_filter_reads_no_variable(body: str, pointer: str) -> None:
+    found = problems(HEADER + body)
+    assert len(found) == 1, found
+    assert f": {pointer}: " in found[0]
+    assert "(no variables are in scope here: it sees only the event)" in found[0]
+
+
+def test_a_correlation_expects_what_the_listen_task_sees() -> None:
+    load_document(
+        "flow.yaml",
+        text=HEADER + "do:\n- x:\n    listen:\n      to:\n        one:\n"
+        "          with: {type: '${ . == \"t\" }'}\n"
+        "          correlate: {k: {from: .data.k, expect: '${ [$input.k, $task.name] }'}}\n",
+    )
+
+
 def test_every_argument_is_accepted_where_it_is_bound() -> None:
     load_document("flow.yaml", text=ACCEPTED)
 

@@ -53,7 +53,10 @@ _WORKFLOW_FIELDS = {"input": WORKFLOW_INPUT, "output": WORKFLOW_OUTPUT, "do": TA
 _TASK_FIELDS = {"if": TASK_BEFORE, "input": TASK_BEFORE, "export": TASK_EXPORT}
 _UNDEFINED = re.compile(r"\$(\w+) is not defined")
 
-Role = Literal["", "entries", "task"]
+#: an event consumption strategy's filters: ``one``'s, and the items of ``any``/``all``
+_FILTER_LISTS = frozenset({"any", "all"})
+
+Role = Literal["", "entries", "task", "filter"]
 
 
 def expression_findings(document: dict[str, Any]) -> list[Finding]:
@@ -72,7 +75,10 @@ def expression_findings(document: dict[str, Any]) -> list[Finding]:
                         "resolved authorization of a call yet)"
                     )
                 shown = ", ".join(f"${name}" for name in sorted(scope))
-                message += f"\n(the variables in scope here: {shown})"
+                if shown:
+                    message += f"\n(the variables in scope here: {shown})"
+                else:
+                    message += "\n(no variables are in scope here: it sees only the event)"
             findings.append(Finding(pointer, message, "expression", text[:80]))
     return findings
 
@@ -108,6 +114,8 @@ def _walk(
             if typed and key == "until":  # a listen's until condition: no $input
                 arguments = arguments - {"input"}
             yield pointer, value, arguments | scope
+    elif isinstance(value, dict) and role == "filter":
+        yield from _filter(value, pointer, arguments, scope)
     elif isinstance(value, dict):
         bare = _BARE.get(key) if typed and isinstance(key, str) else None
         inner = _task_variables(value) if typed else {}
@@ -125,12 +133,43 @@ def _walk(
                 inside = "task"
             elif typed and name in _TASK_LISTS:
                 inside = "entries"
+            elif typed and name == "one":
+                inside = "filter"
             yield from _walk(item, here, name, typed and name not in _DATA, bound, seen, inside)
     elif isinstance(value, list):
         entries: Role = "entries" if role == "entries" else ""
+        if typed and key in _FILTER_LISTS:
+            entries = "filter"
         for index, item in enumerate(value):
             here = join_pointer(pointer, index)
             yield from _walk(item, here, index, typed, arguments, scope, entries)
+
+
+def _filter(
+    value: dict[str, Any], pointer: str, arguments: frozenset[str], scope: frozenset[str]
+) -> Found:
+    """An event filter: the expressions of its ``with`` attributes and of ``correlate``'s
+    ``from`` are tried on each event with no argument or variable at all (``.`` is the event or
+    its attribute), and a failure skips the event silently, so one that reads a ``$name`` could
+    never match; ``correlate``'s ``expect`` is evaluated where the listen runs."""
+    for name, item in value.items():
+        here = join_pointer(pointer, name)
+        if name == "with" and isinstance(item, dict):
+            for attribute, wanted in item.items():
+                if isinstance(wanted, str) and is_expression(wanted):
+                    yield join_pointer(here, attribute), wanted, frozenset()
+        elif name == "correlate" and isinstance(item, dict):
+            for correlation, spec in item.items():
+                if not isinstance(spec, dict):
+                    continue
+                for field, part in spec.items():
+                    where = join_pointer(join_pointer(here, correlation), field)
+                    if field == "from" and isinstance(part, str) and is_expression(part):
+                        yield where, part, frozenset()
+                    else:
+                        yield from _walk(part, where, field, False, arguments, scope, "")
+        else:
+            yield from _walk(item, here, name, name not in _DATA, arguments, scope, "")
 
 
 def _iterator_variables(name: str, value: Any) -> frozenset[str]:
