@@ -20,7 +20,9 @@ following table shows which arguments are available for each runtime expression"
 ``$authorization``, which batonflow does not bind yet: a task's ``if`` and ``input.from`` (and a
 listen's ``until`` condition) see no ``$input``; only ``export.as`` sees ``$output``; the
 workflow's ``input.from`` sees no ``$context``; its ``output.as`` no ``$task`` or ``$input``.
-Elsewhere (``use``, ``schedule``) every argument but ``$authorization`` stays accepted.
+An event filter's ``with`` attributes and ``correlate.from`` see no variable at all (``.`` is
+the event). Elsewhere (``use``, ``schedule``) every argument but ``$authorization`` stays
+accepted.
 """
 
 from __future__ import annotations
