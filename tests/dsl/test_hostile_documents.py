@@ -191,7 +191,10 @@ def test_validate_refuses_an_undefined_variable_with_its_path(
     assert len(found) == 1, found
     assert f": {pointer}: " in found[0]
     assert f"{name} is not defined" in found[0]
-    assert "the variables in scope here: $authorization, $context" in found[0]
+    shown = found[0].split("(the variables in scope here: ")[1]
+    assert "$context" in shown
+    assert "$input" in shown
+    assert "$authorization" not in shown  # the interpreter does not bind it
 
 
 def test_variables_in_scope_are_accepted() -> None:
