@@ -167,7 +167,7 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 4: appends no longer lock the chain's head. A writer inserts its entries unsealed (no
     # seq, prev_hash or hash) with an order key from a sequence (`ord`) and its transaction id
-    # (`txid`); a chainer seals committed entries after commit, in (txid, ord) order, and
+    # (`txid`), and the database's time (`written`, to judge the sealing lag); a chainer seals committed entries after commit, in (txid, ord) order, and
     # assigns their chain position `seq` (docs/design.md decision 84). Entries sealed before
     # keep their seq, hashes and positions; `ord` is their seq.
     """
@@ -177,7 +177,9 @@ MIGRATIONS: tuple[str, ...] = (
         ALTER COLUMN hash DROP NOT NULL;
     CREATE UNIQUE INDEX audit_by_seq ON audit (seq);
     CREATE SEQUENCE audit_order;
-    ALTER TABLE audit ADD COLUMN ord BIGINT, ADD COLUMN txid xid8;
+    ALTER TABLE audit ADD COLUMN ord BIGINT, ADD COLUMN txid xid8,
+        ADD COLUMN written TIMESTAMPTZ;
+    ALTER TABLE audit ALTER COLUMN written SET DEFAULT now();
     UPDATE audit SET ord = seq;
     SELECT setval('audit_order', COALESCE((SELECT max(seq) FROM audit), 0) + 1, false);
     ALTER TABLE audit ALTER COLUMN ord SET DEFAULT nextval('audit_order'),
