@@ -166,10 +166,11 @@ MIGRATIONS: tuple[str, ...] = (
         EXECUTE FUNCTION batonflow_audit_appended();
     """,
     # 4: appends no longer lock the chain's head. A writer inserts its entries unsealed (no
-    # seq, prev_hash or hash) with an order key from a sequence (`ord`) and its transaction id
-    # (`txid`), and the database's time (`written`, to judge the sealing lag); a chainer seals committed entries after commit, in (txid, ord) order, and
-    # assigns their chain position `seq` (docs/design.md decision 84). Entries sealed before
-    # keep their seq, hashes and positions; `ord` is their seq.
+    # seq, prev_hash or hash) with an order key from a sequence (`ord`), its transaction id
+    # (`txid`) and the database's time (`written`, to judge the sealing lag); a chainer seals
+    # committed entries after commit, in (txid, ord) order, and assigns their chain position
+    # `seq` (docs/design.md decision 84). Entries sealed before keep their seq, hashes and
+    # positions; `ord` is their seq.
     """
     ALTER TABLE audit DROP CONSTRAINT audit_pkey;
     ALTER TABLE audit ALTER COLUMN seq DROP NOT NULL,
