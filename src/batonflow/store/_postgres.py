@@ -13,6 +13,9 @@ How workers share it:
 * A trigger sends ``NOTIFY`` when a run becomes runnable (created, woken by an event or a child,
   resumed, handed back) or frees a slot in a limited queue; :meth:`on_work` subscribes to it, so
   idle workers start new work within milliseconds without polling hot.
+* The audit trail does not serialise writers: entries are inserted unsealed in the change's
+  transaction and sealed into the hash chain after commit, in one order for all processes
+  (``_postgres_chain``); readers see sealed entries.
 * Database loss: an operation whose connection fails is retried with backoff (on a fresh
   connection) until the database is back, for at most ``max_outage`` seconds (default: for as
   long as it takes). Every write is safe to repeat when the first try's outcome is unknown.
