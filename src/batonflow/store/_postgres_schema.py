@@ -170,7 +170,9 @@ MIGRATIONS: tuple[str, ...] = (
     # (`txid`) and the database's time (`written`, to judge the sealing lag); a chainer seals
     # committed entries after commit, in (txid, ord) order, and assigns their chain position
     # `seq` (docs/design.md decision 84). Entries sealed before keep their seq, hashes and
-    # positions; `ord` is their seq.
+    # positions; `ord` is their seq. The NOTIFY on insert goes: followers read sealed entries,
+    # and the chainer notifies once per sealed batch (a NOTIFY takes a database-wide lock
+    # held through COMMIT, which would serialise writers again).
     """
     ALTER TABLE audit DROP CONSTRAINT audit_pkey;
     ALTER TABLE audit ALTER COLUMN seq DROP NOT NULL,
@@ -191,12 +193,15 @@ MIGRATIONS: tuple[str, ...] = (
             AND (seq IS NOT NULL OR txid IS NOT NULL));
     ALTER SEQUENCE audit_order OWNED BY audit.ord;
     CREATE INDEX audit_unsealed ON audit (txid, ord) WHERE seq IS NULL;
+    DROP TRIGGER audit_appended ON audit;
+    DROP FUNCTION batonflow_audit_appended();
     """,
 )
 
 
 def audit_channel_for(schema: str) -> str:
-    """The channel migration 3's trigger notifies when audit entries are appended."""
+    """The channel the trail's followers listen on: migration 3's trigger notified it on each
+    insert; since migration 4 the chainer notifies it when it has sealed entries."""
     return "batonflow_audit_" + hashlib.md5(schema.encode()).hexdigest()[:16]
 
 
