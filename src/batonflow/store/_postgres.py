@@ -93,26 +93,43 @@ class PostgresStore(Connections):
                 await asyncio.wait_for(self._seal(False), self.connect_timeout)
         await super().close()
 
+    #: The newest transaction id this store committed entries in: a reader waits (at most
+    #: ``read_wait`` seconds) for them to be sealed, so it sees its own writes.
+    _own_txid = 0
+    read_wait = 5.0
+
     async def _run(self, op: Op[T]) -> T:
-        token = _APPENDED.set(False)
+        token = _APPENDED.set(0)
         try:
             result = await super()._run(op)
-            appended = _APPENDED.get()
+            txid = _APPENDED.get()
         finally:
             _APPENDED.reset(token)
-        if appended and self._chainer is not None:
-            self._chainer.nudge()
+        if txid:
+            self._own_txid = max(self._own_txid, txid)
+            if self._chainer is not None:
+                self._chainer.nudge()
         return result
 
     # -- sealing the trail --------------------------------------------------------------------
     async def seal_audit(self) -> int:
         """Seal every committed entry that can be sealed now (waiting for a pass another
         process is running); the number this call sealed. Entries of transactions that began
-        after the oldest one still open wait for it (docs/design.md decision 84)."""
-        return await self._seal(True)
+        after the oldest one still open wait for it (docs/design.md decision 84); this store's
+        own entries are waited for, polling, for at most ``read_wait`` seconds."""
+        sealed, boundary = await self._seal_with_boundary(True)
+        deadline = asyncio.get_running_loop().time() + self.read_wait
+        while boundary <= self._own_txid and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)  # an older transaction, perhaps not ours, is still open
+            more, boundary = await self._seal_with_boundary(True)
+            sealed += more
+        return sealed
 
     async def _seal(self, wait: bool) -> int:
-        async def seal(conn: Conn, _retried: bool) -> int:
+        return (await self._seal_with_boundary(wait))[0]
+
+    async def _seal_with_boundary(self, wait: bool) -> tuple[int, int]:
+        async def seal(conn: Conn, _retried: bool) -> tuple[int, int]:
             return await seal_pass(conn, self.schema, self.audit_channel, wait=wait)
 
         return await super()._run(seal)
@@ -662,7 +679,7 @@ class PostgresStore(Connections):
 
 #: Set by :meth:`_Trail.append` in the operation's task: did it append (and so should the
 #: chainer run once it committed)?
-_APPENDED: contextvars.ContextVar[bool] = contextvars.ContextVar("appended", default=False)
+_APPENDED: contextvars.ContextVar[int] = contextvars.ContextVar("appended", default=0)
 
 
 class _Trail:
@@ -682,15 +699,15 @@ class _Trail:
         conn = self.conn
         if retried and await (await conn.execute(q.AUDIT_OP_DONE, (op,))).fetchone():
             return
-        await conn.cursor().executemany(
-            q.INSERT_AUDIT,
-            [
-                (now, e.kind, e.run_id, e.step_id, e.actor, _audit.subjects_json(e.subjects),
-                 e.data_json, op if i == 0 else None)
-                for i, e in enumerate(entries)
-            ],
-        )  # fmt: skip
-        _APPENDED.set(True)
+        columns: list[list[str | None]] = [[], [], [], [], [], []]
+        for e in entries:
+            values = (e.kind, e.run_id, e.step_id, e.actor, _audit.subjects_json(e.subjects),
+                      e.data_json)  # fmt: skip
+            for column, value in zip(columns, values, strict=True):
+                column.append(value)
+        row = await (await conn.execute(q.INSERT_AUDIT, (now, op, *columns))).fetchone()
+        assert row is not None
+        _APPENDED.set(int(row[0]))
 
 
 async def _subjects_of(conn: Conn, run_id: str | None) -> tuple[str, ...]:

@@ -42,6 +42,9 @@ READY = (
     " WHERE seq IS NULL AND txid < pg_snapshot_xmin(pg_current_snapshot())"
     " ORDER BY txid, ord LIMIT %s"
 )
+#: Taken before READY, whose own snapshot's xmin is the same or newer: what is below this
+#: boundary is sealed once READY's entries are.
+XMIN = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
 HEAD = "SELECT seq, hash FROM audit_head"
 SEAL = (
     "UPDATE audit a SET seq=u.seq, prev_hash=u.prev, hash=u.hash"
@@ -59,19 +62,22 @@ OVERDUE = (
 BATCH = 2000
 
 
-async def seal_pass(conn: Conn, schema: str, channel: str, *, wait: bool) -> int:
-    """Seal what is ready, in batches; the number of entries sealed (0 if another pass holds
-    the lock and ``wait`` is false). ``conn`` is in autocommit mode."""
+async def seal_pass(conn: Conn, schema: str, channel: str, *, wait: bool) -> tuple[int, int]:
+    """Seal what is ready, in batches. Returns the number of entries sealed (0 if another pass
+    holds the lock and ``wait`` is false) and a boundary: every committed entry of a transaction
+    below it is sealed (0 when the pass did not run). ``conn`` is in autocommit mode."""
     sealed = 0
     while True:
         async with conn.transaction():
             lock = LOCK if wait else TRY_LOCK
             row = await (await conn.execute(lock, (f"batonflow-chain:{schema}",))).fetchone()
             if not wait and not (row and row[0]):
-                return sealed
+                return sealed, 0
+            xmin = await (await conn.execute(XMIN)).fetchone()
+            assert xmin is not None
             rows = await (await conn.execute(READY, (BATCH,))).fetchall()
             if not rows:
-                return sealed
+                return sealed, int(xmin[0])
             head = await (await conn.execute(HEAD)).fetchone()
             assert head is not None, "migration 2 creates the audit head"
             entries = [
@@ -92,7 +98,7 @@ async def seal_pass(conn: Conn, schema: str, channel: str, *, wait: bool) -> int
             await conn.execute(NOTIFY, (channel,))
         sealed += len(rows)
         if len(rows) < BATCH:
-            return sealed
+            return sealed, int(xmin[0])
 
 
 class Chainer:
@@ -100,7 +106,7 @@ class Chainer:
     pass at a time, another if news came meanwhile) and every ``interval`` seconds for entries
     other processes left."""
 
-    def __init__(self, run_pass: Callable[[bool], Awaitable[int]], interval: float) -> None:
+    def __init__(self, run_pass: Callable[[bool], Awaitable[object]], interval: float) -> None:
         self._run_pass = run_pass
         self.interval = interval
         self._news = asyncio.Event()

@@ -274,10 +274,16 @@ WAITERS_FOR_KEY = (
 # -- audit trail ---------------------------------------------------------------------------------
 
 #: An unsealed entry: its chain position and hashes are written by the chainer after commit
-#: (``_postgres_chain``); ``ord`` comes from the sequence, ``written`` from the database's clock.
+#: (``_postgres_chain``); ``ord`` comes from the sequence in the entries' order, ``written``
+#: from the database's clock. One statement for all of a transaction's entries; it returns the
+#: transaction's id (a reader waits for its own entries to be sealed).
 INSERT_AUDIT = (
     "INSERT INTO audit (at, kind, run_id, step_id, actor, subjects, data_json, op, txid)"
-    " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,pg_current_xact_id())"
+    " SELECT %s, u.kind, u.run_id, u.step_id, u.actor, u.subjects, u.data_json,"
+    "  CASE WHEN u.n=1 THEN %s END, pg_current_xact_id()"
+    " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[])"
+    "  WITH ORDINALITY AS u(kind, run_id, step_id, actor, subjects, data_json, n)"
+    " ORDER BY u.n RETURNING txid::text::bigint"
 )
 UNSEALED_OF_RUN = (
     "SELECT at, kind, run_id, step_id, actor, subjects, data_json FROM audit"
