@@ -60,6 +60,8 @@ OVERDUE = (
 )
 
 BATCH = 2000
+#: Seconds a pass triggered by a local commit waits for more commits to join it.
+GATHER = 0.01
 
 
 async def seal_pass(conn: Conn, schema: str, channel: str, *, wait: bool) -> tuple[int, int]:
@@ -130,6 +132,9 @@ class Chainer:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._news.wait(), self.interval)
+                # let the commits of the next few milliseconds join this pass: one pass per
+                # batch of commits, not one per commit, is what keeps its cost off each write
+                await asyncio.sleep(GATHER)
             self._news.clear()
             try:
                 await self._run_pass(False)
