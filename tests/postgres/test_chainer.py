@@ -70,8 +70,7 @@ def note(text: str, run_id: str | None = None) -> AuditEntry:
 @pytest.fixture
 async def store(pg_url: str) -> AsyncIterator[PostgresStore]:
     s = PostgresStore(pg_url)
-    s.seal_interval = 3600.0  # passes only when asked or after its own commits: counts hold
-    s.read_wait = 0.0  # these tests hold entries back on purpose: reads do not wait for them
+    s.seal_interval = 3600.0  # passes only when asked or after its own commits
     await s.open()
     try:
         yield s
@@ -117,29 +116,35 @@ async def test_two_processes_writing_at_once_make_one_verifiable_chain(
     ]
     for proc in procs:
         assert await asyncio.wait_for(proc.wait(), 240) == 0
+    # the server is shared: another client's open transaction may hold entries back for a
+    # moment; a read waits for the reader's own entries, and so for every older one
+    await store.append_audit([note("end")], 2000.0)
     records = await store.read_audit(limit=100_000)
-    assert [r.seq for r in records] == list(range(1, 361))
+    assert [r.seq for r in records] == list(range(1, 362))
     for name in ("alpha", "beta"):  # each writer's entries in the order it committed them
         mine = [json.loads(r.data_json) for r in records if r.actor == name]
         assert [(d["n"], d["k"]) for d in mine] == [(i, k) for i in range(60) for k in range(3)]
     result = await verify_chain(store, seal_lag=0)
     assert result.ok, result.problem
-    assert result.entries == 360
+    assert result.entries == 361
 
 
 async def test_entries_behind_an_open_transaction_are_sealed_after_it_in_a_stable_order(
     store: PostgresStore, raw: psycopg.Connection[Any]
 ) -> None:
     await store.append_audit([note("first")], 1000.0)
+    assert await notes(store) == ["first"]
     raw.execute("SELECT pg_current_xact_id()")  # the open transaction's id is older ...
     await store.append_audit([note("later")], 1001.0)  # ... than this committed one's
     insert_unsealed(raw, "open")  # and its entry's order key is newer
+    store.read_wait = 0.0  # do not wait for "later": it is held back on purpose
     assert await notes(store) == ["first"]  # "later" waits for the older transaction
     result = await verify_chain(store, seal_lag=0)
     assert not result.ok
     assert "1 committed audit entries are not sealed" in str(result.problem)
     raw.commit()
-    assert await store.seal_audit() == 2
+    store.read_wait = 5.0
+    await store.seal_audit()  # waits for "later", and so for "open", older
     assert await notes(store) == ["first", "open", "later"]  # by transaction id, then order key
     before = [(r.seq, r.hash) for r in await store.read_audit()]
     assert await store.seal_audit() == 0
@@ -187,9 +192,10 @@ async def test_a_process_killed_between_commit_and_seal_is_sealed_by_another(
                 await proc.wait()
     finally:
         lock.close()  # the lock goes with the session
-    assert await store.seal_audit() == 1
+    await store.append_audit([note("after")], 2000.0)
+    await store.seal_audit()  # a pass of this process; it waits for its own, newer, entry
     assert unsealed(raw) == 0
-    assert await notes_of(store) == [{"who": "stalled"}]
+    assert await notes_of(store) == [{"who": "stalled"}, {"note": "after"}]
     result = await verify_chain(store, seal_lag=0)
     assert result.ok, result.problem
 
@@ -205,11 +211,13 @@ async def test_a_vote_counts_once_committed_even_before_its_entry_is_sealed(
     raw.execute("SELECT pg_current_xact_id()")  # an older transaction stays open
     entry = AuditEntry("approval.decision", json.dumps(vote), "run-1", None, "ana", ())
     await store.append_audit([entry], 1000.0)
+    store.read_wait = 0.0  # do not wait for the entry: it is held back on purpose
     assert await store.read_audit(run_id="run-1") == []  # not sealed yet
     assert await vote_on_trail(store, "run-1", json.dumps(vote))
     assert not await vote_on_trail(store, "run-1", json.dumps({**vote, "option": "reject"}))
     assert not await vote_on_trail(store, "run-2", json.dumps(vote))
     raw.rollback()
+    store.read_wait = 5.0
     await store.seal_audit()
     assert [r.kind for r in await store.read_audit(run_id="run-1")] == ["approval.decision"]
     assert await vote_on_trail(store, "run-1", json.dumps(vote))  # now through the chain
