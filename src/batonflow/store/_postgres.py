@@ -88,9 +88,10 @@ class PostgresStore(Connections):
         chainer, self._chainer = self._chainer, None
         if chainer is not None:
             await chainer.stop()
-            # a clean exit leaves its entries sealed; a database that is gone is not waited for
+            # a clean exit leaves its own entries sealed (waiting for them as a read does); a
+            # database that is gone is not waited for
             with contextlib.suppress(StoreError, TimeoutError):
-                await asyncio.wait_for(self._seal(False), self.connect_timeout)
+                await asyncio.wait_for(self.seal_audit(), self.connect_timeout)
         await super().close()
 
     #: The newest transaction id this store committed entries in: a reader waits (at most
