@@ -46,6 +46,9 @@ __all__ = [
 ]
 
 _PAGE = 2000
+#: Seconds a committed entry may stay unsealed before verify calls it a problem (PostgreSQL
+#: seals within a pass interval; a transaction left open holds later entries back).
+SEAL_LAG = 60.0
 HEAD_KIND = "audit-head"
 
 
@@ -135,11 +138,14 @@ async def verify_chain(
     heads: Iterable[SignedHead] = (),
     public_key: Ed25519PublicKey | None = None,
     check_rows: bool = True,
+    seal_lag: float = SEAL_LAG,
 ) -> Verification:
     """Check every entry of the trail, then every signed head (those recorded in the store
     and ``heads`` given from elsewhere, such as an anchor file's) against it, then every row of
     the store against the state the trail describes (``check_rows``). With ``public_key``
-    (the pinned key), a head signed by any other key fails. Names the first problem found."""
+    (the pinned key), a head signed by any other key fails. On a store that seals entries after
+    commit (PostgreSQL), a committed entry still unsealed ``seal_lag`` seconds after it was
+    written is a problem too. Names the first problem found."""
     hashes: dict[int, str] = {}
     wanted = {h.seq for h in heads}
     stored_heads = [
@@ -175,6 +181,8 @@ async def verify_chain(
         problem = flush()
     heads_checked = 0
     if problem is None:
+        problem = await _unsealed_problem(store, seal_lag)
+    if problem is None:
         for head in [*stored_heads, *heads]:
             heads_checked += 1
             if not head.check_signature(public_key):
@@ -196,6 +204,21 @@ async def verify_chain(
     state = await check_state(store, verified)
     first = state.problems[0] if state.problems else None
     return Verification(checked, seq, prev, first, heads_checked, state.problems, state.runs)
+
+
+async def _unsealed_problem(store: Store, lag: float) -> str | None:
+    overdue = getattr(store, "overdue_audit", None)  # only stores that seal after commit
+    if overdue is None:
+        return None
+    found = await overdue(lag)
+    if found is None:
+        return None
+    return (
+        f"{found.count} committed audit entries are not sealed into the chain (the oldest was "
+        f"written {found.age:.1f}s ago, more than the {lag:g}s allowed; order key "
+        f"{found.first_ord}): a transaction left open holds the chain back, or no process is "
+        "sealing"
+    )
 
 
 def generate_signing_key(path: Path) -> Path:

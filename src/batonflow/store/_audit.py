@@ -94,16 +94,23 @@ def chain(
     entries: Iterable[AuditEntry], now: float, head_seq: int, head_hash: str
 ) -> list[AuditRecord]:
     """The records that append ``entries`` after the head (``head_seq``/``head_hash``)."""
+    return chain_at(((now, e) for e in entries), head_seq, head_hash)
+
+
+def chain_at(
+    entries: Iterable[tuple[float, AuditEntry]], head_seq: int, head_hash: str
+) -> list[AuditRecord]:
+    """The records that append ``entries`` (each with its own time) after the head."""
     records = []
     seq, prev = head_seq, head_hash
-    for e in entries:
+    for at, e in entries:
         seq += 1
-        digest = audit_hash(prev, seq, now, e.kind, e.run_id, e.step_id, e.actor, e.subjects,
+        digest = audit_hash(prev, seq, at, e.kind, e.run_id, e.step_id, e.actor, e.subjects,
                             e.data_json)  # fmt: skip
         records.append(
             AuditRecord(
                 seq,
-                now,
+                at,
                 e.kind,
                 e.run_id,
                 e.step_id,

@@ -13,6 +13,9 @@ How workers share it:
 * A trigger sends ``NOTIFY`` when a run becomes runnable (created, woken by an event or a child,
   resumed, handed back) or frees a slot in a limited queue; :meth:`on_work` subscribes to it, so
   idle workers start new work within milliseconds without polling hot.
+* The audit trail does not serialise writers: entries are inserted unsealed in the change's
+  transaction and sealed into the hash chain after commit, in one order for all processes
+  (``_postgres_chain``); readers see sealed entries.
 * Database loss: an operation whose connection fails is retried with backoff (on a fresh
   connection) until the database is back, for at most ``max_outage`` seconds (default: for as
   long as it takes). Every write is safe to repeat when the first try's outcome is unknown.
@@ -20,8 +23,12 @@ How workers share it:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import contextvars
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from batonflow.errors import ConfigError, InvalidTransition, LeaseLost, RunNotFound, StoreError
@@ -42,9 +49,20 @@ from batonflow.store._model import (
     StepRecord,
     StepStatus,
 )
-from batonflow.store._postgres_conn import Conn, Connections, redact
+from batonflow.store._postgres_chain import OVERDUE, Chainer, seal_pass
+from batonflow.store._postgres_conn import Conn, Connections, Op, T, redact
 
-__all__ = ["PostgresStore", "redact"]
+__all__ = ["Overdue", "PostgresStore", "redact"]
+
+
+@dataclass(frozen=True, slots=True)
+class Overdue:
+    """Committed audit entries not sealed within the lag: how many, the first one's order key,
+    and how long ago (seconds) the oldest was written."""
+
+    count: int
+    first_ord: int
+    age: float
 
 
 class PostgresStore(Connections):
@@ -54,6 +72,85 @@ class PostgresStore(Connections):
     (StoreError) after the database has been unreachable this many seconds (None: never);
     ``connect_timeout``: for opening, which fails at once if the database is not there.
     """
+
+    #: Seconds between the chainer's passes for other processes' entries (each store also
+    #: seals right after its own commits).
+    seal_interval = 0.1
+    _chainer: Chainer | None = None
+
+    async def open(self) -> None:
+        await super().open()
+        if self._chainer is None:
+            self._chainer = Chainer(self._seal, self.seal_interval)
+            self._chainer.start()
+
+    async def close(self) -> None:
+        chainer, self._chainer = self._chainer, None
+        if chainer is not None:
+            await chainer.stop()
+            # a clean exit leaves its own entries sealed (waiting for them as a read does); a
+            # database that is gone is not waited for
+            with contextlib.suppress(StoreError, TimeoutError):
+                await asyncio.wait_for(self.seal_audit(), self.connect_timeout)
+        await super().close()
+
+    #: The newest transaction id this store committed entries in: a reader waits (at most
+    #: ``read_wait`` seconds) for them to be sealed, so it sees its own writes.
+    _own_txid = 0
+    read_wait = 5.0
+
+    async def _run(self, op: Op[T]) -> T:
+        token = _APPENDED.set(0)
+        try:
+            result = await super()._run(op)
+            txid = _APPENDED.get()
+        finally:
+            _APPENDED.reset(token)
+        if txid:
+            self._own_txid = max(self._own_txid, txid)
+            if self._chainer is not None:
+                self._chainer.nudge()
+        return result
+
+    # -- sealing the trail --------------------------------------------------------------------
+    async def seal_audit(self) -> int:
+        """Seal every committed entry that can be sealed now (waiting for a pass another
+        process is running); the number this call sealed. Entries of transactions that began
+        after the oldest one still open wait for it (docs/design.md decision 84); this store's
+        own entries are waited for, polling, for at most ``read_wait`` seconds."""
+        sealed, boundary = await self._seal_with_boundary(True)
+        deadline = asyncio.get_running_loop().time() + self.read_wait
+        while boundary <= self._own_txid and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)  # an older transaction, perhaps not ours, is still open
+            more, boundary = await self._seal_with_boundary(True)
+            sealed += more
+        return sealed
+
+    async def _seal(self, wait: bool) -> int:
+        return (await self._seal_with_boundary(wait))[0]
+
+    async def _seal_with_boundary(self, wait: bool) -> tuple[int, int]:
+        async def seal(conn: Conn, _retried: bool) -> tuple[int, int]:
+            return await seal_pass(conn, self.schema, self.audit_channel, wait=wait)
+
+        return await super()._run(seal)
+
+    async def overdue_audit(self, lag: float) -> Overdue | None:
+        """Committed entries left unsealed more than ``lag`` seconds after they were written
+        (by the database's clock), after a pass sealed what it could; None when there are none."""
+        await self.seal_audit()
+        rows = await self._rows(OVERDUE, (lag,))
+        count, first, age = rows[0]
+        return Overdue(int(count), int(first), float(age)) if count else None
+
+    async def unsealed_audit(self, run_id: str) -> list[AuditRecord]:
+        """Committed entries of ``run_id`` not sealed yet, in the order they will be sealed
+        (``seq`` 0, no hashes): what a vote check may accept until its entry is sealed."""
+        rows = await self._rows(q.UNSEALED_OF_RUN, (run_id,))
+        return [
+            AuditRecord(0, r[0], r[1], r[2], r[3], r[4], _audit.subjects_of(r[5]), r[6], "", "")
+            for r in rows
+        ]
 
     # -- workers ------------------------------------------------------------------------------
     async def acquire_worker(self, owner: str, now: float) -> None:
@@ -91,7 +188,7 @@ class PostgresStore(Connections):
 
         async def create(conn: Conn, retried: bool) -> tuple[RunRecord, bool]:
             async with conn.transaction():
-                trail = await _queue_for_the_trail(conn)
+                trail = _Trail(conn)
                 row = await (await conn.execute(q.CREATE_RUN, params)).fetchone()
                 if row is not None:
                     if run.subjects:
@@ -171,7 +268,7 @@ class PostgresStore(Connections):
 
         async def change(conn: Conn, retried: bool) -> RunRecord:
             async with conn.transaction():
-                trail = await _queue_for_the_trail(conn)
+                trail = _Trail(conn)
                 run = await _locked_run(conn, run_id)
                 if retried and run.status is target:
                     return run  # our first try committed
@@ -259,7 +356,7 @@ class PostgresStore(Connections):
 
         async def save(conn: Conn, retried: bool) -> None:
             async with conn.transaction():
-                trail = await _queue_for_the_trail(conn)
+                trail = _Trail(conn)
                 row = await (await conn.execute(q.SAVE_STEPS, params)).fetchone()
                 if not (row and row[0]):
                     raise LeaseLost(f"run {run_id} is no longer held by this engine")
@@ -274,7 +371,7 @@ class PostgresStore(Connections):
 
         async def wait(conn: Conn, retried: bool) -> StepRecord:
             async with conn.transaction():
-                trail = await _queue_for_the_trail(conn)
+                trail = _Trail(conn)
                 if step.key is not None:
                     await conn.execute(q.KEY_LOCK, (step.topic, step.key))
                 held = await (await conn.execute(q.HOLD_RUN, (now, step.run_id, owner))).fetchone()
@@ -325,7 +422,7 @@ class PostgresStore(Connections):
 
         async def suspend(conn: Conn, retried: bool) -> RunStatus:
             async with conn.transaction():
-                trail = await _queue_for_the_trail(conn)
+                trail = _Trail(conn)
                 row = await (await conn.execute(q.SUSPEND_RUN, params)).fetchone()
                 if row is None:
                     raise LeaseLost(f"run {run_id} is no longer held by this engine")
@@ -359,7 +456,7 @@ class PostgresStore(Connections):
 
         async def finish(conn: Conn, retried: bool) -> None:
             async with conn.transaction():
-                trail = await _queue_for_the_trail(conn)
+                trail = _Trail(conn)
                 args = (conn, run_id, owner, status, output_json, error_json, steps, attempts, now)
                 ended = await _end_run(*args)
                 if ended is None:
@@ -393,7 +490,7 @@ class PostgresStore(Connections):
         async def deliver(conn: Conn, retried: bool) -> EventRecord:
             subjects: tuple[str, ...] = ()
             async with conn.transaction():
-                trail = await _queue_for_the_trail(conn)
+                trail = _Trail(conn)
                 if run_id is not None:
                     target = await _locked_run(conn, run_id)  # serialises with its waits
                     subjects = target.subjects
@@ -459,7 +556,7 @@ class PostgresStore(Connections):
 
         async def append(conn: Conn, retried: bool) -> None:
             async with conn.transaction():
-                trail = await _queue_for_the_trail(conn)
+                trail = _Trail(conn)
                 await trail.append(entries, now, op, retried)
 
         await self._run(append)
@@ -467,6 +564,9 @@ class PostgresStore(Connections):
     async def read_audit(
         self, *, after: int = 0, limit: int = 1000, run_id: str | None = None
     ) -> list[AuditRecord]:
+        """Sealed entries only, by chain position; a pass first seals what was committed, so a
+        reader sees its own committed writes (and everyone's that nothing older holds back)."""
+        await self.seal_audit()
         cols = shared.AUDIT_COLS
         if run_id is None:
             query = f"SELECT {cols} FROM audit WHERE seq>%s ORDER BY seq LIMIT %s"
@@ -489,7 +589,7 @@ class PostgresStore(Connections):
 
         async def put(conn: Conn, retried: bool) -> None:
             async with conn.transaction():
-                trail = await _queue_for_the_trail(conn)
+                trail = _Trail(conn)
                 if data_json is None:
                     await conn.execute("DELETE FROM records WHERE kind=%s AND key=%s", (kind, key))
                 else:
@@ -516,7 +616,7 @@ class PostgresStore(Connections):
 
         async def add(conn: Conn, retried: bool) -> bool:
             async with conn.transaction():
-                trail = await _queue_for_the_trail(conn)
+                trail = _Trail(conn)
                 added = (
                     await conn.execute(
                         "INSERT INTO records (kind, key, data_json, updated_at)"
@@ -551,7 +651,7 @@ class PostgresStore(Connections):
 
         async def delete(conn: Conn, retried: bool) -> None:
             async with conn.transaction():
-                trail = await _queue_for_the_trail(conn)
+                trail = _Trail(conn)
                 row = await (await conn.execute(q.LOCK_RUN, (run_id,))).fetchone()
                 if row is None:
                     if retried:
@@ -578,44 +678,37 @@ class PostgresStore(Connections):
 # -- helpers shared by the operations -------------------------------------------------------
 
 
-async def _queue_for_the_trail(conn: Conn) -> _Trail:
-    """Take the chain head's lock first in every transaction that appends to the trail: the
-    appends serialise anyway, and queueing before touching any run row keeps those rows free
-    meanwhile (a lease renewal must never wait behind a queue of writers). The head read with
-    the lock is the one the transaction appends to: it cannot move until COMMIT."""
-    head = await (await conn.execute(q.LOCK_AUDIT_HEAD)).fetchone()
-    assert head is not None, "migration 2 creates the audit head"
-    return _Trail(conn, int(head[0]), str(head[1]))
+#: Set by :meth:`_Trail.append` in the operation's task: did it append (and so should the
+#: chainer run once it committed)?
+_APPENDED: contextvars.ContextVar[int] = contextvars.ContextVar("appended", default=0)
 
 
 class _Trail:
-    """The trail's head as locked by one transaction, and appends onto it."""
+    """Appends to the trail in one transaction: unsealed entries, chained after commit."""
 
-    def __init__(self, conn: Conn, seq: int, digest: str) -> None:
-        self.conn, self.seq, self.hash = conn, seq, digest
+    def __init__(self, conn: Conn) -> None:
+        self.conn = conn
 
     async def append(
         self, entries: Sequence[AuditEntry], now: float, op: str, retried: bool
     ) -> None:
-        """Chain ``entries`` onto the trail in the caller's transaction. ``op`` marks them, so
-        that a retry after an unknown outcome does not append them twice."""
+        """Insert ``entries`` unsealed in the caller's transaction (no lock on the head: the
+        chainer seals them after commit, see ``_postgres_chain``). ``op`` marks them, so that a
+        retry after an unknown outcome does not append them twice."""
         if not entries:
             return
         conn = self.conn
         if retried and await (await conn.execute(q.AUDIT_OP_DONE, (op,))).fetchone():
             return
-        records = _audit.chain(entries, now, self.seq, self.hash)
-        await conn.cursor().executemany(
-            q.INSERT_AUDIT,
-            [
-                (r.seq, r.at, r.kind, r.run_id, r.step_id, r.actor,
-                 _audit.subjects_json(r.subjects), r.data_json, r.prev_hash, r.hash,
-                 op if i == 0 else None)
-                for i, r in enumerate(records)
-            ],
-        )  # fmt: skip
-        self.seq, self.hash = records[-1].seq, records[-1].hash
-        await conn.execute(q.SET_AUDIT_HEAD, (self.seq, self.hash))
+        columns: list[list[str | None]] = [[], [], [], [], [], []]
+        for e in entries:
+            values = (e.kind, e.run_id, e.step_id, e.actor, _audit.subjects_json(e.subjects),
+                      e.data_json)  # fmt: skip
+            for column, value in zip(columns, values, strict=True):
+                column.append(value)
+        row = await (await conn.execute(q.INSERT_AUDIT, (now, op, *columns))).fetchone()
+        assert row is not None
+        _APPENDED.set(int(row[0]))
 
 
 async def _subjects_of(conn: Conn, run_id: str | None) -> tuple[str, ...]:

@@ -113,7 +113,7 @@ MIGRATIONS: tuple[str, ...] = (
         EXECUTE FUNCTION batonflow_wake();
     """,
     # 2: governance: data subjects and starters of runs, the hash-chained audit trail (with a
-    # one-row head whose row lock serialises appends), and generic records
+    # one-row head; until migration 5 its row lock serialised appends), and generic records
     """
     ALTER TABLE runs ADD COLUMN subjects TEXT;
     ALTER TABLE runs ADD COLUMN started_by TEXT;
@@ -170,11 +170,43 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX runs_by_workflow_created ON runs (workflow, created_at, id);
     """,
+    # 5: appends no longer lock the chain's head. A writer inserts its entries unsealed (no
+    # seq, prev_hash or hash) with an order key from a sequence (`ord`), its transaction id
+    # (`txid`) and the database's time (`written`, to judge the sealing lag); a chainer seals
+    # committed entries after commit, in (txid, ord) order, and assigns their chain position
+    # `seq` (docs/design.md decision 84). Entries sealed before keep their seq, hashes and
+    # positions; `ord` is their seq. The NOTIFY on insert goes: followers read sealed entries,
+    # and the chainer notifies once per sealed batch (a NOTIFY takes a database-wide lock
+    # held through COMMIT, which would serialise writers again).
+    """
+    ALTER TABLE audit DROP CONSTRAINT audit_pkey;
+    ALTER TABLE audit ALTER COLUMN seq DROP NOT NULL,
+        ALTER COLUMN prev_hash DROP NOT NULL,
+        ALTER COLUMN hash DROP NOT NULL;
+    CREATE UNIQUE INDEX audit_by_seq ON audit (seq);
+    CREATE SEQUENCE audit_order;
+    ALTER TABLE audit ADD COLUMN ord BIGINT, ADD COLUMN txid xid8,
+        ADD COLUMN written TIMESTAMPTZ;
+    ALTER TABLE audit ALTER COLUMN written SET DEFAULT now();
+    UPDATE audit SET ord = seq;
+    SELECT setval('audit_order', COALESCE((SELECT max(seq) FROM audit), 0) + 1, false);
+    ALTER TABLE audit ALTER COLUMN ord SET DEFAULT nextval('audit_order'),
+        ALTER COLUMN ord SET NOT NULL,
+        ADD PRIMARY KEY (ord),
+        ADD CONSTRAINT audit_sealed_whole CHECK (
+            (seq IS NULL) = (hash IS NULL) AND (seq IS NULL) = (prev_hash IS NULL)
+            AND (seq IS NOT NULL OR txid IS NOT NULL));
+    ALTER SEQUENCE audit_order OWNED BY audit.ord;
+    CREATE INDEX audit_unsealed ON audit (txid, ord) WHERE seq IS NULL;
+    DROP TRIGGER audit_appended ON audit;
+    DROP FUNCTION batonflow_audit_appended();
+    """,
 )
 
 
 def audit_channel_for(schema: str) -> str:
-    """The channel migration 3's trigger notifies when audit entries are appended."""
+    """The channel the trail's followers listen on: migration 3's trigger notified it on each
+    insert; since migration 5 the chainer notifies it when it has sealed entries."""
     return "batonflow_audit_" + hashlib.md5(schema.encode()).hexdigest()[:16]
 
 

@@ -19,7 +19,7 @@ from batonflow.store._model import (
     StepRecord,
     StepStatus,
 )
-from batonflow.store._rows import ATTEMPT_COLS, AUDIT_COLS, RUN_COLS, STEP_COLS, UNFINISHED
+from batonflow.store._rows import ATTEMPT_COLS, RUN_COLS, STEP_COLS, UNFINISHED
 
 _STEP_UPDATE = ", ".join(f"{c}=EXCLUDED.{c}" for c in STEP_COLS.replace(" ", "").split(",")[2:])
 
@@ -273,10 +273,20 @@ WAITERS_FOR_KEY = (
 
 # -- audit trail ---------------------------------------------------------------------------------
 
-#: The chain's head, locked until commit: appends are serialised across all workers. Taken
-#: first in every transaction that appends (see ``_queue_for_the_trail``), so one lock order
-#: holds everywhere and no run row is held while a writer queues.
-LOCK_AUDIT_HEAD = "SELECT seq, hash FROM audit_head FOR UPDATE"
-SET_AUDIT_HEAD = "UPDATE audit_head SET seq=%s, hash=%s"
-INSERT_AUDIT = f"INSERT INTO audit ({AUDIT_COLS}, op) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+#: An unsealed entry: its chain position and hashes are written by the chainer after commit
+#: (``_postgres_chain``); ``ord`` comes from the sequence in the entries' order, ``written``
+#: from the database's clock. One statement for all of a transaction's entries; it returns the
+#: transaction's id (a reader waits for its own entries to be sealed).
+INSERT_AUDIT = (
+    "INSERT INTO audit (at, kind, run_id, step_id, actor, subjects, data_json, op, txid)"
+    " SELECT %s, u.kind, u.run_id, u.step_id, u.actor, u.subjects, u.data_json,"
+    "  CASE WHEN u.n=1 THEN %s END, pg_current_xact_id()"
+    " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[])"
+    "  WITH ORDINALITY AS u(kind, run_id, step_id, actor, subjects, data_json, n)"
+    " ORDER BY u.n RETURNING txid::text::bigint"
+)
+UNSEALED_OF_RUN = (
+    "SELECT at, kind, run_id, step_id, actor, subjects, data_json FROM audit"
+    " WHERE run_id=%s AND seq IS NULL ORDER BY txid, ord"
+)
 AUDIT_OP_DONE = "SELECT 1 FROM audit WHERE op=%s LIMIT 1"
