@@ -1,4 +1,4 @@
-"""The PostgreSQL trail is sealed after commit (docs/design.md decisions 84-86).
+"""The PostgreSQL trail is sealed after commit (docs/design.md decisions 96-98).
 
 Writers insert entries unsealed, without touching the chain's head; a chainer seals committed
 entries in (transaction id, order key) order. These tests write from real processes and from

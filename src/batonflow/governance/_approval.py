@@ -588,7 +588,7 @@ async def vote_on_trail(store: Store, run_id: str, record_text: str) -> bool:
             return await _linked(store, entry)
     # On a store that seals after commit (PostgreSQL), an entry committed behind a transaction
     # still open is not in the chain yet: it counts as committed; the chainer seals it and
-    # verify checks the seal and that it stays in place (docs/design.md decision 85).
+    # verify checks the seal and that it stays in place (docs/design.md decision 97).
     unsealed = getattr(store, "unsealed_audit", None)
     if unsealed is not None:
         for entry in await unsealed(run_id):

@@ -116,7 +116,7 @@ class PostgresStore(Connections):
     async def seal_audit(self) -> int:
         """Seal every committed entry that can be sealed now (waiting for a pass another
         process is running); the number this call sealed. Entries of transactions that began
-        after the oldest one still open wait for it (docs/design.md decision 84); this store's
+        after the oldest one still open wait for it (docs/design.md decision 96); this store's
         own entries are waited for, polling, for at most ``read_wait`` seconds."""
         sealed, boundary = await self._seal_with_boundary(True)
         deadline = asyncio.get_running_loop().time() + self.read_wait

@@ -13,7 +13,7 @@ for another to append. A pass of the chainer, in one transaction of its own:
    one ``UPDATE ... FROM unnest(...)``, moves the head, and notifies the trail's followers.
 
 The order is therefore ``(txid, ord)`` over all processes on all machines (docs/design.md
-decision 84). Each store runs passes after its own commits and every ``interval`` seconds, so
+decision 96). Each store runs passes after its own commits and every ``interval`` seconds, so
 entries of a process that died between its commit and a pass are sealed by any other.
 """
 

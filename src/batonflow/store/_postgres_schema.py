@@ -174,7 +174,7 @@ MIGRATIONS: tuple[str, ...] = (
     # seq, prev_hash or hash) with an order key from a sequence (`ord`), its transaction id
     # (`txid`) and the database's time (`written`, to judge the sealing lag); a chainer seals
     # committed entries after commit, in (txid, ord) order, and assigns their chain position
-    # `seq` (docs/design.md decision 84). Entries sealed before keep their seq, hashes and
+    # `seq` (docs/design.md decision 96). Entries sealed before keep their seq, hashes and
     # positions; `ord` is their seq. The NOTIFY on insert goes: followers read sealed entries,
     # and the chainer notifies once per sealed batch (a NOTIFY takes a database-wide lock
     # held through COMMIT, which would serialise writers again).
