@@ -10,6 +10,7 @@ role it gets the refusal page (403), and the refusal is on the audit trail (``ap
 
 from __future__ import annotations
 
+import datetime as dt
 import urllib.parse
 from collections.abc import Awaitable, Callable
 
@@ -85,3 +86,34 @@ async def posted(request: Request) -> FormData:
 
 def sign_in_url(next_path: str) -> str:
     return "/sign-in?" + urllib.parse.urlencode({"next": next_path})
+
+
+def form_day(text: str | None, field: str, *, end: bool = False) -> float | None:
+    """A ``YYYY-MM-DD`` (UTC) from a date filter as an instant; the day after it for ``end``
+    (dates are inclusive). A refusal naming the field otherwise."""
+    if not text:
+        return None
+    try:
+        day = dt.datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=dt.UTC)
+    except ValueError:
+        raise Refused(
+            "This filter is not a date", f"{field}: expected a date like 2026-12-07, got {text!r}",
+            status=400,
+        ) from None  # fmt: skip
+    return (day + dt.timedelta(days=1 if end else 0)).timestamp()
+
+
+async def permitted_action(request: Request, me: Identity, form: FormData) -> str:
+    """The operator action a form posts (``action``), once ``me`` may do it: the API's table
+    and roles (:mod:`batonflow.server._actions`), refused in words otherwise."""
+    from batonflow.server import _actions
+
+    name = str(form.get("action", ""))
+    if name not in _actions.ACTIONS:
+        raise Refused("Unknown action", f"action: expected one of {', '.join(_actions.ACTIONS)},"
+                      f" got {name!r}", status=400)  # fmt: skip
+    try:
+        await require(request, me, _actions.ACTIONS[name].permission)
+    except bf.AccessDenied as exc:
+        raise Refused("You may not do this", str(exc), audited=True) from None
+    return name

@@ -7,7 +7,6 @@ each such reading is on the trail."""
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Query
@@ -25,7 +24,7 @@ from batonflow.governance._report_render import report_html
 from batonflow.server._audit import export_lines
 from batonflow.server._auth import service_of
 from batonflow.server.console import router
-from batonflow.server.console._guard import Refused, signed_in
+from batonflow.server.console._guard import Refused, form_day, signed_in
 from batonflow.server.console._render import render
 
 Reader = Annotated[Identity, Depends(signed_in())]
@@ -33,20 +32,6 @@ Q = Annotated[str | None, Query(max_length=500)]
 PAGE = 50
 #: Up to this many entries the page verifies the chain on every visit; past it, on request.
 VERIFY_AT_ONCE = 20_000
-
-
-def _day(text: str | None, field: str, *, end: bool = False) -> float | None:
-    """A ``YYYY-MM-DD`` (UTC) as an instant; the day after it for ``end`` (inclusive dates)."""
-    if not text:
-        return None
-    try:
-        day = dt.datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=dt.UTC)
-    except ValueError:
-        raise Refused(
-            "This filter is not a date", f"{field}: expected a date like 2026-12-07, got {text!r}",
-            status=400,
-        ) from None  # fmt: skip
-    return (day + dt.timedelta(days=1 if end else 0)).timestamp()
 
 
 async def _subject_ref(store: bf.Store, subject: str | None) -> str | None:
@@ -73,7 +58,7 @@ async def audit(
     store = service.store
     query = AuditQuery(
         run_id=run or None, subject=await _subject_ref(store, subject), actor=actor or None,
-        kind=kind or None, since=_day(since, "since"), until=_day(until, "until", end=True),
+        kind=kind or None, since=form_day(since, "since"), until=form_day(until, "until", end=True),
     )  # fmt: skip
     page = await audit_page(store, query, before=before, limit=PAGE)
     runs = {r.run_id for r in page.items if r.run_id}
@@ -110,8 +95,8 @@ async def export(
     """A download of the matching entries, oldest first (as ``batonflow audit export``)."""
     service = service_of(request)
     where = AuditFilter(
-        run_id=run or None, workflow=workflow or None, since=_day(since, "since"),
-        until=_day(until, "until", end=True),
+        run_id=run or None, workflow=workflow or None, since=form_day(since, "since"),
+        until=form_day(until, "until", end=True),
     )  # fmt: skip
     view, where = await open_export(
         service.store, me, where, subject=subject or None, what="console audit export",

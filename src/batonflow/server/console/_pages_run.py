@@ -20,12 +20,12 @@ import batonflow as bf
 from batonflow._problems import problem_for
 from batonflow.governance._identity import Identity, can
 from batonflow.server import _actions
-from batonflow.server._auth import require, service_of
+from batonflow.server._auth import service_of
 from batonflow.server._live import _after, _sse
 from batonflow.server._runs import run_detail
 from batonflow.server._svg import svg_of
 from batonflow.server.console import router
-from batonflow.server.console._guard import Refused, posted, signed_in
+from batonflow.server.console._guard import Refused, permitted_action, posted, signed_in
 from batonflow.server.console._render import flash, render
 from batonflow.server.console._timeline import timeline_svg
 from batonflow.store import AuditRecord
@@ -87,14 +87,7 @@ async def run_page(run_id: str, request: Request, me: Reader) -> Response:
 @router.post("/runs/{run_id}/actions")
 async def run_action(run_id: str, request: Request, me: Reader) -> Response:
     form = await posted(request)
-    name = str(form.get("action", ""))
-    if name not in _actions.ACTIONS:
-        raise Refused("Unknown action", f"action: expected one of {', '.join(_actions.ACTIONS)},"
-                      f" got {name!r}", status=400)  # fmt: skip
-    try:
-        await require(request, me, _actions.ACTIONS[name].permission)
-    except bf.AccessDenied as exc:
-        raise Refused("You may not do this", str(exc), audited=True) from None
+    name = await permitted_action(request, me, form)
     reason = str(form.get("reason", "")).strip()[:500] or None
     response = RedirectResponse(f"/runs/{run_id}", status_code=303)
     try:

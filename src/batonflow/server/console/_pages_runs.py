@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import Depends, Query
@@ -15,10 +14,10 @@ import batonflow as bf
 from batonflow.core._ids import short_run_id
 from batonflow.governance._identity import Identity, can
 from batonflow.server import _actions
-from batonflow.server._auth import require, service_of
+from batonflow.server._auth import service_of
 from batonflow.server._runs import _cursor, _decode_cursor
 from batonflow.server.console import router
-from batonflow.server.console._guard import Refused, posted, signed_in
+from batonflow.server.console._guard import Refused, form_day, permitted_action, posted, signed_in
 from batonflow.server.console._pages_signin import safe_next
 from batonflow.server.console._render import flash, render
 
@@ -27,20 +26,6 @@ PAGE = 50
 BULK_LIMIT = 200
 _STATUSES = [s.value for s in bf.RunStatus]
 Q = Annotated[str | None, Query(max_length=300)]
-
-
-def _day(text: str | None, field: str, *, end: bool = False) -> float | None:
-    """A ``YYYY-MM-DD`` (UTC) from a date input as an instant; the day after it for ``end``."""
-    if not text:
-        return None
-    try:
-        day = dt.datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=dt.UTC)
-    except ValueError:
-        raise Refused(
-            "This filter is not a date", f"{field}: expected a date like 2026-12-07, got {text!r}",
-            status=400,
-        ) from None  # fmt: skip
-    return (day + dt.timedelta(days=1 if end else 0)).timestamp()
 
 
 @router.get("/runs")
@@ -68,7 +53,8 @@ async def runs(
         raise Refused("This page link is broken", str(exc), status=400) from None
     found = await service.store.list_runs(
         status=bf.RunStatus(status) if status else None, workflow=workflow or None,
-        subject=subject or None, since=_day(since, "since"), until=_day(until, "until", end=True),
+        subject=subject or None, since=form_day(since, "since"),
+        until=form_day(until, "until", end=True),
         text=text or None, limit=limit + 1, before=before,
     )  # fmt: skip
     page = found[:limit]
@@ -90,14 +76,7 @@ async def bulk(request: Request, me: Annotated[Identity, Depends(signed_in())]) 
     """One action on the runs ticked in the list; each run's outcome is counted, a run the
     action does not apply to is named, not fatal."""
     form = await posted(request)
-    name = str(form.get("action", ""))
-    if name not in _actions.ACTIONS:
-        raise Refused("Unknown action", f"action: expected one of {', '.join(_actions.ACTIONS)},"
-                      f" got {name!r}", status=400)  # fmt: skip
-    try:
-        await require(request, me, _actions.ACTIONS[name].permission)
-    except bf.AccessDenied as exc:
-        raise Refused("You may not do this", str(exc), audited=True) from None
+    name = await permitted_action(request, me, form)
     ids = [str(v) for v in form.getlist("run")][:BULK_LIMIT]
     service = service_of(request)
     chosen = [r for r in [await service.store.get_run(i) for i in ids] if r is not None]
